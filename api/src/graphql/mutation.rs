@@ -1,0 +1,125 @@
+//! `Mutation`: create, change and delete monitors, and run a check now.
+
+use async_graphql::{Context, InputObject, Object, ID};
+
+use super::{parse_gql_id, types::Monitor};
+use crate::{
+    domain::{IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, TimeoutSeconds},
+    error::{ApiError, IntoGraphql},
+    service::MonitorService,
+};
+
+/// A monitor to create.
+#[derive(InputObject)]
+pub struct CreateMonitorInput {
+    /// 1 to 200 characters.
+    name: String,
+    /// An absolute http or https URL.
+    url: String,
+    /// Seconds a whole check may take (1 to 300).
+    timeout_seconds: i64,
+    /// Seconds between two scheduled checks (1 to 604800).
+    interval_seconds: i64,
+    /// Whether the scheduler checks it; default true.
+    #[graphql(default = true)]
+    active: bool,
+}
+
+/// A partial change: omitted fields keep their value.
+#[derive(InputObject)]
+pub struct UpdateMonitorInput {
+    name: Option<String>,
+    url: Option<String>,
+    timeout_seconds: Option<i64>,
+    interval_seconds: Option<i64>,
+    active: Option<bool>,
+}
+
+fn field<R, T>(
+    name: &'static str,
+    raw: R,
+    parse: impl FnOnce(R) -> Result<T, String>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|problem| ApiError::invalid(name, problem))
+}
+
+impl CreateMonitorInput {
+    fn parse(self) -> Result<NewMonitor, ApiError> {
+        Ok(NewMonitor {
+            name: field("name", &*self.name, MonitorName::parse)?,
+            url: field("url", &*self.url, MonitorUrl::parse)?,
+            timeout: field(
+                "timeoutSeconds",
+                self.timeout_seconds,
+                TimeoutSeconds::parse,
+            )?,
+            interval: field(
+                "intervalSeconds",
+                self.interval_seconds,
+                IntervalSeconds::parse,
+            )?,
+            active: self.active,
+        })
+    }
+}
+
+impl UpdateMonitorInput {
+    fn parse(self) -> Result<MonitorPatch, ApiError> {
+        Ok(MonitorPatch {
+            name: self
+                .name
+                .map(|v| field("name", &*v, MonitorName::parse))
+                .transpose()?,
+            url: self
+                .url
+                .map(|v| field("url", &*v, MonitorUrl::parse))
+                .transpose()?,
+            timeout: self
+                .timeout_seconds
+                .map(|v| field("timeoutSeconds", v, TimeoutSeconds::parse))
+                .transpose()?,
+            interval: self
+                .interval_seconds
+                .map(|v| field("intervalSeconds", v, IntervalSeconds::parse))
+                .transpose()?,
+            active: self.active,
+        })
+    }
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Creates a monitor; an active one is checked at once and then every interval.
+    async fn create_monitor(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateMonitorInput,
+    ) -> async_graphql::Result<Monitor> {
+        let new = input.parse().gql()?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service.create(new).await.map(Monitor).gql()
+    }
+
+    /// Changes the given fields of a monitor.
+    async fn update_monitor(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateMonitorInput,
+    ) -> async_graphql::Result<Monitor> {
+        let id = parse_gql_id("id", &id)?;
+        let patch = input.parse().gql()?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service.update(id, patch).await.map(Monitor).gql()
+    }
+
+    /// Deletes a monitor and its history; returns the deleted id.
+    async fn delete_monitor(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
+        let id_num = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service.delete(id_num).await.gql()?;
+        Ok(ID(id_num.to_string()))
+    }
+}

@@ -1,0 +1,100 @@
+//! GraphQL output types: thin wrappers over the service's API types.
+
+use async_graphql::{connection::Connection, Context, Enum, Object, ID};
+use chrono::{DateTime, Utc};
+
+use super::paging::{check_results_page, PageArgs};
+use crate::service;
+
+/// UP or DOWN.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "worker::CheckStatus")]
+pub enum CheckStatus {
+    /// The URL answered with a 2xx or 3xx final status in time.
+    Up,
+    /// It did not: an error status, a timeout, a refused connection, ...
+    Down,
+}
+
+/// A monitored URL and its schedule.
+pub struct Monitor(pub service::Monitor);
+
+#[Object]
+impl Monitor {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn url(&self) -> &str {
+        &self.0.url
+    }
+    /// Seconds a whole check may take.
+    async fn timeout_seconds(&self) -> i32 {
+        self.0.timeout_seconds
+    }
+    /// Seconds between two scheduled checks.
+    async fn interval_seconds(&self) -> i32 {
+        self.0.interval_seconds
+    }
+    /// Whether the scheduler checks it (false: paused).
+    async fn active(&self) -> bool {
+        self.0.active
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// When the newest check ran; null until the first.
+    async fn last_checked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_checked_at
+    }
+    /// Status of the newest check; null until the first.
+    async fn last_status(&self) -> Option<CheckStatus> {
+        self.0.last_status.map(Into::into)
+    }
+    /// This monitor's check history, newest first.
+    async fn check_results(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many results (0 to 1000, default 50).")] first: Option<i32>,
+        #[graphql(desc = "Return results older than this cursor.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<i64, CheckResult>> {
+        check_results_page(ctx, self.0.id, PageArgs { first, after }).await
+    }
+}
+
+/// One performed check.
+pub struct CheckResult(pub worker::CheckRecord);
+
+#[Object]
+impl CheckResult {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn monitor_id(&self) -> ID {
+        ID(self.0.monitor_id.to_string())
+    }
+    async fn status(&self) -> CheckStatus {
+        self.0.status.into()
+    }
+    /// The final HTTP status; null when no response came.
+    async fn status_code(&self) -> Option<i32> {
+        self.0.status_code.map(i32::from)
+    }
+    /// Milliseconds from the start of the check to the response (or to the failure).
+    async fn response_time_ms(&self) -> i64 {
+        self.0.response_time_ms
+    }
+    /// A short reason for DOWN; null for UP.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// When the check started.
+    async fn checked_at(&self) -> DateTime<Utc> {
+        self.0.checked_at
+    }
+}

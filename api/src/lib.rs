@@ -1,0 +1,58 @@
+//! The HTTP server of Monitor Manager: GraphQL (queries, mutations, subscriptions) and the
+//! REST routes of both seeds, all thin adapters over one [`service::MonitorService`].
+
+pub mod domain;
+pub mod error;
+pub mod graphql;
+pub mod rest;
+pub mod service;
+
+use std::future::Future;
+
+use axum::{routing::get, Router};
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::{graphql::AppSchema, service::MonitorService};
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Monitor operations: the one place they live.
+    pub monitors: MonitorService,
+    /// The GraphQL schema, holding the same service.
+    pub schema: AppSchema,
+}
+
+impl AppState {
+    /// State over a database; `schedule` hears about monitor changes.
+    pub fn new(db: DatabaseConnection, schedule: worker::ScheduleNotifier) -> Self {
+        let monitors = MonitorService::new(db, schedule);
+        let schema = graphql::build_schema(monitors.clone());
+        Self { monitors, schema }
+    }
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/graphql",
+            get(graphql::graphiql).post(graphql::graphql_handler),
+        )
+        .merge(rest::routes())
+        .fallback(rest::no_route)
+        .method_not_allowed_fallback(rest::method_not_allowed)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

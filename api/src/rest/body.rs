@@ -1,0 +1,163 @@
+//! Request input for REST: a JSON-object body extractor whose every rejection is our JSON
+//! error, typed field access that names the field when a value is wrong, and path ids.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::header,
+};
+use serde_json::{Map, Value};
+
+use crate::{domain::parse_id, error::ApiError};
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// A JSON object body. Rejections: 415 without a JSON content type, 413 past
+/// [`BODY_LIMIT_BYTES`], 400 for malformed JSON or a body that is not an object.
+#[derive(Debug)]
+pub struct JsonObject(pub Fields);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit_bytes: BODY_LIMIT_BYTES,
+                }
+            } else {
+                ApiError::BadRequest("could not read the request body".into())
+            }
+        })?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}").into()))?;
+        match value {
+            Value::Object(map) => Ok(Self(Fields {
+                map,
+                case_insensitive: false,
+            })),
+            other => Err(ApiError::BadRequest(
+                format!("request body must be a JSON object, not {}", kind(&other)).into(),
+            )),
+        }
+    }
+}
+
+/// The fields of a JSON object body, read by name with type checks.
+#[derive(Debug)]
+pub struct Fields {
+    map: Map<String, Value>,
+    case_insensitive: bool,
+}
+
+impl Fields {
+    /// Makes key look-ups ignore ASCII case (the second seed's `/services` body).
+    pub fn case_insensitive(mut self) -> Self {
+        self.map = self
+            .map
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        self.case_insensitive = true;
+        self
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        let value = if self.case_insensitive {
+            self.map.get(&key.to_ascii_lowercase())
+        } else {
+            self.map.get(key)
+        };
+        value.filter(|v| !v.is_null())
+    }
+
+    /// A string field; `None` when absent or null.
+    pub fn opt_str(&self, key: &'static str) -> Result<Option<&str>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(wrong_type(key, "a string", other)),
+        }
+    }
+
+    /// An integer field; `None` when absent or null. Fractions and non-numbers are refused;
+    /// integers too large for 64 bits come back as `i64::MAX` so the range check names them.
+    pub fn opt_int(&self, key: &'static str) -> Result<Option<i64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => {
+                if let Some(i) = n.as_i64() {
+                    Ok(Some(i))
+                } else if n.as_u64().is_some() {
+                    Ok(Some(i64::MAX))
+                } else {
+                    match n.as_f64() {
+                        Some(f) if f.fract() == 0.0 && f.is_finite() => {
+                            Ok(Some(if f > 0.0 { i64::MAX } else { i64::MIN }))
+                        }
+                        _ => Err(ApiError::invalid(key, "must be an integer, not a fraction")),
+                    }
+                }
+            }
+            Some(other) => Err(wrong_type(key, "an integer", other)),
+        }
+    }
+
+    /// A boolean field; `None` when absent or null.
+    pub fn opt_bool(&self, key: &'static str) -> Result<Option<bool>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(wrong_type(key, "a boolean", other)),
+        }
+    }
+}
+
+/// Makes an optional field required.
+pub fn required<T>(key: &'static str, value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::invalid(key, "is required"))
+}
+
+/// Parses with a domain parser, naming the field on failure.
+pub fn parse_field<R, T>(
+    key: &'static str,
+    raw: R,
+    parse: impl FnOnce(R) -> Result<T, String>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|problem| ApiError::invalid(key, problem))
+}
+
+/// A resource id from the path.
+pub fn path_id(raw: &str) -> Result<i64, ApiError> {
+    parse_id(raw).map_err(|problem| ApiError::invalid("id", problem))
+}
+
+fn wrong_type(key: &'static str, expected: &str, got: &Value) -> ApiError {
+    ApiError::invalid(key, format!("must be {expected}, not {}", kind(got)))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,32 @@
+//! The REST routes of both seeds, and the JSON answers for unknown routes and methods.
+
+pub mod body;
+pub mod monitors;
+
+use axum::{extract::DefaultBodyLimit, routing::get, Router};
+
+use crate::{error::ApiError, AppState};
+
+/// The REST routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(monitors::healthz))
+        .route("/monitors", get(monitors::list).post(monitors::create))
+        .route(
+            "/monitors/{id}",
+            get(monitors::get)
+                .put(monitors::replace)
+                .delete(monitors::delete),
+        )
+        .layer(DefaultBodyLimit::max(body::BODY_LIMIT_BYTES))
+}
+
+/// 404 for any path no route serves.
+pub async fn no_route() -> ApiError {
+    ApiError::NoRoute
+}
+
+/// 405 for a known path with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

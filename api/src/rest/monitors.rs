@@ -1,0 +1,119 @@
+//! The first seed's REST routes: `/monitors` CRUD and `/healthz`. Thin adapters: parse the
+//! request into domain types, call [`MonitorService`], shape the answer.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::IntoResponse,
+    Json,
+};
+
+use super::body::{parse_field, path_id, required, Fields, JsonObject};
+use crate::{
+    domain::{IntervalSeconds, MonitorName, MonitorUrl, NewMonitor, TimeoutSeconds},
+    error::ApiError,
+    service::Monitor,
+    AppState,
+};
+
+/// `POST /monitors`: 201 and the new monitor.
+pub async fn create(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<Monitor>), ApiError> {
+    let active = body.opt_bool("active")?.unwrap_or(true);
+    let new = parse_monitor_body(&body, active)?;
+    let monitor = state.monitors.create(new).await?;
+    Ok((StatusCode::CREATED, Json(monitor)))
+}
+
+/// `GET /monitors`: every monitor, oldest first.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Monitor>>, ApiError> {
+    Ok(Json(state.monitors.list_all().await?))
+}
+
+/// `GET /monitors/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Monitor>, ApiError> {
+    let id = path_id(&id)?;
+    Ok(Json(state.monitors.get(id).await?))
+}
+
+/// `PUT /monitors/{id}`: the same body as `POST`; an omitted `active` keeps its value.
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Monitor>, ApiError> {
+    let id = path_id(&id)?;
+    let active = body.opt_bool("active")?;
+    let mut patch: crate::domain::MonitorPatch = parse_monitor_body(&body, true)?.into();
+    patch.active = active;
+    Ok(Json(state.monitors.update(id, patch).await?))
+}
+
+/// `DELETE /monitors/{id}`: 204; the history goes with it.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(&id)?;
+    state.monitors.delete(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /healthz`: 200 `{"status":"ok"}`, 503 when the database does not answer.
+pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.monitors.healthy().await {
+        (StatusCode::OK, Json(serde_json::json!({ "status": "ok" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "unavailable",
+                "error": "the database cannot be reached"
+            })),
+        )
+    }
+}
+
+/// The keys of a monitor body, as one API spells them.
+pub struct MonitorKeys {
+    pub name: &'static str,
+    pub url: &'static str,
+    pub timeout: &'static str,
+    pub interval: &'static str,
+}
+
+/// The first seed's spelling.
+pub const MONITOR_KEYS: MonitorKeys = MonitorKeys {
+    name: "name",
+    url: "url",
+    timeout: "timeout_seconds",
+    interval: "interval_seconds",
+};
+
+fn parse_monitor_body(body: &Fields, active: bool) -> Result<NewMonitor, ApiError> {
+    parse_monitor_fields(body, &MONITOR_KEYS, active)
+}
+
+/// Reads name, URL, timeout and interval (all required) under the given keys.
+pub fn parse_monitor_fields(
+    body: &Fields,
+    keys: &MonitorKeys,
+    active: bool,
+) -> Result<NewMonitor, ApiError> {
+    let name = required(keys.name, body.opt_str(keys.name)?)?;
+    let url = required(keys.url, body.opt_str(keys.url)?)?;
+    let timeout = required(keys.timeout, body.opt_int(keys.timeout)?)?;
+    let interval = required(keys.interval, body.opt_int(keys.interval)?)?;
+    Ok(NewMonitor {
+        name: parse_field(keys.name, name, MonitorName::parse)?,
+        url: parse_field(keys.url, url, MonitorUrl::parse)?,
+        timeout: parse_field(keys.timeout, timeout, TimeoutSeconds::parse)?,
+        interval: parse_field(keys.interval, interval, IntervalSeconds::parse)?,
+        active,
+    })
+}

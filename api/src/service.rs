@@ -1,0 +1,270 @@
+//! The monitor service: every monitor operation, used by REST and GraphQL alike. It takes
+//! parsed input (see [`crate::domain`]) and returns API types, never table models.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use entity::{check_result, monitor};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+use worker::{CheckRecord, CheckStatus};
+
+use crate::{
+    domain::{MonitorPatch, NewMonitor},
+    error::ApiError,
+};
+
+/// A monitor as clients see it (the REST shape is its `Serialize` form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Monitor {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub timeout_seconds: i32,
+    pub interval_seconds: i32,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_status: Option<CheckStatus>,
+}
+
+impl From<monitor::Model> for Monitor {
+    fn from(row: monitor::Model) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            url: row.url,
+            timeout_seconds: row.timeout_seconds,
+            interval_seconds: row.interval_seconds,
+            active: row.active,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_checked_at: row.last_checked_at,
+            last_status: row.last_up.map(CheckStatus::from_up),
+        }
+    }
+}
+
+/// One page of a list, and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_next: bool,
+}
+
+/// Monitor operations over one database.
+#[derive(Clone)]
+pub struct MonitorService {
+    db: DatabaseConnection,
+    schedule: worker::ScheduleNotifier,
+}
+
+impl MonitorService {
+    pub fn new(db: DatabaseConnection, schedule: worker::ScheduleNotifier) -> Self {
+        Self { db, schedule }
+    }
+
+    /// The database this service uses.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Every monitor, oldest first.
+    pub async fn list_all(&self) -> Result<Vec<Monitor>, ApiError> {
+        let rows = monitor::Entity::find()
+            .order_by_asc(monitor::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(Monitor::from).collect())
+    }
+
+    /// Up to `limit` monitors with ids greater than `after`, oldest first.
+    pub async fn list_page(
+        &self,
+        after: Option<i64>,
+        limit: u64,
+        active: Option<bool>,
+    ) -> Result<Page<Monitor>, ApiError> {
+        let mut query = monitor::Entity::find().order_by_asc(monitor::Column::Id);
+        if let Some(after) = after {
+            query = query.filter(monitor::Column::Id.gt(after));
+        }
+        if let Some(active) = active {
+            query = query.filter(monitor::Column::Active.eq(active));
+        }
+        let mut rows = query.limit(limit + 1).all(&self.db).await?;
+        let has_next = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        Ok(Page {
+            items: rows.into_iter().map(Monitor::from).collect(),
+            has_next,
+        })
+    }
+
+    /// How many monitors exist (optionally only active or paused ones).
+    pub async fn count(&self, active: Option<bool>) -> Result<u64, ApiError> {
+        let mut query = monitor::Entity::find();
+        if let Some(active) = active {
+            query = query.filter(monitor::Column::Active.eq(active));
+        }
+        Ok(query.count(&self.db).await?)
+    }
+
+    /// The monitor with this id, if any.
+    pub async fn find(&self, id: i64) -> Result<Option<Monitor>, ApiError> {
+        Ok(monitor::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(Monitor::from))
+    }
+
+    /// The monitor with this id, or `NotFound`.
+    pub async fn get(&self, id: i64) -> Result<Monitor, ApiError> {
+        self.find(id).await?.ok_or(ApiError::NotFound {
+            what: "monitor",
+            id,
+        })
+    }
+
+    /// Stores a new monitor; an active one is due for its first check at once.
+    pub async fn create(&self, new: NewMonitor) -> Result<Monitor, ApiError> {
+        let now = now();
+        let row = monitor::ActiveModel {
+            name: Set(new.name.into_inner()),
+            url: Set(new.url.into_inner()),
+            timeout_seconds: Set(new.timeout.get()),
+            interval_seconds: Set(new.interval.get()),
+            active: Set(new.active),
+            created_at: Set(now),
+            updated_at: Set(now),
+            last_checked_at: Set(None),
+            last_up: Set(None),
+            next_check_at: Set(new.active.then_some(now)),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        self.schedule.changed(row.id);
+        Ok(row.into())
+    }
+
+    /// Applies a partial change. Resuming a monitor or pointing it at a new URL makes it due
+    /// at once; a shorter interval brings its next check forward.
+    pub async fn update(&self, id: i64, patch: MonitorPatch) -> Result<Monitor, ApiError> {
+        let current =
+            monitor::Entity::find_by_id(id)
+                .one(&self.db)
+                .await?
+                .ok_or(ApiError::NotFound {
+                    what: "monitor",
+                    id,
+                })?;
+        let now = now();
+        let next_check_at = next_check_after_patch(&current, &patch, now);
+        let mut row = current.into_active_model();
+        if let Some(name) = patch.name {
+            row.name = Set(name.into_inner());
+        }
+        if let Some(url) = patch.url {
+            row.url = Set(url.into_inner());
+        }
+        if let Some(timeout) = patch.timeout {
+            row.timeout_seconds = Set(timeout.get());
+        }
+        if let Some(interval) = patch.interval {
+            row.interval_seconds = Set(interval.get());
+        }
+        if let Some(active) = patch.active {
+            row.active = Set(active);
+        }
+        row.next_check_at = Set(next_check_at);
+        row.updated_at = Set(now);
+        let row = row.update(&self.db).await?;
+        self.schedule.changed(id);
+        Ok(row.into())
+    }
+
+    /// Deletes a monitor and, by cascade, its check history.
+    pub async fn delete(&self, id: i64) -> Result<(), ApiError> {
+        let result = monitor::Entity::delete_by_id(id).exec(&self.db).await?;
+        if result.rows_affected == 0 {
+            return Err(ApiError::NotFound {
+                what: "monitor",
+                id,
+            });
+        }
+        self.schedule.changed(id);
+        Ok(())
+    }
+
+    /// Up to `limit` results of one monitor, newest first, older than the result `before`.
+    pub async fn check_history(
+        &self,
+        monitor_id: i64,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Page<CheckRecord>, ApiError> {
+        let mut query = check_result::Entity::find()
+            .filter(check_result::Column::MonitorId.eq(monitor_id))
+            .order_by_desc(check_result::Column::Id);
+        if let Some(before) = before {
+            query = query.filter(check_result::Column::Id.lt(before));
+        }
+        let mut rows = query.limit(limit + 1).all(&self.db).await?;
+        let has_next = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        Ok(Page {
+            items: rows.into_iter().map(CheckRecord::from).collect(),
+            has_next,
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn healthy(&self) -> bool {
+        self.db
+            .execute_unprepared("SELECT 1")
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "health check: database unreachable"))
+            .is_ok()
+    }
+
+    /// Whether a monitor with this id exists.
+    pub async fn exists(&self, id: i64) -> Result<bool, ApiError> {
+        let count = monitor::Entity::find_by_id(id).count(&self.db).await?;
+        Ok(count > 0)
+    }
+}
+
+/// The current time at the precision both databases keep (microseconds).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn next_check_after_patch(
+    current: &monitor::Model,
+    patch: &MonitorPatch,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let active = patch.active.unwrap_or(current.active);
+    if !active {
+        return None;
+    }
+    let resumed = !current.active;
+    let url_changed = patch
+        .url
+        .as_ref()
+        .is_some_and(|u| u.clone().into_inner() != current.url);
+    if resumed || url_changed || current.next_check_at.is_none() {
+        return Some(now);
+    }
+    let scheduled = current.next_check_at.unwrap_or(now);
+    match patch.interval {
+        Some(interval) => {
+            let sooner = now + chrono::Duration::seconds(i64::from(interval.get()));
+            Some(scheduled.min(sooner))
+        }
+        None => Some(scheduled),
+    }
+}

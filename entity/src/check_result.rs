@@ -1,0 +1,41 @@
+//! The `check_results` table: one row per check performed. It is the largest table by far, so
+//! the row is kept narrow: the outcome is a boolean and the time is epoch milliseconds.
+
+use sea_orm::entity::prelude::*;
+
+/// One stored check.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "check_results")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub monitor_id: i64,
+    /// When the check started, in milliseconds since the Unix epoch (UTC).
+    pub checked_at_ms: i64,
+    /// True for UP, false for DOWN.
+    pub up: bool,
+    /// The final HTTP status, null when no response came.
+    pub status_code: Option<i16>,
+    pub response_time_ms: i32,
+    /// A short reason for DOWN; null for UP.
+    pub error: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::monitor::Entity",
+        from = "Column::MonitorId",
+        to = "super::monitor::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Monitor,
+}
+
+impl Related<super::monitor::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Monitor.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,11 @@
+//! SeaORM entities: one module per table. These are storage models only; the API has its own
+//! types, so a column can change without changing what clients see.
+
+pub mod check_result;
+pub mod monitor;
+
+pub mod prelude {
+    //! Short names for the entities.
+    pub use super::check_result::Entity as CheckResult;
+    pub use super::monitor::Entity as Monitor;
+}

@@ -1,0 +1,38 @@
+//! The `monitors` table: what to check, how often, and the outcome of the newest check.
+
+use sea_orm::entity::prelude::*;
+
+/// One monitored URL.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "monitors")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub timeout_seconds: i32,
+    pub interval_seconds: i32,
+    pub active: bool,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    /// When the newest stored check ran; null until the first check.
+    pub last_checked_at: Option<DateTimeUtc>,
+    /// Outcome of the newest stored check: true for UP, false for DOWN, null until checked.
+    pub last_up: Option<bool>,
+    /// When the scheduler should check this monitor next (kept so a restart resumes on time).
+    pub next_check_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::check_result::Entity")]
+    CheckResult,
+}
+
+impl Related<super::check_result::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::CheckResult.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

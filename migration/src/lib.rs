@@ -1,0 +1,20 @@
+//! Schema migrations for Monitor Manager. The same migrations run on SQLite and PostgreSQL;
+//! they are applied at start (unless turned off) and by `monitor-manager migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_monitors;
+mod m20261121_000002_create_check_results;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261121_000001_create_monitors::Migration),
+            Box::new(m20261121_000002_create_check_results::Migration),
+        ]
+    }
+}

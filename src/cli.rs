@@ -1,0 +1,148 @@
+//! The command line: subcommands and settings. Every setting also reads an environment
+//! variable (and `.env`), so doc comments here are what `--help` shows.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// HTTP uptime monitoring: monitors, scheduled checks, history and live status changes over
+/// GraphQL and REST.
+///
+/// With no subcommand it runs everything in one process (HTTP API, scheduler and check
+/// workers) on the configured database, migrating it first.
+#[derive(Debug, Parser)]
+#[command(name = "monitor-manager", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process: HTTP API, scheduler and check workers (the default).
+    Serve,
+    /// Apply, revert or inspect database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Print the GraphQL schema (SDL) that the server builds.
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Revert the newest applied migration.
+    Down,
+    /// List migrations and whether each is applied.
+    Status,
+    /// Drop every table and apply all migrations again (destroys data).
+    Fresh,
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Port the HTTP server listens on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 2433, global = true)]
+    pub port: u16,
+
+    /// Address the HTTP server binds.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", global = true)]
+    pub host: String,
+
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB. Default: the
+    /// SQLite file monitor-manager.db in the working directory, or, when DB_HOST is set, a
+    /// PostgreSQL URL built from DB_HOST, DB_PORT, DB_USER, DB_PASSWORD and DB_NAME.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// PostgreSQL host (used only when DATABASE_URL is unset).
+    #[arg(long, env = "DB_HOST", global = true)]
+    pub db_host: Option<String>,
+
+    /// PostgreSQL port (with DB_HOST).
+    #[arg(long, env = "DB_PORT", default_value_t = 5432, global = true)]
+    pub db_port: u16,
+
+    /// PostgreSQL user (with DB_HOST).
+    #[arg(long, env = "DB_USER", default_value = "postgres", global = true)]
+    pub db_user: String,
+
+    /// PostgreSQL password (with DB_HOST).
+    #[arg(
+        long,
+        env = "DB_PASSWORD",
+        default_value = "",
+        global = true,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub db_password: String,
+
+    /// PostgreSQL database name (with DB_HOST).
+    #[arg(
+        long,
+        env = "DB_NAME",
+        default_value = "monitor_manager",
+        global = true
+    )]
+    pub db_name: String,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_max_connections: u32,
+
+    /// Apply pending migrations at start (serve and the other roles).
+    #[arg(long, env = "AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub auto_migrate: bool,
+
+    /// Most checks running at once in this process.
+    #[arg(long, env = "CHECK_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub check_concurrency: u32,
+
+    /// Seconds that shutdown waits for checks in flight before giving up on them.
+    #[arg(
+        long,
+        env = "SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Parses the command line and environment (after loading `.env`). On a mistake it prints
+/// one line naming the setting and returns the exit code.
+pub fn parse() -> Result<Cli, ExitCode> {
+    // A missing .env is normal; a malformed one is a configuration error.
+    if let Err(err) = dotenvy::dotenv() {
+        if !err.not_found() {
+            eprintln!("error: cannot read .env: {err}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    Cli::try_parse().map_err(|err| {
+        use clap::error::ErrorKind;
+        match err.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = err.print();
+                ExitCode::SUCCESS
+            }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = err.print();
+                ExitCode::from(2)
+            }
+            _ => {
+                let rendered = err.to_string();
+                let first = rendered.lines().next().unwrap_or("invalid arguments");
+                eprintln!("{first} (see monitor-manager --help)");
+                ExitCode::from(2)
+            }
+        }
+    })
+}

@@ -1,0 +1,101 @@
+//! Turns [`Settings`] into a checked configuration: the database URL chosen and validated.
+
+use crate::cli::Settings;
+
+/// Default SQLite file, in the working directory.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://monitor-manager.db";
+
+/// Which database engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database URL known to name a supported engine.
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl {
+    pub url: String,
+    pub backend: Backend,
+}
+
+impl DatabaseUrl {
+    /// The URL with any password replaced by `***`, for messages.
+    pub fn redacted(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+/// Picks the database URL: DATABASE_URL, else one built from DB_HOST..., else SQLite.
+pub fn database_url(settings: &Settings) -> Result<DatabaseUrl, String> {
+    let url = match (&settings.database_url, &settings.db_host) {
+        (Some(url), _) if !url.trim().is_empty() => url.trim().to_owned(),
+        (_, Some(host)) if !host.trim().is_empty() => format!(
+            "postgres://{}:{}@{}:{}/{}",
+            encode(&settings.db_user),
+            encode(&settings.db_password),
+            host.trim(),
+            settings.db_port,
+            encode(&settings.db_name)
+        ),
+        _ => DEFAULT_SQLITE_URL.to_owned(),
+    };
+    let backend = if url.starts_with("sqlite:") {
+        Backend::Sqlite
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Backend::Postgres
+    } else {
+        return Err(format!(
+            "DATABASE_URL must start with sqlite:// or postgres:// (got `{}`)",
+            redact(&url)
+        ));
+    };
+    Ok(DatabaseUrl { url, backend })
+}
+
+fn encode(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for byte in part.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_messages() {
+        assert_eq!(
+            redact("postgres://admin:s3cret@db:5432/monitor_db"),
+            "postgres://admin:***@db:5432/monitor_db"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn url_parts_are_percent_encoded() {
+        assert_eq!(encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+    }
+}

@@ -1,0 +1,148 @@
+//! What each subcommand does, on a tokio runtime.
+
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use migration::{Migrator, MigratorTrait};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::{
+    cli::{Cli, Command, MigrateAction, Settings},
+    config, db,
+};
+
+/// Runs the chosen subcommand; any error becomes one line on stderr and a non-zero exit.
+pub fn main(cli: Cli) -> ExitCode {
+    if let Some(Command::Schema) = cli.command {
+        print!("{}", api::graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(&cli.settings).await,
+            Command::Migrate { action } => migrate(&cli.settings, action).await,
+            Command::Schema => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+}
+
+async fn open_db(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let url = config::database_url(settings).map_err(anyhow::Error::msg)?;
+    let db = db::connect(&url, settings.db_max_connections).await?;
+    tracing::info!(database = %url.redacted(), "database connected");
+    Ok(db)
+}
+
+/// Everything in one process: HTTP API, scheduler and check workers.
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let db = open_db(settings).await?;
+    if settings.auto_migrate {
+        db::migrate_up(&db).await?;
+    }
+    let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
+        .parse()
+        .or_else(|_| format!("[{}]:{}", settings.host, settings.port).parse())
+        .with_context(|| format!("HOST `{}` is not an IP address", settings.host))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} (is PORT {} in use?)",
+            settings.port
+        )
+    })?;
+    let local = listener.local_addr().context("listener has no address")?;
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+
+    let state = api::AppState::new(db.clone(), worker::ScheduleNotifier::detached());
+    tracing::info!("listening on http://{local}");
+    let server_shutdown = shutdown.clone();
+    api::serve(
+        listener,
+        state,
+        async move { server_shutdown.cancelled().await },
+    )
+    .await
+    .context("HTTP server failed")?;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(settings.shutdown_grace_seconds),
+        db.close(),
+    )
+    .await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {
+    let db = open_db(settings).await?;
+    match action {
+        MigrateAction::Up => Migrator::up(&db, None).await?,
+        MigrateAction::Down => Migrator::down(&db, Some(1)).await?,
+        MigrateAction::Fresh => Migrator::fresh(&db).await?,
+        MigrateAction::Status => {
+            let migrations = Migrator::get_migration_with_status(&db).await?;
+            for m in migrations {
+                println!(
+                    "{:<8} {}",
+                    format!("{:?}", m.status()).to_lowercase(),
+                    m.name()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutdown requested");
+        token.cancel();
+    });
+}
