@@ -106,6 +106,10 @@ pub struct Settings {
     #[arg(long, env = "CHECK_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub check_concurrency: u32,
 
+    /// Check events a live subscriber may fall behind by before it is told it lagged.
+    #[arg(long, env = "EVENT_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000), global = true)]
+    pub event_buffer: u32,
+
     /// Seconds that shutdown waits for checks in flight before giving up on them.
     #[arg(
         long,

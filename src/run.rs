@@ -85,21 +85,29 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
 
-    let state = api::AppState::new(db.clone(), worker::ScheduleNotifier::detached());
+    let config = worker::EngineConfig {
+        check_concurrency: settings.check_concurrency as usize,
+        event_buffer: settings.event_buffer as usize,
+        schedule: true,
+    };
+    let (engine, notifier, tasks) = worker::Engine::start(db.clone(), &config)?;
+    let state = api::AppState::new(db.clone(), engine, notifier, shutdown.clone());
     tracing::info!("listening on http://{local}");
     let server_shutdown = shutdown.clone();
-    api::serve(
+    let served = api::serve(
         listener,
         state,
         async move { server_shutdown.cancelled().await },
     )
     .await
-    .context("HTTP server failed")?;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(settings.shutdown_grace_seconds),
-        db.close(),
-    )
-    .await;
+    .context("HTTP server failed");
+    // However the server ended, stop the worker in order: no new checks, finish the ones in
+    // flight (up to the grace period), write what is queued.
+    shutdown.cancel();
+    let grace = Duration::from_secs(settings.shutdown_grace_seconds);
+    tasks.shutdown(grace).await;
+    served?;
+    let _ = tokio::time::timeout(grace, db.close()).await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -62,7 +62,8 @@ impl MonitorUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err("must be an absolute http or https URL with a host".into());
         }
-        Ok(Self(url.to_string()))
+        // Keep what the user wrote (the parser would, say, add a trailing slash).
+        Ok(Self(raw.to_owned()))
     }
 
     pub fn into_inner(self) -> String {
@@ -147,7 +148,7 @@ impl From<NewMonitor> for MonitorPatch {
 pub fn parse_id(raw: &str) -> Result<i64, String> {
     match raw.trim().parse::<i64>() {
         Ok(id) if id > 0 => Ok(id),
-        _ => Err("must be a positive integer id".into()),
+        _ => Err("must be a positive integer".into()),
     }
 }
 

@@ -9,9 +9,12 @@ pub mod service;
 
 use std::future::Future;
 
+use async_graphql_axum::GraphQLSubscription;
 use axum::{routing::get, Router};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use worker::{Engine, ScheduleNotifier};
 
 use crate::{graphql::AppSchema, service::MonitorService};
 
@@ -22,20 +25,36 @@ pub struct AppState {
     pub monitors: MonitorService,
     /// The GraphQL schema, holding the same service.
     pub schema: AppSchema,
+    /// Cancelled at shutdown: live streams (subscriptions, `/ws`) end cleanly.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    /// State over a database; `schedule` hears about monitor changes.
-    pub fn new(db: DatabaseConnection, schedule: worker::ScheduleNotifier) -> Self {
-        let monitors = MonitorService::new(db, schedule);
-        let schema = graphql::build_schema(monitors.clone());
-        Self { monitors, schema }
+    /// State over a database; `engine` runs and publishes checks, `schedule` hears about
+    /// monitor changes, `shutdown` ends live streams.
+    pub fn new(
+        db: DatabaseConnection,
+        engine: Engine,
+        schedule: ScheduleNotifier,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let monitors = MonitorService::new(db, engine, schedule);
+        let schema = graphql::build_schema(monitors.clone(), shutdown.clone());
+        Self {
+            monitors,
+            schema,
+            shutdown,
+        }
     }
 }
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route_service(
+            "/graphql/ws",
+            GraphQLSubscription::new(state.schema.clone()),
+        )
         .route(
             "/graphql",
             get(graphql::graphiql).post(graphql::graphql_handler),

@@ -8,7 +8,7 @@ use sea_orm::{
     EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
-use worker::{CheckRecord, CheckStatus};
+use worker::{CheckRecord, CheckStatus, Engine, RunCheckError, ScheduleNotifier};
 
 use crate::{
     domain::{MonitorPatch, NewMonitor},
@@ -58,12 +58,23 @@ pub struct Page<T> {
 #[derive(Clone)]
 pub struct MonitorService {
     db: DatabaseConnection,
-    schedule: worker::ScheduleNotifier,
+    engine: Engine,
+    schedule: ScheduleNotifier,
 }
 
 impl MonitorService {
-    pub fn new(db: DatabaseConnection, schedule: worker::ScheduleNotifier) -> Self {
-        Self { db, schedule }
+    /// A service over `db`; `engine` runs manual checks, `schedule` hears about changes.
+    pub fn new(db: DatabaseConnection, engine: Engine, schedule: ScheduleNotifier) -> Self {
+        Self {
+            db,
+            engine,
+            schedule,
+        }
+    }
+
+    /// The engine that runs and publishes checks.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The database this service uses.
@@ -219,6 +230,22 @@ impl MonitorService {
             items: rows.into_iter().map(CheckRecord::from).collect(),
             has_next,
         })
+    }
+
+    /// Checks a monitor now; the result is stored and published like a scheduled one.
+    pub async fn run_check(&self, id: i64) -> Result<CheckRecord, ApiError> {
+        match self.engine.run_check(id).await {
+            Ok(record) => Ok(record),
+            Err(RunCheckError::NotFound(id)) => Err(ApiError::NotFound {
+                what: "monitor",
+                id,
+            }),
+            Err(RunCheckError::Database(err)) => Err(ApiError::from_db(err)),
+            Err(RunCheckError::Store(err)) => {
+                tracing::error!(monitor.id = id, error = %err, "manual check not stored");
+                Err(ApiError::Unavailable)
+            }
+        }
     }
 
     /// Whether the database answers.

@@ -4,14 +4,24 @@
 mod mutation;
 mod paging;
 mod query;
+mod subscription;
 mod types;
 
-use async_graphql::{EmptySubscription, Schema, ID};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::{extract::State, response::Html};
+use async_graphql::ParseRequestError;
+use async_graphql::{Schema, ID};
+use async_graphql_axum::{rejection::GraphQLRejection, GraphQLRequest, GraphQLResponse};
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{Html, IntoResponse, Response},
+    Json,
+};
 
 pub use mutation::Mutation;
 pub use query::Query;
+pub use subscription::Subscription;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     domain::parse_id,
@@ -26,12 +36,13 @@ pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 /// The schema type.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// Builds the schema over a monitor service.
-pub fn build_schema(monitors: MonitorService) -> AppSchema {
-    Schema::build(Query, Mutation, EmptySubscription)
+/// Builds the schema over a monitor service; subscriptions end when `shutdown` is cancelled.
+pub fn build_schema(monitors: MonitorService, shutdown: CancellationToken) -> AppSchema {
+    Schema::build(Query, Mutation, Subscription)
         .data(monitors)
+        .data(shutdown)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -39,9 +50,7 @@ pub fn build_schema(monitors: MonitorService) -> AppSchema {
 
 /// The schema's SDL, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(Query, Mutation, Subscription).finish().sdl()
 }
 
 /// Parses a GraphQL `ID` argument into a row id.
@@ -55,8 +64,12 @@ pub(crate) fn parse_gql_id(name: &'static str, id: &ID) -> async_graphql::Result
 /// request carry no code; they are the client's mistake, so they get `BAD_USER_INPUT`.
 pub async fn graphql_handler(
     State(state): State<AppState>,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    let request = match request {
+        Ok(request) => request,
+        Err(GraphQLRejection(err)) => return request_error(err),
+    };
     let mut response = state.schema.execute(request.into_inner()).await;
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
@@ -64,7 +77,31 @@ pub async fn graphql_handler(
             extensions.set("code", "BAD_USER_INPUT");
         }
     }
-    response.into()
+    GraphQLResponse::from(response).into_response()
+}
+
+/// A request that is not a GraphQL request at all (bad JSON, wrong content type, too large):
+/// a GraphQL-shaped error body with a 4xx status.
+fn request_error(err: ParseRequestError) -> Response {
+    let (status, message) = match err {
+        ParseRequestError::PayloadTooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is too large".to_owned(),
+        ),
+        ParseRequestError::InvalidRequest(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("request body is not a valid GraphQL request: {e}"),
+        ),
+        other => (
+            StatusCode::BAD_REQUEST,
+            format!("request is not a valid GraphQL request: {other}"),
+        ),
+    };
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": "BAD_USER_INPUT" } }],
+    });
+    (status, Json(body)).into_response()
 }
 
 /// `GET /graphql`: GraphiQL.

@@ -2,7 +2,10 @@
 
 use async_graphql::{Context, InputObject, Object, ID};
 
-use super::{parse_gql_id, types::Monitor};
+use super::{
+    parse_gql_id,
+    types::{CheckResult, Monitor},
+};
 use crate::{
     domain::{IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, TimeoutSeconds},
     error::{ApiError, IntoGraphql},
@@ -113,6 +116,13 @@ impl Mutation {
         let patch = input.parse().gql()?;
         let service = ctx.data_unchecked::<MonitorService>();
         service.update(id, patch).await.map(Monitor).gql()
+    }
+
+    /// Checks a monitor now; the result is stored and published like a scheduled one.
+    async fn run_check(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<CheckResult> {
+        let id = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service.run_check(id).await.map(CheckResult).gql()
     }
 
     /// Deletes a monitor and its history; returns the deleted id.

@@ -1,7 +1,9 @@
 //! The REST routes of both seeds, and the JSON answers for unknown routes and methods.
 
 pub mod body;
+pub mod checks;
 pub mod monitors;
+pub mod services;
 
 use axum::{extract::DefaultBodyLimit, routing::get, Router};
 
@@ -18,6 +20,13 @@ pub fn routes() -> Router<AppState> {
                 .put(monitors::replace)
                 .delete(monitors::delete),
         )
+        .route(
+            "/monitors/{id}/check",
+            get(checks::history).post(checks::run),
+        )
+        .route("/services", get(services::list).post(services::create))
+        .route("/services/{id}/logs", get(services::logs))
+        .route("/ws", get(services::ws))
         .layer(DefaultBodyLimit::max(body::BODY_LIMIT_BYTES))
 }
 

@@ -96,18 +96,23 @@ pub const MONITOR_KEYS: MonitorKeys = MonitorKeys {
 };
 
 fn parse_monitor_body(body: &Fields, active: bool) -> Result<NewMonitor, ApiError> {
-    parse_monitor_fields(body, &MONITOR_KEYS, active)
+    parse_monitor_fields(body, &MONITOR_KEYS, active, None)
 }
 
-/// Reads name, URL, timeout and interval (all required) under the given keys.
+/// Reads name, URL, timeout and interval under the given keys; all are required, except the
+/// timeout when a default is given.
 pub fn parse_monitor_fields(
     body: &Fields,
     keys: &MonitorKeys,
     active: bool,
+    default_timeout: Option<i64>,
 ) -> Result<NewMonitor, ApiError> {
     let name = required(keys.name, body.opt_str(keys.name)?)?;
     let url = required(keys.url, body.opt_str(keys.url)?)?;
-    let timeout = required(keys.timeout, body.opt_int(keys.timeout)?)?;
+    let timeout = required(
+        keys.timeout,
+        body.opt_int(keys.timeout)?.or(default_timeout),
+    )?;
     let interval = required(keys.interval, body.opt_int(keys.interval)?)?;
     Ok(NewMonitor {
         name: parse_field(keys.name, name, MonitorName::parse)?,

@@ -1,0 +1,118 @@
+//! `Subscription`: live check results and status changes, over `/graphql/ws`
+//! (graphql-transport-ws and the legacy graphql-ws protocol).
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, Object, Subscription, ID};
+use futures_util::{Stream, StreamExt};
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+use tokio_util::sync::CancellationToken;
+use worker::CheckEvent;
+
+use super::{
+    parse_gql_id,
+    types::{CheckResult, CheckStatus, Monitor},
+};
+use crate::{
+    error::{ApiError, IntoGraphql},
+    service::{self, MonitorService},
+};
+
+/// A monitor's status changed: its first result, UP -> DOWN or DOWN -> UP.
+pub struct StatusChange(Arc<CheckEvent>);
+
+#[Object]
+impl StatusChange {
+    /// The monitor after the change.
+    async fn monitor(&self) -> Monitor {
+        Monitor(service::Monitor::from(self.0.monitor.clone()))
+    }
+    /// The status before; null for the monitor's first result.
+    async fn old_status(&self) -> Option<CheckStatus> {
+        self.0.previous.map(Into::into)
+    }
+    /// The status now.
+    async fn new_status(&self) -> CheckStatus {
+        self.0.result.status.into()
+    }
+    /// The check that caused the change.
+    async fn check_result(&self) -> CheckResult {
+        CheckResult(self.0.result.clone())
+    }
+}
+
+pub struct Subscription;
+
+#[Subscription]
+impl Subscription {
+    /// Every stored check, or only one monitor's.
+    async fn check_results(
+        &self,
+        ctx: &Context<'_>,
+        monitor_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CheckResult>>> {
+        let events = events(ctx, monitor_id).await?;
+        Ok(events.map(|event| event.map(|e| CheckResult(e.result.clone()))))
+    }
+
+    /// Status changes (first result, UP -> DOWN, DOWN -> UP), or only one monitor's.
+    async fn status_changes(
+        &self,
+        ctx: &Context<'_>,
+        monitor_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<StatusChange>>> {
+        let events = events(ctx, monitor_id).await?;
+        Ok(events.filter_map(|event| async move {
+            match event {
+                Ok(e) if e.is_status_change() => Some(Ok(StatusChange(e))),
+                Ok(_) => None,
+                Err(err) => Some(Err(err)),
+            }
+        }))
+    }
+}
+
+/// This process's check events, filtered to one monitor when asked, ending at shutdown. A
+/// subscriber that fell behind gets an error item saying how many events it missed.
+async fn events(
+    ctx: &Context<'_>,
+    monitor_id: Option<ID>,
+) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Arc<CheckEvent>>>> {
+    let service = ctx.data_unchecked::<MonitorService>();
+    let shutdown = ctx.data_unchecked::<CancellationToken>().clone();
+    let filter = match monitor_id {
+        None => None,
+        Some(id) => {
+            let id = parse_gql_id("monitorId", &id)?;
+            if !service.exists(id).await.gql()? {
+                return Err(ApiError::NotFound {
+                    what: "monitor",
+                    id,
+                })
+                .gql();
+            }
+            Some(id)
+        }
+    };
+    let receiver = service.engine().subscribe();
+    let stream = BroadcastStream::new(receiver)
+        .filter_map(move |item| async move {
+            match item {
+                Ok(event) if filter.is_none_or(|id| event.result.monitor_id == id) => {
+                    Some(Ok(event))
+                }
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                    Some(Err(async_graphql::Error::new(format!(
+                        "this subscriber fell behind; {missed} events were dropped"
+                    ))
+                    .extend_with(|_, ext| {
+                        ext.set("code", "LAGGED");
+                        ext.set("missed", missed);
+                    })))
+                }
+            }
+        })
+        .take_until(shutdown.cancelled_owned());
+    Ok(stream)
+}

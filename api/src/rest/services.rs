@@ -1,0 +1,225 @@
+//! The second seed's API: `/services` (a service is a monitor, the same row), its logs, and
+//! the `/ws` WebSocket that pushes one message per check. Keys are exactly the seed's.
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        Path, RawQuery, State,
+    },
+    http::StatusCode,
+    response::Response,
+    Json,
+};
+use chrono::{DateTime, Utc};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use worker::{CheckRecord, CheckStatus};
+
+use super::{
+    body::{path_id, JsonObject},
+    checks::limit_param,
+    monitors::{parse_monitor_fields, MonitorKeys},
+};
+use crate::{error::ApiError, service::Monitor, AppState};
+
+/// `Timeout` used when a `/services` body has none.
+pub const DEFAULT_SERVICE_TIMEOUT_SECONDS: i64 = 10;
+
+/// What Go's zero `time.Time` looks like in JSON: the seed's "never".
+const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+const SERVICE_KEYS: MonitorKeys = MonitorKeys {
+    name: "name",
+    url: "url",
+    timeout: "Timeout",
+    interval: "interval",
+};
+
+/// The `POST /services` answer.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreatedService {
+    #[serde(rename = "ID")]
+    id: i64,
+    name: String,
+    #[serde(rename = "URL")]
+    url: String,
+    interval: i32,
+    last_status: &'static str,
+    created_at: DateTime<Utc>,
+    last_check: String,
+    timeout: i32,
+}
+
+/// One element of `GET /services`.
+#[derive(Serialize)]
+pub struct ListedService {
+    id: i64,
+    name: String,
+    url: String,
+    interval: i32,
+    last_status: &'static str,
+    created_at: DateTime<Utc>,
+    /// The time of the last check (the seed's name for it).
+    last_state: String,
+    timeout: i32,
+}
+
+/// One element of `GET /services/{id}/logs`.
+#[derive(Serialize)]
+pub struct ServiceLog {
+    #[serde(rename = "ID")]
+    id: i64,
+    #[serde(rename = "ServiceID")]
+    service_id: i64,
+    #[serde(rename = "Status")]
+    status: CheckStatus,
+    #[serde(rename = "LatencyMs")]
+    latency_ms: i64,
+    #[serde(rename = "CheckedAt")]
+    checked_at: DateTime<Utc>,
+}
+
+fn status_text(status: Option<CheckStatus>) -> &'static str {
+    status.map(CheckStatus::as_str).unwrap_or("")
+}
+
+fn last_check_text(at: Option<DateTime<Utc>>) -> String {
+    at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| GO_ZERO_TIME.to_owned())
+}
+
+impl From<Monitor> for CreatedService {
+    fn from(m: Monitor) -> Self {
+        Self {
+            id: m.id,
+            last_status: status_text(m.last_status),
+            last_check: last_check_text(m.last_checked_at),
+            name: m.name,
+            url: m.url,
+            interval: m.interval_seconds,
+            created_at: m.created_at,
+            timeout: m.timeout_seconds,
+        }
+    }
+}
+
+impl From<Monitor> for ListedService {
+    fn from(m: Monitor) -> Self {
+        Self {
+            id: m.id,
+            last_status: status_text(m.last_status),
+            last_state: last_check_text(m.last_checked_at),
+            name: m.name,
+            url: m.url,
+            interval: m.interval_seconds,
+            created_at: m.created_at,
+            timeout: m.timeout_seconds,
+        }
+    }
+}
+
+impl From<CheckRecord> for ServiceLog {
+    fn from(r: CheckRecord) -> Self {
+        Self {
+            id: r.id,
+            service_id: r.monitor_id,
+            status: r.status,
+            latency_ms: r.response_time_ms,
+            checked_at: r.checked_at,
+        }
+    }
+}
+
+/// `POST /services`: keys matched case-insensitively; `Timeout` defaults to
+/// [`DEFAULT_SERVICE_TIMEOUT_SECONDS`].
+pub async fn create(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<CreatedService>), ApiError> {
+    let body = body.case_insensitive();
+    let active = body.opt_bool("active")?.unwrap_or(true);
+    let new = parse_monitor_fields(
+        &body,
+        &SERVICE_KEYS,
+        active,
+        Some(DEFAULT_SERVICE_TIMEOUT_SECONDS),
+    )?;
+    let monitor = state.monitors.create(new).await?;
+    Ok((StatusCode::CREATED, Json(monitor.into())))
+}
+
+/// `GET /services`.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ListedService>>, ApiError> {
+    let monitors = state.monitors.list_all().await?;
+    Ok(Json(monitors.into_iter().map(Into::into).collect()))
+}
+
+/// `GET /services/{id}/logs?limit=N`: newest first.
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<ServiceLog>>, ApiError> {
+    let id = path_id(&id)?;
+    let limit = limit_param(query.as_deref())?;
+    state.monitors.get(id).await?;
+    let page = state.monitors.check_history(id, None, limit).await?;
+    Ok(Json(page.items.into_iter().map(Into::into).collect()))
+}
+
+/// The `/ws` message for one check.
+#[derive(Serialize)]
+struct WsCheck<'a> {
+    service_id: i64,
+    name: &'a str,
+    old_status: &'static str,
+    new_status: &'static str,
+    latency: i64,
+}
+
+/// `GET /ws`: one JSON text frame per check performed, from any monitor.
+pub async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| push_checks(socket, state))
+}
+
+async fn push_checks(socket: WebSocket, state: AppState) {
+    let mut events = state.monitors.engine().subscribe();
+    let (mut sink, mut incoming) = socket.split();
+    let shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let frame = CloseFrame { code: 1001, reason: "server shutting down".into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                break;
+            }
+            message = incoming.next() => match message {
+                // Pings are answered by the WebSocket layer; other frames are ignored.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            event = events.recv() => {
+                let text = match event {
+                    Ok(event) => serde_json::to_string(&WsCheck {
+                        service_id: event.result.monitor_id,
+                        name: &event.monitor.name,
+                        old_status: status_text(event.previous),
+                        new_status: event.result.status.as_str(),
+                        latency: event.result.response_time_ms,
+                    }),
+                    Err(RecvError::Lagged(missed)) => serde_json::to_string(&serde_json::json!({
+                        "error": "this client fell behind; some checks were not sent",
+                        "missed": missed,
+                    })),
+                    Err(RecvError::Closed) => break,
+                };
+                let Ok(text) = text else { continue };
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The result store: one task that writes check results in batches (one transaction per
+//! batch, one multi-row insert), moves each monitor's `last_*` columns and next due time
+//! forward, detects status changes and then publishes the events.
+//!
+//! Checks hand their outcome to [`ResultStore::submit`] and go on; a manual check waits for
+//! its stored row with [`ResultStore::store`].
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use entity::{check_result, monitor};
+use sea_orm::{
+    sea_query::Expr, ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    checker::CheckOutcome,
+    events::{CheckEvent, EventBus},
+    model::{CheckRecord, CheckStatus},
+};
+
+/// Most results written in one transaction.
+pub const MAX_BATCH: usize = 1000;
+/// Results waiting to be written before checks wait for room.
+pub const QUEUE_CAPACITY: usize = 20_000;
+
+/// Why a result was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("monitor {0} no longer exists")]
+    MonitorGone(i64),
+    #[error("the database rejected the result")]
+    Database,
+    #[error("the result store has stopped")]
+    Stopped,
+}
+
+/// A scheduled slot a result completes: the due time it was checked for and the next one.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub due: DateTime<Utc>,
+    pub next: DateTime<Utc>,
+}
+
+struct Pending {
+    monitor_id: i64,
+    outcome: CheckOutcome,
+    slot: Option<Slot>,
+    reply: Option<oneshot::Sender<Result<CheckRecord, StoreError>>>,
+}
+
+/// Hands results to the writer task.
+#[derive(Clone)]
+pub struct ResultStore {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl ResultStore {
+    /// Starts the writer. It stops once `stop` is cancelled and the queue is drained.
+    pub fn start(
+        db: DatabaseConnection,
+        events: EventBus,
+        stop: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = Writer { db, events };
+        let handle = tokio::spawn(writer.run(rx, stop));
+        (Self { tx }, handle)
+    }
+
+    /// Queues a scheduled result; waits only when the queue is full.
+    pub async fn submit(&self, monitor_id: i64, outcome: CheckOutcome, slot: Option<Slot>) {
+        let pending = Pending {
+            monitor_id,
+            outcome,
+            slot,
+            reply: None,
+        };
+        if self.tx.send(pending).await.is_err() {
+            tracing::warn!(
+                monitor.id = monitor_id,
+                "result dropped: the store has stopped"
+            );
+        }
+    }
+
+    /// Stores a result and waits for the stored row.
+    pub async fn store(
+        &self,
+        monitor_id: i64,
+        outcome: CheckOutcome,
+    ) -> Result<CheckRecord, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            monitor_id,
+            outcome,
+            slot: None,
+            reply: Some(reply),
+        };
+        self.tx
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+}
+
+struct Writer {
+    db: DatabaseConnection,
+    events: EventBus,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Pending>, stop: CancellationToken) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                received = rx.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                _ = stop.cancelled() => {
+                    while let Ok(pending) = rx.try_recv() {
+                        batch.push(pending);
+                        if batch.len() >= MAX_BATCH {
+                            self.write(std::mem::take(&mut batch)).await;
+                        }
+                    }
+                    if !batch.is_empty() {
+                        self.write(std::mem::take(&mut batch)).await;
+                    }
+                    break;
+                }
+            }
+            self.write(std::mem::take(&mut batch)).await;
+        }
+        tracing::debug!("result store stopped");
+    }
+
+    /// Writes one batch, retrying a database failure a few times with backoff.
+    async fn write(&self, batch: Vec<Pending>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        let outcome = loop {
+            match self.write_once(&batch).await {
+                Ok(outcome) => break Ok(outcome),
+                Err(err) if attempt < 5 => {
+                    tracing::warn!(error = %err, attempt, results = batch.len(), "storing check results failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                    attempt += 1;
+                }
+                Err(err) => break Err(err),
+            }
+        };
+        match outcome {
+            Ok(stored) => {
+                for (pending, result) in batch.into_iter().zip(stored) {
+                    let answer = match result {
+                        Some(event) => {
+                            let record = event.result.clone();
+                            self.events.publish(Arc::new(event));
+                            Ok(record)
+                        }
+                        None => Err(StoreError::MonitorGone(pending.monitor_id)),
+                    };
+                    if let Some(reply) = pending.reply {
+                        let _ = reply.send(answer);
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, results = batch.len(), "check results lost: the database kept failing");
+                for pending in batch {
+                    if let Some(reply) = pending.reply {
+                        let _ = reply.send(Err(StoreError::Database));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction: lock the monitors, insert the results, update the monitors. Returns,
+    /// per pending result in order, its event, or `None` when its monitor was deleted.
+    async fn write_once(&self, batch: &[Pending]) -> Result<Vec<Option<CheckEvent>>, DbErr> {
+        let txn = self.db.begin().await?;
+        let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut query = monitor::Entity::find().filter(monitor::Column::Id.is_in(ids));
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // Serialises writers of other processes on the same monitors.
+            query = query.lock_exclusive();
+        }
+        let mut monitors: HashMap<i64, monitor::Model> = query
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+
+        let rows: Vec<check_result::ActiveModel> =
+            batch
+                .iter()
+                .filter(|p| monitors.contains_key(&p.monitor_id))
+                .map(|p| check_result::ActiveModel {
+                    monitor_id: Set(p.monitor_id),
+                    checked_at_ms: Set(p.outcome.started_at.timestamp_millis()),
+                    up: Set(p.outcome.status.is_up()),
+                    status_code: Set(p.outcome.status_code.and_then(|c| i16::try_from(c).ok())),
+                    response_time_ms: Set(
+                        i32::try_from(p.outcome.response_time_ms).unwrap_or(i32::MAX)
+                    ),
+                    error: Set(p.outcome.error.clone()),
+                    ..Default::default()
+                })
+                .collect();
+        let mut inserted = if rows.is_empty() {
+            Vec::new()
+        } else {
+            check_result::Entity::insert_many(rows)
+                .exec_with_returning(&txn)
+                .await?
+        };
+        // One multi-row insert assigns increasing ids in row order.
+        inserted.sort_unstable_by_key(|r| r.id);
+        let mut inserted = inserted.into_iter();
+
+        let before = monitors.clone();
+        let mut events = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let Some(monitor) = monitors.get_mut(&pending.monitor_id) else {
+                events.push(None);
+                continue;
+            };
+            let Some(row) = inserted.next() else {
+                return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
+            };
+            let record = CheckRecord::from(row);
+            let previous = monitor.last_up.map(CheckStatus::from_up);
+            if monitor
+                .last_checked_at
+                .is_none_or(|last| record.checked_at >= last)
+            {
+                monitor.last_checked_at = Some(record.checked_at);
+                monitor.last_up = Some(record.status.is_up());
+            }
+            // Move the due time on only if nobody moved it since the slot began (an edit or
+            // a pause writes its own).
+            if let Some(slot) = pending.slot {
+                if monitor.next_check_at == Some(slot.due) {
+                    monitor.next_check_at = Some(slot.next);
+                }
+            }
+            events.push(Some(CheckEvent {
+                result: record,
+                monitor: monitor.clone(),
+                previous,
+            }));
+        }
+        for (id, old) in &before {
+            let new = &monitors[id];
+            if new == old {
+                continue;
+            }
+            monitor::Entity::update_many()
+                .filter(monitor::Column::Id.eq(*id))
+                .col_expr(
+                    monitor::Column::LastCheckedAt,
+                    Expr::value(new.last_checked_at),
+                )
+                .col_expr(monitor::Column::LastUp, Expr::value(new.last_up))
+                .col_expr(monitor::Column::NextCheckAt, Expr::value(new.next_check_at))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(events)
+    }
+}
