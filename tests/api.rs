@@ -1,0 +1,671 @@
+//! Monitor CRUD, `/healthz`, GraphQL CRUD and bad input, driven over real HTTP against the
+//! real binary, on SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{App, Backend};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn monitor_body() -> Value {
+    json!({"name": "Example", "url": "http://127.0.0.1:9/health", "timeout_seconds": 5, "interval_seconds": 30})
+}
+
+async fn rest_crud_round_trip_works_and_delete_cascades(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+
+    let (status, health) = app.json(Method::GET, "/healthz", None).await;
+    assert_eq!((status, health), (200, json!({"status": "ok"})));
+
+    // An active monitor is checked at once, so the exact comparisons use a paused one.
+    let (status, active) = app
+        .json(Method::POST, "/monitors", Some(monitor_body()))
+        .await;
+    assert_eq!(status, 201, "{active}");
+    assert_eq!(active["active"], true, "active defaults to true");
+    let response = app
+        .http
+        .delete(app.url(&format!("/monitors/{}", active["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+
+    let mut paused_body = monitor_body();
+    paused_body["active"] = json!(false);
+    let (status, created) = app.json(Method::POST, "/monitors", Some(paused_body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert!(id > active["id"].as_i64().unwrap(), "ids are never reused");
+    assert_eq!(created["name"], "Example");
+    assert_eq!(created["url"], "http://127.0.0.1:9/health");
+    assert_eq!(created["timeout_seconds"], 5);
+    assert_eq!(created["interval_seconds"], 30);
+    assert_eq!(created["active"], false);
+    assert_eq!(created["last_checked_at"], Value::Null);
+    assert_eq!(created["last_status"], Value::Null);
+    let created_at = created["created_at"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(created_at).is_ok());
+    assert!(created_at.ends_with('Z'), "UTC timestamps: {created_at}");
+
+    let (status, fetched) = app
+        .json(Method::GET, &format!("/monitors/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched, created);
+
+    let (status, list) = app.json(Method::GET, "/monitors", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list, json!([created]));
+
+    // PUT without `active` keeps it; with it, changes it.
+    let mut body = monitor_body();
+    body["name"] = json!("Renamed");
+    body["interval_seconds"] = json!(60);
+    let (status, updated) = app
+        .json(Method::PUT, &format!("/monitors/{id}"), Some(body.clone()))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["name"], "Renamed");
+    assert_eq!(updated["interval_seconds"], 60);
+    assert_eq!(
+        updated["active"], false,
+        "an omitted active keeps its value"
+    );
+    assert_eq!(updated["created_at"], created["created_at"]);
+    assert_ne!(updated["updated_at"], created["updated_at"]);
+    body["active"] = json!(true);
+    let (_, resumed) = app
+        .json(Method::PUT, &format!("/monitors/{id}"), Some(body.clone()))
+        .await;
+    assert_eq!(resumed["active"], true);
+    body["active"] = json!(false);
+    let (_, paused) = app
+        .json(Method::PUT, &format!("/monitors/{id}"), Some(body))
+        .await;
+    assert_eq!(paused["active"], false);
+
+    // A manual check stores history; deleting the monitor takes it along.
+    let (status, check) = app
+        .json(Method::POST, &format!("/monitors/{id}/check"), None)
+        .await;
+    assert_eq!(status, 200, "{check}");
+    assert_eq!(check["monitor_id"], id);
+    assert!(app.db.count("check_results").await >= 1);
+
+    let response = app
+        .http
+        .delete(app.url(&format!("/monitors/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.db.count("monitors").await, 0);
+    assert_eq!(
+        app.db.count("check_results").await,
+        0,
+        "history is deleted with its monitor"
+    );
+
+    let (status, body) = app
+        .json(Method::GET, &format!("/monitors/{id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("not found"));
+    let response = app
+        .http
+        .delete(app.url(&format!("/monitors/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+async fn bad_input_gets_a_json_error_naming_the_problem_and_stores_nothing(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let valid = monitor_body();
+    let with = |key: &str, value: Value| {
+        let mut body = valid.clone();
+        body[key] = value;
+        body.to_string()
+    };
+    let without = |key: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body.to_string()
+    };
+    let huge_name = "n".repeat(201);
+    let huge_url = format!("http://example.com/{}", "a".repeat(2100));
+    // (body, content type, expected status, text the error must contain)
+    let cases: Vec<(String, &str, u16, &str)> = vec![
+        (
+            "{\"name\": ".into(),
+            "application/json",
+            400,
+            "malformed JSON",
+        ),
+        ("not json".into(), "application/json", 400, "malformed JSON"),
+        ("[1, 2]".into(), "application/json", 400, "JSON object"),
+        (valid.to_string(), "text/plain", 415, "application/json"),
+        (with("name", json!(42)), "application/json", 400, "name"),
+        (
+            with("timeout_seconds", json!("5")),
+            "application/json",
+            400,
+            "timeout_seconds",
+        ),
+        (
+            with("active", json!("yes")),
+            "application/json",
+            400,
+            "active",
+        ),
+        (without("name"), "application/json", 400, "name is required"),
+        (without("url"), "application/json", 400, "url is required"),
+        (
+            without("timeout_seconds"),
+            "application/json",
+            400,
+            "timeout_seconds is required",
+        ),
+        (
+            without("interval_seconds"),
+            "application/json",
+            400,
+            "interval_seconds is required",
+        ),
+        (
+            with("timeout_seconds", json!(0)),
+            "application/json",
+            400,
+            "timeout_seconds",
+        ),
+        (
+            with("timeout_seconds", json!(-5)),
+            "application/json",
+            400,
+            "timeout_seconds",
+        ),
+        (
+            with("timeout_seconds", json!(1.5)),
+            "application/json",
+            400,
+            "timeout_seconds",
+        ),
+        (
+            with("timeout_seconds", json!(1e30)),
+            "application/json",
+            400,
+            "timeout_seconds",
+        ),
+        (
+            with("interval_seconds", json!(0)),
+            "application/json",
+            400,
+            "interval_seconds",
+        ),
+        (
+            with("interval_seconds", json!(-1)),
+            "application/json",
+            400,
+            "interval_seconds",
+        ),
+        (
+            with("interval_seconds", json!(99999999999999999999u128 as f64)),
+            "application/json",
+            400,
+            "interval_seconds",
+        ),
+        (
+            with("interval_seconds", json!(2.25)),
+            "application/json",
+            400,
+            "interval_seconds",
+        ),
+        (
+            with("interval_seconds", json!(i64::MAX)),
+            "application/json",
+            400,
+            "interval_seconds",
+        ),
+        (
+            with("url", json!("ftp://example.com")),
+            "application/json",
+            400,
+            "url",
+        ),
+        (
+            with("url", json!("example.com")),
+            "application/json",
+            400,
+            "url",
+        ),
+        (
+            with("url", json!("/relative/path")),
+            "application/json",
+            400,
+            "url",
+        ),
+        (
+            with("url", json!("javascript:alert(1)")),
+            "application/json",
+            400,
+            "url",
+        ),
+        (with("url", json!(huge_url)), "application/json", 400, "url"),
+        (with("name", json!("")), "application/json", 400, "name"),
+        (with("name", json!("   ")), "application/json", 400, "name"),
+        (
+            with("name", json!(huge_name)),
+            "application/json",
+            400,
+            "name",
+        ),
+        (
+            with("name", json!("nul\u{0}byte")),
+            "application/json",
+            400,
+            "name",
+        ),
+    ];
+    for (body, content_type, expected, needle) in &cases {
+        let response = app
+            .http
+            .post(app.url("/monitors"))
+            .header("content-type", *content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = common::read_json(response).await;
+        assert_eq!(status, *expected, "body {body}: {answer}");
+        let message = answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error text for {body}: {answer}"));
+        assert!(
+            message.contains(needle),
+            "error for {body} should mention {needle:?}: {message}"
+        );
+    }
+    // A body over the limit is refused with 413.
+    let big = json!({"name": "x".repeat(100_000), "url": "http://a", "timeout_seconds": 1, "interval_seconds": 1});
+    let (status, answer) = app.json(Method::POST, "/monitors", Some(big)).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].is_string());
+    assert_eq!(app.db.count("monitors").await, 0, "nothing was stored");
+
+    // Ids that are not numbers, unknown routes and methods: JSON errors too.
+    for (method, path, expected) in [
+        (Method::GET, "/monitors/abc", 400),
+        (Method::GET, "/monitors/-1", 400),
+        (Method::GET, "/monitors/1.5", 400),
+        (Method::GET, "/monitors/99999999999999999999999", 400),
+        (Method::DELETE, "/monitors/abc", 400),
+        (Method::POST, "/monitors/abc/check", 400),
+        (Method::GET, "/monitors/12345", 404),
+        (Method::GET, "/no/such/route", 404),
+        (Method::PATCH, "/monitors", 405),
+    ] {
+        let (status, answer) = app.json(method.clone(), path, None).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        assert!(answer["error"].is_string(), "{method} {path}: {answer}");
+    }
+    // PUT validates like POST and leaves the row alone.
+    let (_, created) = app
+        .json(Method::POST, "/monitors", Some(valid.clone()))
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, _) = app
+        .json(Method::PUT, &format!("/monitors/{id}"), Some(json!({"name": "x", "url": "http://a", "timeout_seconds": 0, "interval_seconds": 5})))
+        .await;
+    assert_eq!(status, 400);
+    let (_, after) = app
+        .json(Method::GET, &format!("/monitors/{id}"), None)
+        .await;
+    assert_eq!(after, created);
+    for limit in ["0", "1001", "abc", "-3"] {
+        let (status, answer) = app
+            .json(
+                Method::GET,
+                &format!("/monitors/{id}/check?limit={limit}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "limit={limit}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("limit"));
+    }
+}
+
+const MONITOR_FIELDS: &str = "id name url timeoutSeconds intervalSeconds active createdAt updatedAt lastCheckedAt lastStatus";
+
+async fn graphql_crud_round_trip_works(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let create = format!("mutation($input: CreateMonitorInput!) {{ createMonitor(input: $input) {{ {MONITOR_FIELDS} }} }}");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let answer = app
+            .graphql(&create, json!({"input": {"name": format!("m{n}"), "url": "https://example.com", "timeoutSeconds": 5, "intervalSeconds": 60, "active": n == 1}}))
+            .await;
+        assert!(answer["errors"].is_null(), "{answer}");
+        let monitor = &answer["data"]["createMonitor"];
+        assert_eq!(monitor["name"], format!("m{n}"));
+        assert_eq!(monitor["lastStatus"], Value::Null);
+        ids.push(monitor["id"].as_str().unwrap().to_owned());
+    }
+
+    // Paging, oldest first.
+    let page = "query($after: String) { monitors(first: 2, after: $after) { edges { cursor node { id } } nodes { name } pageInfo { hasNextPage endCursor } } }";
+    let first = app.graphql(page, json!({})).await;
+    let connection = &first["data"]["monitors"];
+    assert_eq!(connection["nodes"], json!([{"name": "m0"}, {"name": "m1"}]));
+    assert_eq!(connection["pageInfo"]["hasNextPage"], true);
+    let cursor = connection["pageInfo"]["endCursor"].as_str().unwrap();
+    let second = app.graphql(page, json!({"after": cursor})).await;
+    assert_eq!(second["data"]["monitors"]["nodes"], json!([{"name": "m2"}]));
+    assert_eq!(second["data"]["monitors"]["pageInfo"]["hasNextPage"], false);
+    let paused = app
+        .graphql("{ monitors(active: false) { nodes { name } } }", json!({}))
+        .await;
+    assert_eq!(
+        paused["data"]["monitors"]["nodes"],
+        json!([{"name": "m0"}, {"name": "m2"}])
+    );
+
+    // Partial update changes only what is given.
+    let update = format!("mutation($id: ID!, $input: UpdateMonitorInput!) {{ updateMonitor(id: $id, input: $input) {{ {MONITOR_FIELDS} }} }}");
+    let answer = app
+        .graphql(
+            &update,
+            json!({"id": ids[0], "input": {"intervalSeconds": 120}}),
+        )
+        .await;
+    let updated = &answer["data"]["updateMonitor"];
+    assert_eq!(updated["intervalSeconds"], 120);
+    assert_eq!(updated["name"], "m0");
+    assert_eq!(updated["timeoutSeconds"], 5);
+
+    let one = app.graphql("query($id: ID!) { monitor(id: $id) { name intervalSeconds checkResults(first: 5) { nodes { id } pageInfo { hasNextPage } } } }", json!({"id": ids[0]})).await;
+    assert_eq!(one["data"]["monitor"]["intervalSeconds"], 120);
+    assert_eq!(one["data"]["monitor"]["checkResults"]["nodes"], json!([]));
+    let missing = app
+        .graphql("{ monitor(id: \"987654\") { id } }", json!({}))
+        .await;
+    assert_eq!(missing["data"]["monitor"], Value::Null);
+    assert!(missing["errors"].is_null());
+
+    // REST sees what GraphQL wrote.
+    let (_, rest) = app
+        .json(Method::GET, &format!("/monitors/{}", ids[0]), None)
+        .await;
+    assert_eq!(rest["interval_seconds"], 120);
+
+    let deleted = app
+        .graphql(
+            "mutation($id: ID!) { deleteMonitor(id: $id) }",
+            json!({"id": ids[0]}),
+        )
+        .await;
+    assert_eq!(deleted["data"]["deleteMonitor"], ids[0].as_str());
+    assert_eq!(app.db.count("monitors").await, 2);
+    let again = app
+        .graphql(
+            "mutation($id: ID!) { deleteMonitor(id: $id) }",
+            json!({"id": ids[0]}),
+        )
+        .await;
+    assert_eq!(again["errors"][0]["extensions"]["code"], "NOT_FOUND");
+}
+
+async fn graphql_bad_input_gets_bad_user_input_and_stores_nothing(backend: Backend) {
+    let Some(app) = App::spawn(backend).await else {
+        return;
+    };
+    let create = "mutation($input: CreateMonitorInput!) { createMonitor(input: $input) { id } }";
+    let valid = json!({"name": "ok", "url": "https://example.com", "timeoutSeconds": 5, "intervalSeconds": 60});
+    let with = |key: &str, value: Value| {
+        let mut input = valid.clone();
+        input[key] = value;
+        input
+    };
+    let cases = [
+        (with("name", json!("")), "name"),
+        (with("name", json!("x".repeat(300))), "name"),
+        (with("url", json!("ftp://example.com")), "url"),
+        (with("url", json!("not a url")), "url"),
+        (with("timeoutSeconds", json!(0)), "timeoutSeconds"),
+        (with("timeoutSeconds", json!(-1)), "timeoutSeconds"),
+        (with("timeoutSeconds", json!(100000)), "timeoutSeconds"),
+        (with("intervalSeconds", json!(0)), "intervalSeconds"),
+        (with("intervalSeconds", json!(1.5)), "intervalSeconds"),
+        (with("intervalSeconds", json!("60")), "intervalSeconds"),
+        (
+            with("intervalSeconds", json!(99999999999u64)),
+            "intervalSeconds",
+        ),
+    ];
+    for (input, field) in cases {
+        let answer = app.graphql(create, json!({"input": input})).await;
+        let error = &answer["errors"][0];
+        assert_eq!(
+            error["extensions"]["code"], "BAD_USER_INPUT",
+            "{input}: {answer}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains(field),
+            "{input}: {answer}"
+        );
+    }
+    for query in [
+        "{ monitor(id: \"abc\") { id } }",
+        "{ monitor(id: \"-4\") { id } }",
+        "{ monitors(first: -1) { nodes { id } } }",
+        "{ monitors(first: 100000) { nodes { id } } }",
+        "{ monitors(after: \"garbage\") { nodes { id } } }",
+        "{ checkResults(monitorId: \"x\") { nodes { id } } }",
+        "{ nosuchfield }",
+        "mutation { updateMonitor(id: \"1\", input: { intervalSeconds: 0 }) { id } }",
+    ] {
+        let answer = app.graphql(query, json!({})).await;
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{query}: {answer}"
+        );
+    }
+    let not_found = app
+        .graphql(
+            "mutation { updateMonitor(id: \"77\", input: { name: \"x\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(not_found["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    let not_found = app
+        .graphql("mutation { runCheck(id: \"77\") { id } }", json!({}))
+        .await;
+    assert_eq!(not_found["errors"][0]["extensions"]["code"], "NOT_FOUND");
+
+    // Not a GraphQL request at all: still a JSON answer.
+    let response = app
+        .http
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = common::read_json(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(app.db.count("monitors").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_503_when_the_database_is_gone() {
+    // Dropping the database out from under the process is the portable way to lose it.
+    let Some(app) = App::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let (status, _) = app.json(Method::GET, "/healthz", None).await;
+    assert_eq!(status, 200);
+    let name = app.db.url.rsplit('/').next().unwrap().to_owned();
+    let admin = sea_orm::Database::connect(
+        std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+    )
+    .await
+    .unwrap();
+    use sea_orm::ConnectionTrait;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    let (status, body) = app.json(Method::GET, "/healthz", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    // Requests that need the database fail safely, without the driver's text.
+    let (status, body) = app.json(Method::GET, "/monitors", None).await;
+    assert!(status == 503 || status == 500, "{status} {body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        !message.contains(&name) && !message.to_lowercase().contains("sqlx"),
+        "{message}"
+    );
+}
+
+/// Runs the binary with some environment and returns (exit success, stderr).
+fn run_binary(env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_monitor-manager"));
+    command.env_clear().current_dir(dir.path()).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_wrong_setting_ends_the_process_with_one_clear_line() {
+    for (env, needle) in [
+        (vec![("PORT", "abc")], "port"),
+        (vec![("PORT", "70000")], "port"),
+        (
+            vec![("DATABASE_URL", "mysql://root@localhost/x")],
+            "DATABASE_URL",
+        ),
+        (vec![("CHECK_CONCURRENCY", "0")], "check-concurrency"),
+        (vec![("AUTO_MIGRATE", "maybe")], "auto-migrate"),
+        (vec![("HOST", "not an address"), ("PORT", "0")], "HOST"),
+        (
+            vec![("DATABASE_URL", "postgres://nobody:secret@127.0.0.1:1/none")],
+            "cannot connect",
+        ),
+    ] {
+        let (ok, stderr) = run_binary(&env, &[]);
+        assert!(!ok, "{env:?} should fail");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains(" INFO "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{env:?}: expected one line, got:\n{stderr}");
+        assert!(lines[0].contains(needle), "{env:?}: {stderr}");
+        assert!(
+            !stderr.contains("secret"),
+            "passwords stay out of messages: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn migrate_commands_apply_list_and_revert_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_monitor-manager"))
+            .env_clear()
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(run(&["migrate", "status"])
+        .lines()
+        .all(|l| l.starts_with("pending")));
+    run(&["migrate", "up"]);
+    let status = run(&["migrate", "status"]);
+    assert_eq!(
+        status.lines().filter(|l| l.starts_with("applied")).count(),
+        2,
+        "{status}"
+    );
+    run(&["migrate", "down"]);
+    let status = run(&["migrate", "status"]);
+    assert_eq!(
+        status.lines().filter(|l| l.starts_with("applied")).count(),
+        1,
+        "{status}"
+    );
+    run(&["migrate", "fresh"]);
+    let status = run(&["migrate", "status"]);
+    assert_eq!(
+        status.lines().filter(|l| l.starts_with("applied")).count(),
+        2,
+        "{status}"
+    );
+}
+
+on_both_backends!(
+    rest_crud_round_trip_works_and_delete_cascades,
+    bad_input_gets_a_json_error_naming_the_problem_and_stores_nothing,
+    graphql_crud_round_trip_works,
+    graphql_bad_input_gets_bad_user_input_and_stores_nothing,
+);
+
+#[tokio::test]
+async fn graphiql_is_served_to_browsers() {
+    let Some(app) = App::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let response = app
+        .http
+        .get(app.url("/graphql"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("graphiql"), "GraphiQL page expected");
+}
+
+#[test]
+fn schema_graphql_matches_the_schema_the_server_builds() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_monitor-manager"))
+        .arg("schema")
+        .output()
+        .expect("run monitor-manager schema");
+    assert!(output.status.success());
+    let built = String::from_utf8(output.stdout).unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .expect("schema.graphql at the repository root");
+    assert!(
+        built == committed,
+        "schema.graphql is out of date: run `cargo run -- schema > schema.graphql`"
+    );
+}
