@@ -80,12 +80,11 @@ impl Engine {
         let checks = TaskTracker::new();
         let (notifier, scheduler) = if config.schedule {
             let (notifier, changes) = ScheduleNotifier::channel();
-            let scheduler = Scheduler::new(
-                db.clone(),
-                checker.clone(),
-                store.clone(),
-                config.check_concurrency,
-            );
+            let runner = scheduler::LocalRunner {
+                checker: checker.clone(),
+                store: store.clone(),
+            };
+            let scheduler = Scheduler::new(db.clone(), runner, config.check_concurrency);
             let handle =
                 tokio::spawn(scheduler.run(changes, stop_scheduling.clone(), checks.clone()));
             (notifier, Some(handle))

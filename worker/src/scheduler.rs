@@ -14,6 +14,7 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, HashSet},
+    future::Future,
     sync::Arc,
     time::Duration,
 };
@@ -31,6 +32,59 @@ use crate::{
     checker::Checker,
     store::{ResultStore, Slot},
 };
+
+/// Where the scheduler reads monitors from (the database; a fixed list in tests).
+pub trait MonitorSource: Send + Sync + 'static {
+    /// Every active monitor.
+    fn active(&self) -> impl Future<Output = Result<Vec<monitor::Model>, DbErr>> + Send;
+    /// One monitor, if it exists.
+    fn get(&self, id: i64) -> impl Future<Output = Result<Option<monitor::Model>, DbErr>> + Send;
+}
+
+impl MonitorSource for DatabaseConnection {
+    async fn active(&self) -> Result<Vec<monitor::Model>, DbErr> {
+        monitor::Entity::find()
+            .filter(monitor::Column::Active.eq(true))
+            .all(self)
+            .await
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<monitor::Model>, DbErr> {
+        monitor::Entity::find_by_id(id).one(self).await
+    }
+}
+
+/// One due check, handed to a [`CheckRunner`].
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub monitor_id: i64,
+    pub url: Arc<str>,
+    pub timeout: Duration,
+    /// The slot this check is for.
+    pub slot: Slot,
+}
+
+/// What the scheduler does with a due check. The returned future completes when the check
+/// is over; until then the monitor's next slots are skipped rather than overlapped.
+pub trait CheckRunner: Clone + Send + Sync + 'static {
+    fn run(&self, job: Job) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs checks in this process and hands results to the store.
+#[derive(Clone)]
+pub struct LocalRunner {
+    pub checker: Checker,
+    pub store: ResultStore,
+}
+
+impl CheckRunner for LocalRunner {
+    async fn run(&self, job: Job) {
+        let outcome = self.checker.check(&job.url, job.timeout).await;
+        self.store
+            .submit(job.monitor_id, outcome, Some(job.slot))
+            .await;
+    }
+}
 
 /// Longest window over which overdue monitors are spread at start.
 const MAX_START_SPREAD: Duration = Duration::from_secs(60);
@@ -82,10 +136,9 @@ impl Clock {
 }
 
 /// Runs scheduled checks until cancelled.
-pub struct Scheduler {
-    db: DatabaseConnection,
-    checker: Checker,
-    store: ResultStore,
+pub struct Scheduler<S, R> {
+    source: S,
+    runner: R,
     concurrency: Arc<Semaphore>,
     clock: Clock,
     monitors: HashMap<i64, Scheduled>,
@@ -94,18 +147,12 @@ pub struct Scheduler {
     next_generation: u64,
 }
 
-impl Scheduler {
+impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
     /// A scheduler running at most `concurrency` checks at once.
-    pub fn new(
-        db: DatabaseConnection,
-        checker: Checker,
-        store: ResultStore,
-        concurrency: usize,
-    ) -> Self {
+    pub fn new(source: S, runner: R, concurrency: usize) -> Self {
         Self {
-            db,
-            checker,
-            store,
+            source,
+            runner,
             concurrency: Arc::new(Semaphore::new(concurrency.max(1))),
             clock: Clock::new(),
             monitors: HashMap::new(),
@@ -159,10 +206,7 @@ impl Scheduler {
     }
 
     async fn load_all(&mut self) -> Result<(), DbErr> {
-        let rows = monitor::Entity::find()
-            .filter(monitor::Column::Active.eq(true))
-            .all(&self.db)
-            .await?;
+        let rows = self.source.active().await?;
         let now = Instant::now();
         for row in rows {
             let interval = interval_of(&row);
@@ -182,7 +226,7 @@ impl Scheduler {
     }
 
     async fn reload(&mut self, id: i64) -> Result<(), DbErr> {
-        let row = monitor::Entity::find_by_id(id).one(&self.db).await?;
+        let row = self.source.get(id).await?;
         match row {
             Some(row) if row.active => {
                 let now = Instant::now();
@@ -242,14 +286,18 @@ impl Scheduler {
                 due: self.clock.to_wall(due),
                 next: self.clock.to_wall(next),
             };
-            let checker = self.checker.clone();
-            let store = self.store.clone();
+            let job = Job {
+                monitor_id: id,
+                url: entry.url,
+                timeout: entry.timeout,
+                slot,
+            };
+            let runner = self.runner.clone();
             let permits = self.concurrency.clone();
             let done = done.clone();
             tracker.spawn(async move {
                 if let Ok(_permit) = permits.acquire_owned().await {
-                    let outcome = checker.check(&entry.url, entry.timeout).await;
-                    store.submit(id, outcome, Some(slot)).await;
+                    runner.run(job).await;
                 }
                 let _ = done.send(id);
             });
@@ -282,6 +330,8 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
@@ -310,5 +360,199 @@ mod tests {
         assert_eq!(clock.to_instant(wall), later);
         let earlier = clock.base_wall - chrono::Duration::seconds(10);
         assert!(clock.to_instant(earlier) <= clock.base_instant);
+    }
+
+    /// Monitors held in memory.
+    #[derive(Clone, Default)]
+    struct FakeSource(Arc<Mutex<HashMap<i64, monitor::Model>>>);
+
+    impl FakeSource {
+        fn put(&self, row: monitor::Model) {
+            self.0.lock().unwrap().insert(row.id, row);
+        }
+    }
+
+    impl MonitorSource for FakeSource {
+        async fn active(&self) -> Result<Vec<monitor::Model>, DbErr> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|m| m.active)
+                .cloned()
+                .collect())
+        }
+        async fn get(&self, id: i64) -> Result<Option<monitor::Model>, DbErr> {
+            Ok(self.0.lock().unwrap().get(&id).cloned())
+        }
+    }
+
+    /// Records when each check starts (ms since the test began) and takes `busy` to finish.
+    #[derive(Clone)]
+    struct FakeRunner {
+        start: Instant,
+        busy: HashMap<i64, Duration>,
+        runs: Arc<Mutex<Vec<(i64, u128)>>>,
+    }
+
+    impl CheckRunner for FakeRunner {
+        async fn run(&self, job: Job) {
+            let at = self.start.elapsed().as_millis();
+            self.runs.lock().unwrap().push((job.monitor_id, at));
+            if let Some(busy) = self.busy.get(&job.monitor_id) {
+                tokio::time::sleep(*busy).await;
+            }
+        }
+    }
+
+    fn row(id: i64, interval: i32, next: Option<DateTime<Utc>>) -> monitor::Model {
+        let now = Utc::now();
+        monitor::Model {
+            id,
+            name: format!("m{id}"),
+            url: "http://127.0.0.1:9/".into(),
+            timeout_seconds: 1,
+            interval_seconds: interval,
+            active: true,
+            created_at: now,
+            updated_at: now,
+            last_checked_at: None,
+            last_up: None,
+            next_check_at: next,
+        }
+    }
+
+    struct Harness {
+        source: FakeSource,
+        runs: Arc<Mutex<Vec<(i64, u128)>>>,
+        changes: mpsc::UnboundedSender<i64>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<Result<(), DbErr>>,
+    }
+
+    fn start(rows: Vec<monitor::Model>, busy: &[(i64, u64)], concurrency: usize) -> Harness {
+        let source = FakeSource::default();
+        for r in rows {
+            source.put(r);
+        }
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let runner = FakeRunner {
+            start: Instant::now(),
+            busy: busy
+                .iter()
+                .map(|(id, ms)| (*id, Duration::from_millis(*ms)))
+                .collect(),
+            runs: runs.clone(),
+        };
+        let (changes, rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let scheduler = Scheduler::new(source.clone(), runner, concurrency);
+        let task = tokio::spawn(scheduler.run(rx, stop.clone(), TaskTracker::new()));
+        Harness {
+            source,
+            runs,
+            changes,
+            stop,
+            task,
+        }
+    }
+
+    impl Harness {
+        fn runs_of(&self, id: i64) -> Vec<u128> {
+            self.runs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(m, _)| *m == id)
+                .map(|(_, at)| *at)
+                .collect()
+        }
+        async fn stop(self) {
+            self.stop.cancel();
+            self.task.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_one_second_monitor_is_checked_exactly_on_its_grid() {
+        let h = start(vec![row(1, 1, None)], &[], 10);
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        assert_eq!(h.runs_of(1), vec![0, 1000, 2000, 3000, 4000, 5000]);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_check_never_overlaps_the_next_one_and_its_slots_are_skipped() {
+        let h = start(vec![row(1, 1, None), row(2, 1, None)], &[(1, 2500)], 10);
+        tokio::time::sleep(Duration::from_millis(6500)).await;
+        // Slots 1 and 2 come while the first check runs: skipped, not queued up.
+        assert_eq!(h.runs_of(1), vec![0, 3000, 6000]);
+        // The slow target never delays another monitor.
+        assert_eq!(h.runs_of(2), vec![0, 1000, 2000, 3000, 4000, 5000, 6000]);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_concurrency_cap_late_checks_run_once_instead_of_bursting() {
+        // One permit, held 3.5 s by monitor 1: monitor 2 waits, then runs once, then on time.
+        let h = start(vec![row(1, 60, None), row(2, 1, None)], &[(1, 3500)], 1);
+        tokio::time::sleep(Duration::from_millis(6500)).await;
+        let runs = h.runs_of(2);
+        assert_eq!(runs[0], 3500, "{runs:?}");
+        assert_eq!(&runs[1..], &[4000, 5000, 6000], "{runs:?}");
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pausing_stops_checks_and_resuming_checks_at_once() {
+        let h = start(vec![row(1, 1, None)], &[], 10);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut paused = row(1, 1, None);
+        paused.active = false;
+        h.source.put(paused);
+        h.changes.send(1).unwrap();
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        assert_eq!(h.runs_of(1), vec![0, 1000]);
+        h.source.put(row(1, 1, None));
+        h.changes.send(1).unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(h.runs_of(1), vec![0, 1000, 4500, 5500]);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_monitor_is_never_checked_again() {
+        let h = start(vec![row(1, 1, None)], &[], 10);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        h.source.0.lock().unwrap().remove(&1);
+        h.changes.send(1).unwrap();
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        assert_eq!(h.runs_of(1), vec![0]);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_resumes_from_the_stored_due_time_and_spreads_overdue_monitors() {
+        let due_later = Utc::now() + chrono::Duration::milliseconds(2500);
+        let overdue = Utc::now() - chrono::Duration::hours(1);
+        let mut rows = vec![row(1, 10, Some(due_later))];
+        rows.extend((2..=21).map(|id| row(id, 10, Some(overdue))));
+        let h = start(rows, &[], 100);
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        let first = h.runs_of(1);
+        assert_eq!(first.len(), 1);
+        assert!((2490..=2510).contains(&first[0]), "{first:?}");
+        let starts: Vec<u128> = (2..=21).map(|id| h.runs_of(id)[0]).collect();
+        assert!(
+            starts.iter().all(|at| *at < 10_000),
+            "within one interval: {starts:?}"
+        );
+        let distinct: HashSet<u128> = starts.iter().copied().collect();
+        assert!(
+            distinct.len() > 10,
+            "overdue monitors are spread, not fired at once: {starts:?}"
+        );
+        h.stop().await;
     }
 }
