@@ -1,9 +1,10 @@
 //! The `monitors` table: what to check, how often, and the outcome of the newest check.
 
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// One monitored URL.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "monitors")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -21,6 +22,9 @@ pub struct Model {
     pub last_up: Option<bool>,
     /// When the scheduler should check this monitor next (kept so a restart resumes on time).
     pub next_check_at: Option<DateTimeUtc>,
+    /// Due time of the newest scheduled slot with a stored result (deduplicates redelivered
+    /// jobs).
+    pub last_slot_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

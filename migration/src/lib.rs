@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_monitors;
 mod m20261121_000002_create_check_results;
+mod m20261121_000003_add_last_slot_at;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_monitors::Migration),
             Box::new(m20261121_000002_create_check_results::Migration),
+            Box::new(m20261121_000003_add_last_slot_at::Migration),
         ]
     }
 }

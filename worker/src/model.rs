@@ -1,10 +1,10 @@
 //! Domain types the worker produces and the API shows: a check's status and its stored result.
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum CheckStatus {
     /// The URL answered with a 2xx or 3xx final status in time.
@@ -38,7 +38,7 @@ impl CheckStatus {
 }
 
 /// One stored check, as clients see it (the REST shape is its `Serialize` form).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRecord {
     pub id: i64,
     pub monitor_id: i64,

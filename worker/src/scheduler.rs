@@ -420,6 +420,7 @@ mod tests {
             last_checked_at: None,
             last_up: None,
             next_check_at: next,
+            last_slot_at: None,
         }
     }
 

@@ -49,7 +49,22 @@ struct Pending {
     monitor_id: i64,
     outcome: CheckOutcome,
     slot: Option<Slot>,
-    reply: Option<oneshot::Sender<Result<CheckRecord, StoreError>>>,
+    reply: Option<oneshot::Sender<Result<Option<CheckRecord>, StoreError>>>,
+}
+
+/// What became of one pending result.
+enum Written {
+    Stored(CheckEvent),
+    /// Its monitor was deleted meanwhile.
+    Gone,
+    /// Its slot already has a result (a redelivered job).
+    Duplicate,
+}
+
+enum Fate {
+    Insert,
+    Gone,
+    Duplicate,
 }
 
 /// Hands results to the writer task.
@@ -93,11 +108,24 @@ impl ResultStore {
         monitor_id: i64,
         outcome: CheckOutcome,
     ) -> Result<CheckRecord, StoreError> {
+        self.store_slot(monitor_id, outcome, None)
+            .await?
+            .ok_or(StoreError::Database)
+    }
+
+    /// Stores a result for a scheduled slot and waits until it is written: `None` when the
+    /// slot already had a result, so nothing was stored.
+    pub async fn store_slot(
+        &self,
+        monitor_id: i64,
+        outcome: CheckOutcome,
+        slot: Option<Slot>,
+    ) -> Result<Option<CheckRecord>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             monitor_id,
             outcome,
-            slot: None,
+            slot,
             reply: Some(reply),
         };
         self.tx
@@ -128,22 +156,24 @@ impl Writer {
                     while let Ok(pending) = rx.try_recv() {
                         batch.push(pending);
                         if batch.len() >= MAX_BATCH {
-                            self.write(std::mem::take(&mut batch)).await;
+                            self.write(std::mem::take(&mut batch), &stop).await;
                         }
                     }
                     if !batch.is_empty() {
-                        self.write(std::mem::take(&mut batch)).await;
+                        self.write(std::mem::take(&mut batch), &stop).await;
                     }
                     break;
                 }
             }
-            self.write(std::mem::take(&mut batch)).await;
+            self.write(std::mem::take(&mut batch), &stop).await;
         }
         tracing::debug!("result store stopped");
     }
 
-    /// Writes one batch, retrying a database failure a few times with backoff.
-    async fn write(&self, batch: Vec<Pending>) {
+    /// Writes one batch. While the database is unreachable it retries with backoff (up to
+    /// 5 s apart) until it is back or the store is stopped; any other failure is retried
+    /// three times.
+    async fn write(&self, batch: Vec<Pending>, stop: &CancellationToken) {
         if batch.is_empty() {
             return;
         }
@@ -152,25 +182,29 @@ impl Writer {
         let outcome = loop {
             match self.write_once(&batch).await {
                 Ok(outcome) => break Ok(outcome),
-                Err(err) if attempt < 5 => {
+                Err(err) => {
+                    let unreachable = matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_));
+                    if (!unreachable && attempt >= 3) || (unreachable && stop.is_cancelled()) {
+                        break Err(err);
+                    }
                     tracing::warn!(error = %err, attempt, results = batch.len(), "storing check results failed; retrying");
                     tokio::time::sleep(delay).await;
-                    delay *= 3;
+                    delay = (delay * 2).min(Duration::from_secs(5));
                     attempt += 1;
                 }
-                Err(err) => break Err(err),
             }
         };
         match outcome {
-            Ok(stored) => {
-                for (pending, result) in batch.into_iter().zip(stored) {
-                    let answer = match result {
-                        Some(event) => {
+            Ok(written) => {
+                for (pending, written) in batch.into_iter().zip(written) {
+                    let answer = match written {
+                        Written::Stored(event) => {
                             let record = event.result.clone();
                             self.events.publish(Arc::new(event));
-                            Ok(record)
+                            Ok(Some(record))
                         }
-                        None => Err(StoreError::MonitorGone(pending.monitor_id)),
+                        Written::Duplicate => Ok(None),
+                        Written::Gone => Err(StoreError::MonitorGone(pending.monitor_id)),
                     };
                     if let Some(reply) = pending.reply {
                         let _ = reply.send(answer);
@@ -190,7 +224,7 @@ impl Writer {
 
     /// One transaction: lock the monitors, insert the results, update the monitors. Returns,
     /// per pending result in order, its event, or `None` when its monitor was deleted.
-    async fn write_once(&self, batch: &[Pending]) -> Result<Vec<Option<CheckEvent>>, DbErr> {
+    async fn write_once(&self, batch: &[Pending]) -> Result<Vec<Written>, DbErr> {
         let txn = self.db.begin().await?;
         let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
         ids.sort_unstable();
@@ -207,11 +241,29 @@ impl Writer {
             .map(|m| (m.id, m))
             .collect();
 
+        // Decide each result's fate; a slot that already has a result is not stored again.
+        let before = monitors.clone();
+        let mut fates = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let Some(monitor) = monitors.get_mut(&pending.monitor_id) else {
+                fates.push(Fate::Gone);
+                continue;
+            };
+            if let Some(slot) = pending.slot {
+                if monitor.last_slot_at.is_some_and(|done| done >= slot.due) {
+                    fates.push(Fate::Duplicate);
+                    continue;
+                }
+                monitor.last_slot_at = Some(slot.due);
+            }
+            fates.push(Fate::Insert);
+        }
         let rows: Vec<check_result::ActiveModel> =
             batch
                 .iter()
-                .filter(|p| monitors.contains_key(&p.monitor_id))
-                .map(|p| check_result::ActiveModel {
+                .zip(&fates)
+                .filter(|(_, fate)| matches!(fate, Fate::Insert))
+                .map(|(p, _)| check_result::ActiveModel {
                     monitor_id: Set(p.monitor_id),
                     checked_at_ms: Set(p.outcome.started_at.timestamp_millis()),
                     up: Set(p.outcome.status.is_up()),
@@ -234,13 +286,22 @@ impl Writer {
         inserted.sort_unstable_by_key(|r| r.id);
         let mut inserted = inserted.into_iter();
 
-        let before = monitors.clone();
-        let mut events = Vec::with_capacity(batch.len());
-        for pending in batch {
-            let Some(monitor) = monitors.get_mut(&pending.monitor_id) else {
-                events.push(None);
-                continue;
-            };
+        let mut written = Vec::with_capacity(batch.len());
+        for (pending, fate) in batch.iter().zip(fates) {
+            match fate {
+                Fate::Gone => {
+                    written.push(Written::Gone);
+                    continue;
+                }
+                Fate::Duplicate => {
+                    written.push(Written::Duplicate);
+                    continue;
+                }
+                Fate::Insert => {}
+            }
+            let monitor = monitors
+                .get_mut(&pending.monitor_id)
+                .ok_or_else(|| DbErr::Custom("monitor vanished from the batch".into()))?;
             let Some(row) = inserted.next() else {
                 return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
             };
@@ -253,14 +314,14 @@ impl Writer {
                 monitor.last_checked_at = Some(record.checked_at);
                 monitor.last_up = Some(record.status.is_up());
             }
-            // Move the due time on only if nobody moved it since the slot began (an edit or
-            // a pause writes its own).
+            // Move the due time on only if nobody moved it since the slot began (an edit, a
+            // pause, or a distributed scheduler that already leased the next slot).
             if let Some(slot) = pending.slot {
                 if monitor.next_check_at == Some(slot.due) {
                     monitor.next_check_at = Some(slot.next);
                 }
             }
-            events.push(Some(CheckEvent {
+            written.push(Written::Stored(CheckEvent {
                 result: record,
                 monitor: monitor.clone(),
                 previous,
@@ -279,10 +340,11 @@ impl Writer {
                 )
                 .col_expr(monitor::Column::LastUp, Expr::value(new.last_up))
                 .col_expr(monitor::Column::NextCheckAt, Expr::value(new.next_check_at))
+                .col_expr(monitor::Column::LastSlotAt, Expr::value(new.last_slot_at))
                 .exec(&txn)
                 .await?;
         }
         txn.commit().await?;
-        Ok(events)
+        Ok(written)
     }
 }
