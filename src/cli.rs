@@ -23,7 +23,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run everything in one process: HTTP API, scheduler and check workers (the default).
+    /// With RABBITMQ_URL it also joins a distributed deployment.
     Serve,
+    /// Run only the HTTP API (GraphQL, REST, WebSockets). Manual checks run here; with
+    /// RABBITMQ_URL, live events from every worker reach its subscribers.
+    Api,
+    /// Run only the scheduler: publish due checks to RabbitMQ. Needs RABBITMQ_URL and
+    /// PostgreSQL; any number can run at once (each slot is claimed by exactly one).
+    Scheduler,
+    /// Run only a check worker: consume check jobs from RabbitMQ, check, store, publish.
+    /// Needs RABBITMQ_URL; run as many as you like.
+    Worker,
+    /// Exit 0 when the database (and RabbitMQ, when RABBITMQ_URL is set) can be reached,
+    /// 1 otherwise: a container health check.
+    Health,
     /// Apply, revert or inspect database migrations.
     Migrate {
         #[command(subcommand)]
@@ -105,6 +118,21 @@ pub struct Settings {
     /// Most checks running at once in this process.
     #[arg(long, env = "CHECK_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub check_concurrency: u32,
+
+    /// RabbitMQ URL (amqp://USER:PASSWORD@HOST:5672/%2f). When set, check jobs and events
+    /// travel through RabbitMQ (distributed mode); when unset, through in-process channels.
+    #[arg(long, env = "RABBITMQ_URL", global = true, hide_env_values = true)]
+    pub rabbitmq_url: Option<String>,
+
+    /// Prefix of every RabbitMQ queue and exchange name (and of the PostgreSQL NOTIFY
+    /// channel); deployments sharing a broker need different ones.
+    #[arg(
+        long,
+        env = "RABBITMQ_PREFIX",
+        default_value = "monitor_manager",
+        global = true
+    )]
+    pub rabbitmq_prefix: String,
 
     /// Check events a live subscriber may fall behind by before it is told it lagged.
     #[arg(long, env = "EVENT_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000), global = true)]

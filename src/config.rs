@@ -53,6 +53,30 @@ pub fn database_url(settings: &Settings) -> Result<DatabaseUrl, String> {
     Ok(DatabaseUrl { url, backend })
 }
 
+/// Checks a RabbitMQ URL and prefix.
+pub fn amqp(url: &str, prefix: &str) -> Result<worker::AmqpConfig, String> {
+    let url = url.trim();
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        return Err(format!(
+            "RABBITMQ_URL must start with amqp:// or amqps:// (got `{}`)",
+            redact(url)
+        ));
+    }
+    let prefix = prefix.trim();
+    if prefix.is_empty()
+        || prefix.len() > 100
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return Err("RABBITMQ_PREFIX must be 1 to 100 letters, digits, `_`, `-` or `.`".into());
+    }
+    Ok(worker::AmqpConfig {
+        url: url.to_owned(),
+        prefix: prefix.to_owned(),
+    })
+}
+
 fn encode(part: &str) -> String {
     let mut out = String::with_capacity(part.len());
     for byte in part.bytes() {

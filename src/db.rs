@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
-    ConnectOptions, Database, DatabaseConnection,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
 };
 
 use crate::config::{Backend, DatabaseUrl};
@@ -44,9 +44,25 @@ pub async fn connect(
     })
 }
 
-/// Applies every pending migration.
+/// Applies every pending migration. On PostgreSQL an advisory lock makes processes that
+/// start together take turns, so exactly one of them migrates.
 pub async fn migrate_up(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None)
-        .await
-        .context("applying database migrations failed")
+    if db.get_database_backend() == DbBackend::Postgres {
+        let txn = db
+            .begin()
+            .await
+            .context("cannot start the migration transaction")?;
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(2433002433)")
+            .await
+            .context("cannot take the migration lock")?;
+        Migrator::up(&txn, None)
+            .await
+            .context("applying database migrations failed")?;
+        txn.commit().await.context("committing migrations failed")?;
+        Ok(())
+    } else {
+        Migrator::up(db, None)
+            .await
+            .context("applying database migrations failed")
+    }
 }

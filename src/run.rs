@@ -10,8 +10,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::{
     cli::{Cli, Command, MigrateAction, Settings},
-    config, db,
+    config::{self, Backend},
+    db,
 };
+use worker::Scheduling;
 
 /// Runs the chosen subcommand; any error becomes one line on stderr and a non-zero exit.
 pub fn main(cli: Cli) -> ExitCode {
@@ -32,7 +34,11 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(&cli.settings).await,
+            Command::Serve => serve(&cli.settings, Role::All).await,
+            Command::Api => serve(&cli.settings, Role::Api).await,
+            Command::Scheduler => serve(&cli.settings, Role::Scheduler).await,
+            Command::Worker => serve(&cli.settings, Role::Worker).await,
+            Command::Health => health(&cli.settings).await,
             Command::Migrate { action } => migrate(&cli.settings, action).await,
             Command::Schema => unreachable!("handled above"),
         }
@@ -64,43 +70,119 @@ async fn open_db(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnect
     Ok(db)
 }
 
-/// Everything in one process: HTTP API, scheduler and check workers.
-async fn serve(settings: &Settings) -> anyhow::Result<()> {
+/// What a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    All,
+    Api,
+    Scheduler,
+    Worker,
+}
+
+impl Role {
+    fn serves_http(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+}
+
+/// The engine configuration for a role; the errors say which setting is missing.
+fn engine_config(
+    settings: &Settings,
+    role: Role,
+    backend: Backend,
+) -> anyhow::Result<worker::EngineConfig> {
+    let amqp = settings
+        .rabbitmq_url
+        .as_ref()
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| config::amqp(url, &settings.rabbitmq_prefix))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let distributed = amqp.is_some();
+    let scheduling = match role {
+        Role::All if distributed && backend == Backend::Postgres => Scheduling::Leases,
+        Role::All => Scheduling::InProcess,
+        Role::Scheduler => {
+            if !distributed {
+                anyhow::bail!("the scheduler role needs RABBITMQ_URL (without it, run `monitor-manager serve`)");
+            }
+            if backend != Backend::Postgres {
+                anyhow::bail!(
+                    "the scheduler role needs PostgreSQL: set DATABASE_URL=postgres://..."
+                );
+            }
+            Scheduling::Leases
+        }
+        Role::Api | Role::Worker => Scheduling::Off,
+    };
+    if role == Role::Worker && !distributed {
+        anyhow::bail!(
+            "the worker role needs RABBITMQ_URL (without it, run `monitor-manager serve`)"
+        );
+    }
+    Ok(worker::EngineConfig {
+        check_concurrency: settings.check_concurrency as usize,
+        event_buffer: settings.event_buffer as usize,
+        scheduling,
+        consume_jobs: distributed && matches!(role, Role::All | Role::Worker),
+        relay_events: distributed && role.serves_http(),
+        amqp,
+    })
+}
+
+/// Runs one role (or all of them) until SIGINT/SIGTERM, then shuts down in order.
+async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
+    let url = config::database_url(settings).map_err(anyhow::Error::msg)?;
+    let engine_config = engine_config(settings, role, url.backend)?;
     let db = open_db(settings).await?;
     if settings.auto_migrate {
         db::migrate_up(&db).await?;
     }
-    let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
-        .parse()
-        .or_else(|_| format!("[{}]:{}", settings.host, settings.port).parse())
-        .with_context(|| format!("HOST `{}` is not an IP address", settings.host))?;
-    let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!(
-            "cannot listen on {addr} (is PORT {} in use?)",
-            settings.port
-        )
-    })?;
-    let local = listener.local_addr().context("listener has no address")?;
+    let listener = if role.serves_http() {
+        let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
+            .parse()
+            .or_else(|_| format!("[{}]:{}", settings.host, settings.port).parse())
+            .with_context(|| format!("HOST `{}` is not an IP address", settings.host))?;
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} (is PORT {} in use?)",
+                settings.port
+            )
+        })?;
+        Some(listener)
+    } else {
+        None
+    };
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-
-    let config = worker::EngineConfig {
-        check_concurrency: settings.check_concurrency as usize,
-        event_buffer: settings.event_buffer as usize,
-        schedule: true,
+    let (engine, notifier, tasks) = worker::Engine::start(db.clone(), &engine_config)?;
+    tracing::info!(
+        role = ?role,
+        distributed = engine_config.amqp.is_some(),
+        scheduling = ?engine_config.scheduling,
+        "started"
+    );
+    let served = match listener {
+        Some(listener) => {
+            let local = listener.local_addr().context("listener has no address")?;
+            let state = api::AppState::new(db.clone(), engine, notifier, shutdown.clone());
+            tracing::info!("listening on http://{local}");
+            let server_shutdown = shutdown.clone();
+            api::serve(
+                listener,
+                state,
+                async move { server_shutdown.cancelled().await },
+            )
+            .await
+            .context("HTTP server failed")
+        }
+        None => {
+            drop((engine, notifier));
+            shutdown.cancelled().await;
+            Ok(())
+        }
     };
-    let (engine, notifier, tasks) = worker::Engine::start(db.clone(), &config)?;
-    let state = api::AppState::new(db.clone(), engine, notifier, shutdown.clone());
-    tracing::info!("listening on http://{local}");
-    let server_shutdown = shutdown.clone();
-    let served = api::serve(
-        listener,
-        state,
-        async move { server_shutdown.cancelled().await },
-    )
-    .await
-    .context("HTTP server failed");
     // However the server ended, stop the worker in order: no new checks, finish the ones in
     // flight (up to the grace period), write what is queued.
     shutdown.cancel();
@@ -109,6 +191,30 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     served?;
     let _ = tokio::time::timeout(grace, db.close()).await;
     tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// `health`: can the database (and the broker) be reached?
+async fn health(settings: &Settings) -> anyhow::Result<()> {
+    let db = open_db(settings).await?;
+    sea_orm::ConnectionTrait::execute_unprepared(&db, "SELECT 1")
+        .await
+        .context("the database does not answer")?;
+    if let Some(url) = settings
+        .rabbitmq_url
+        .as_ref()
+        .filter(|u| !u.trim().is_empty())
+    {
+        let amqp = config::amqp(url, &settings.rabbitmq_prefix).map_err(anyhow::Error::msg)?;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            lapin::Connection::connect(&amqp.url, lapin::ConnectionProperties::default()),
+        )
+        .await
+        .context("RabbitMQ did not answer within 5 s")?
+        .context("cannot connect to RabbitMQ")?;
+    }
+    println!("ok");
     Ok(())
 }
 

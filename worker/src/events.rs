@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::model::{CheckRecord, CheckStatus};
 
 /// One stored check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CheckEvent {
     /// The stored result.
     pub result: CheckRecord,
@@ -29,21 +29,47 @@ impl CheckEvent {
     }
 }
 
-/// Publishes check events to every subscriber in this process.
+/// Publishes check events to every subscriber in this process, or, in distributed mode, to
+/// the broker, which brings them back to the subscribers of every API process.
 #[derive(Clone, Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<CheckEvent>>,
+    remote: Option<mpsc::Sender<Arc<CheckEvent>>>,
 }
+
+/// Events waiting to be forwarded to the broker before new ones are dropped.
+pub const REMOTE_QUEUE: usize = 50_000;
 
 impl EventBus {
     /// A bus whose subscribers may fall up to `capacity` events behind.
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Self { tx }
+        Self { tx, remote: None }
+    }
+
+    /// A bus whose published events go to the returned receiver (to be forwarded to the
+    /// broker) instead of straight to local subscribers.
+    pub fn with_remote(capacity: usize) -> (Self, mpsc::Receiver<Arc<CheckEvent>>) {
+        let (remote, rx) = mpsc::channel(REMOTE_QUEUE);
+        let mut bus = Self::new(capacity);
+        bus.remote = Some(remote);
+        (bus, rx)
     }
 
     /// Publishes an event; with no subscriber it is simply dropped.
     pub fn publish(&self, event: Arc<CheckEvent>) {
+        match &self.remote {
+            Some(remote) => {
+                if remote.try_send(event).is_err() {
+                    tracing::warn!("live event dropped: the broker queue is full");
+                }
+            }
+            None => self.publish_local(event),
+        }
+    }
+
+    /// Hands an event to this process's subscribers only.
+    pub fn publish_local(&self, event: Arc<CheckEvent>) {
         let _ = self.tx.send(event);
     }
 

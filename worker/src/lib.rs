@@ -4,26 +4,40 @@
 //! [`Engine`] bundles the pieces a process runs: the [`Checker`], the batching
 //! [`ResultStore`], the [`EventBus`] and, in processes that schedule, the [`Scheduler`].
 
+pub mod amqp;
 pub mod checker;
 pub mod events;
+pub mod lease;
 pub mod model;
 mod notify;
 pub mod scheduler;
 pub mod store;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use entity::monitor;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub use amqp::AmqpConfig;
 pub use checker::{CheckOutcome, Checker};
 pub use events::{CheckEvent, EventBus};
 pub use model::{CheckRecord, CheckStatus};
 pub use notify::ScheduleNotifier;
 pub use scheduler::Scheduler;
 pub use store::{ResultStore, StoreError};
+
+/// Which scheduler, if any, runs in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduling {
+    /// None (API-only and worker-only processes).
+    Off,
+    /// The in-memory scheduler, for one process per database.
+    InProcess,
+    /// The lease scheduler on PostgreSQL: any number of them, with RabbitMQ.
+    Leases,
+}
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -32,8 +46,14 @@ pub struct EngineConfig {
     pub check_concurrency: usize,
     /// How far a subscriber may fall behind before it is told it lagged.
     pub event_buffer: usize,
-    /// Whether this process schedules checks (false: manual checks only).
-    pub schedule: bool,
+    /// Which scheduler runs here.
+    pub scheduling: Scheduling,
+    /// Whether this process consumes check jobs from RabbitMQ (needs `amqp`).
+    pub consume_jobs: bool,
+    /// Whether this process feeds events from RabbitMQ to local subscribers (needs `amqp`).
+    pub relay_events: bool,
+    /// RabbitMQ, for distributed mode; `None` keeps everything in-process.
+    pub amqp: Option<amqp::AmqpConfig>,
 }
 
 /// Why a manual check failed.
@@ -60,37 +80,122 @@ pub struct Engine {
 pub struct EngineTasks {
     stop_scheduling: CancellationToken,
     stop_store: CancellationToken,
+    stop_forwarding: CancellationToken,
     checks: TaskTracker,
-    scheduler: Option<JoinHandle<Result<(), sea_orm::DbErr>>>,
+    background: Vec<JoinHandle<()>>,
     store: JoinHandle<()>,
+    forwarder: Option<JoinHandle<()>>,
 }
 
 impl Engine {
-    /// Starts the result store and, if configured, the scheduler.
+    /// Starts the result store and whatever else `config` asks for.
     pub fn start(
         db: DatabaseConnection,
         config: &EngineConfig,
     ) -> anyhow::Result<(Self, ScheduleNotifier, EngineTasks)> {
         let checker = Checker::new()?;
-        let events = EventBus::new(config.event_buffer);
+        let stop_scheduling = CancellationToken::new();
         let stop_store = CancellationToken::new();
+        let stop_forwarding = CancellationToken::new();
+        let checks = TaskTracker::new();
+        let mut background = Vec::new();
+
+        let publisher = config
+            .amqp
+            .as_ref()
+            .map(|amqp| Arc::new(amqp::Publisher::new(amqp.clone(), stop_forwarding.clone())));
+        let (events, forwarder) = match &publisher {
+            Some(publisher) => {
+                let (events, outgoing) = EventBus::with_remote(config.event_buffer);
+                let forwarder = tokio::spawn(amqp::forward_events(
+                    publisher.clone(),
+                    outgoing,
+                    stop_forwarding.clone(),
+                ));
+                (events, Some(forwarder))
+            }
+            None => (EventBus::new(config.event_buffer), None),
+        };
+        if let (Some(amqp), true) = (&config.amqp, config.relay_events) {
+            background.push(tokio::spawn(amqp::relay_events(
+                amqp.clone(),
+                events.clone(),
+                stop_scheduling.clone(),
+            )));
+        }
         let (store, store_task) =
             ResultStore::start(db.clone(), events.clone(), stop_store.clone());
-        let stop_scheduling = CancellationToken::new();
-        let checks = TaskTracker::new();
-        let (notifier, scheduler) = if config.schedule {
-            let (notifier, changes) = ScheduleNotifier::channel();
-            let runner = scheduler::LocalRunner {
-                checker: checker.clone(),
-                store: store.clone(),
-            };
-            let scheduler = Scheduler::new(db.clone(), runner, config.check_concurrency);
-            let handle =
-                tokio::spawn(scheduler.run(changes, stop_scheduling.clone(), checks.clone()));
-            (notifier, Some(handle))
-        } else {
-            (ScheduleNotifier::detached(), None)
+
+        let is_postgres = db.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+        let notify_channel = lease::notify_channel(
+            config
+                .amqp
+                .as_ref()
+                .map_or("monitor_manager", |a| a.prefix.as_str()),
+        );
+        let notifier = match config.scheduling {
+            Scheduling::InProcess => {
+                let (notifier, changes) = ScheduleNotifier::channel();
+                let concurrency = config.check_concurrency;
+                let stop = stop_scheduling.clone();
+                let tracker = checks.clone();
+                let task = match &publisher {
+                    Some(publisher) => {
+                        let runner = amqp::AmqpRunner {
+                            publisher: publisher.clone(),
+                        };
+                        let scheduler = Scheduler::new(db.clone(), runner, concurrency);
+                        tokio::spawn(log_failure(scheduler.run(changes, stop, tracker)))
+                    }
+                    None => {
+                        let runner = scheduler::LocalRunner {
+                            checker: checker.clone(),
+                            store: store.clone(),
+                        };
+                        let scheduler = Scheduler::new(db.clone(), runner, concurrency);
+                        tokio::spawn(log_failure(scheduler.run(changes, stop, tracker)))
+                    }
+                };
+                background.push(task);
+                notifier
+            }
+            Scheduling::Leases => {
+                let publisher = publisher
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("the lease scheduler needs RABBITMQ_URL"))?;
+                if !is_postgres {
+                    anyhow::bail!(
+                        "the distributed scheduler needs PostgreSQL (DATABASE_URL=postgres://...)"
+                    );
+                }
+                background.push(tokio::spawn(lease::run(
+                    db.clone(),
+                    publisher,
+                    notify_channel.clone(),
+                    stop_scheduling.clone(),
+                )));
+                ScheduleNotifier::postgres(db.clone(), notify_channel)
+            }
+            Scheduling::Off if is_postgres => {
+                ScheduleNotifier::postgres(db.clone(), notify_channel)
+            }
+            Scheduling::Off => ScheduleNotifier::detached(),
         };
+        if config.consume_jobs {
+            let amqp = config
+                .amqp
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("consuming check jobs needs RABBITMQ_URL"))?;
+            let prefetch = u16::try_from(config.check_concurrency).unwrap_or(u16::MAX);
+            background.push(tokio::spawn(amqp::consume_jobs(
+                amqp,
+                checker.clone(),
+                store.clone(),
+                prefetch,
+                stop_scheduling.clone(),
+                checks.clone(),
+            )));
+        }
         let engine = Self {
             db,
             checker,
@@ -100,9 +205,11 @@ impl Engine {
         let tasks = EngineTasks {
             stop_scheduling,
             stop_store,
+            stop_forwarding,
             checks,
-            scheduler,
+            background,
             store: store_task,
+            forwarder,
         };
         Ok((engine, notifier, tasks))
     }
@@ -122,24 +229,23 @@ impl Engine {
         }
     }
 
-    /// A subscriber to every stored check of this process.
-    pub fn subscribe(&self) -> broadcast::Receiver<std::sync::Arc<CheckEvent>> {
+    /// A subscriber to every stored check this process hears of.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CheckEvent>> {
         self.events.subscribe()
     }
 }
 
+async fn log_failure(run: impl std::future::Future<Output = Result<(), sea_orm::DbErr>>) {
+    if let Err(err) = run.await {
+        tracing::error!(error = %err, "scheduler stopped: it could not load the monitors");
+    }
+}
+
 impl EngineTasks {
-    /// Stops scheduling, lets checks in flight finish for up to `grace`, writes what is
-    /// queued, and returns once the store has stopped.
+    /// Stops scheduling and consuming, lets checks in flight finish for up to `grace`,
+    /// writes what is queued, sends the last events, and returns.
     pub async fn shutdown(self, grace: Duration) {
         self.stop_scheduling.cancel();
-        if let Some(scheduler) = self.scheduler {
-            match scheduler.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(error = %err, "scheduler failed"),
-                Err(err) => tracing::error!(error = %err, "scheduler task failed"),
-            }
-        }
         self.checks.close();
         if tokio::time::timeout(grace, self.checks.wait())
             .await
@@ -150,7 +256,16 @@ impl EngineTasks {
                 "checks still running after the shutdown grace period; abandoning them"
             );
         }
+        for task in self.background {
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("a background task did not stop in time");
+            }
+        }
         self.stop_store.cancel();
         let _ = self.store.await;
+        self.stop_forwarding.cancel();
+        if let Some(forwarder) = self.forwarder {
+            let _ = tokio::time::timeout(grace, forwarder).await;
+        }
     }
 }

@@ -1,32 +1,73 @@
-//! How the rest of the process tells the scheduler that a monitor was created, changed or
-//! deleted, so the change takes effect at once.
+//! How the rest of the process tells schedulers that a monitor was created, changed or
+//! deleted, so the change takes effect at once: over a channel to the in-process scheduler,
+//! or with PostgreSQL `NOTIFY` to lease schedulers in other processes.
 
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio::sync::mpsc;
 
-/// A cheap, cloneable handle that forwards "monitor N changed" to the scheduler of this
-/// process. A process without a scheduler (the API-only role) holds a detached one.
+#[derive(Clone, Debug, Default)]
+enum Target {
+    #[default]
+    Nobody,
+    Local(mpsc::UnboundedSender<i64>),
+    Postgres {
+        db: DatabaseConnection,
+        channel: String,
+    },
+}
+
+/// A cheap, cloneable handle that forwards "monitor N changed" to the schedulers.
 #[derive(Clone, Debug, Default)]
 pub struct ScheduleNotifier {
-    tx: Option<mpsc::UnboundedSender<i64>>,
+    target: Target,
 }
 
 impl ScheduleNotifier {
-    /// A notifier that tells nobody (no scheduler runs in this process).
+    /// A notifier that tells nobody.
     pub fn detached() -> Self {
-        Self { tx: None }
+        Self::default()
     }
 
-    /// A notifier and the receiving end for a scheduler.
+    /// A notifier and the receiving end for an in-process scheduler.
     pub fn channel() -> (Self, mpsc::UnboundedReceiver<i64>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx: Some(tx) }, rx)
+        (
+            Self {
+                target: Target::Local(tx),
+            },
+            rx,
+        )
+    }
+
+    /// A notifier that wakes lease schedulers listening on `channel`.
+    pub fn postgres(db: DatabaseConnection, channel: String) -> Self {
+        Self {
+            target: Target::Postgres { db, channel },
+        }
     }
 
     /// Says that the monitor with this id was created, changed or deleted.
     pub fn changed(&self, monitor_id: i64) {
-        if let Some(tx) = &self.tx {
+        match &self.target {
+            Target::Nobody => {}
             // A closed channel means the scheduler is shutting down: nothing left to tell.
-            let _ = tx.send(monitor_id);
+            Target::Local(tx) => {
+                let _ = tx.send(monitor_id);
+            }
+            Target::Postgres { db, channel } => {
+                let db = db.clone();
+                let statement = Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_notify($1, $2)",
+                    [channel.clone().into(), monitor_id.to_string().into()],
+                );
+                tokio::spawn(async move {
+                    // Best effort: lease schedulers also wake on their own timer.
+                    if let Err(err) = db.execute_raw(statement).await {
+                        tracing::debug!(error = %err, "NOTIFY failed");
+                    }
+                });
+            }
         }
     }
 }
