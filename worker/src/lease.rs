@@ -26,18 +26,24 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(2);
 /// Most slots claimed in one round.
 pub const BATCH: i64 = 1000;
 
+/// Claims due slots. A monitor more than one interval late (the broker or every scheduler
+/// was away) gets one job for the newest slot of its grid; the missed ones are skipped.
 const CLAIM: &str = r#"
-WITH due AS (
-    SELECT id, next_check_at AS due
+WITH claimed AS (
+    SELECT id, next_check_at AS stored_due, interval_seconds
     FROM monitors
     WHERE active AND next_check_at IS NOT NULL AND next_check_at <= now()
     ORDER BY next_check_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id, stored_due + make_interval(secs => interval_seconds::double precision
+        * floor(extract(epoch FROM (now() - stored_due)) / interval_seconds)) AS due,
+        interval_seconds
+    FROM claimed
 )
 UPDATE monitors AS m
-SET next_check_at = due.due + make_interval(secs => m.interval_seconds::double precision
-        * (floor(extract(epoch FROM (now() - due.due)) / m.interval_seconds) + 1))
+SET next_check_at = due.due + make_interval(secs => due.interval_seconds::double precision)
 FROM due
 WHERE m.id = due.id
 RETURNING m.id, m.url, m.timeout_seconds, due.due AS due, m.next_check_at AS next

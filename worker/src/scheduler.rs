@@ -282,8 +282,10 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 );
                 continue;
             }
+            // A late slot counts as the newest grid slot it overran; the missed ones are
+            // skipped, so each grid slot gets at most one check.
             let slot = Slot {
-                due: self.clock.to_wall(due),
+                due: self.clock.to_wall(next - entry.interval),
                 next: self.clock.to_wall(next),
             };
             let job = Job {

@@ -54,7 +54,7 @@ struct Pending {
 
 /// What became of one pending result.
 enum Written {
-    Stored(CheckEvent),
+    Stored(Arc<CheckEvent>),
     /// Its monitor was deleted meanwhile.
     Gone,
     /// Its slot already has a result (a redelivered job).
@@ -200,7 +200,7 @@ impl Writer {
                     let answer = match written {
                         Written::Stored(event) => {
                             let record = event.result.clone();
-                            self.events.publish(Arc::new(event));
+                            self.events.publish(event);
                             Ok(Some(record))
                         }
                         Written::Duplicate => Ok(None),
@@ -321,11 +321,11 @@ impl Writer {
                     monitor.next_check_at = Some(slot.next);
                 }
             }
-            written.push(Written::Stored(CheckEvent {
+            written.push(Written::Stored(Arc::new(CheckEvent {
                 result: record,
                 monitor: monitor.clone(),
                 previous,
-            }));
+            })));
         }
         for (id, old) in &before {
             let new = &monitors[id];
