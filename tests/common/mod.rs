@@ -150,8 +150,7 @@ pub struct App {
     pub base: String,
     pub db: TestDb,
     pub http: reqwest::Client,
-    child: Child,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    process: Proc,
 }
 
 impl App {
@@ -168,54 +167,19 @@ impl App {
 
     /// Starts the binary on an existing database.
     pub fn start_on(db: TestDb, env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_monitor-manager"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", "0")
-            .env("HOST", "127.0.0.1")
-            .env("DATABASE_URL", &db.url)
-            .env("RUST_LOG", "info")
-            .env("SHUTDOWN_GRACE_SECONDS", "5")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("start monitor-manager");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log_writer = log.clone();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(addr) = line.split("listening on ").nth(1) {
-                        let _ = tx.send(addr.trim().to_owned());
-                        sent = true;
-                    }
-                }
-                log_writer.lock().unwrap().push(line);
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "monitor-manager did not start; its log:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
-        };
+        let process = Proc::launch(&db.url, &[], env, "listening on ");
+        let base = process
+            .ready_line
+            .split("listening on ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         Self {
             base,
             db,
             http: reqwest::Client::new(),
-            child,
-            log,
+            process,
         }
     }
 
@@ -231,21 +195,21 @@ impl App {
 
     /// What the process has logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.process.log()
     }
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.process.child.id().to_string()])
             .status();
         for _ in 0..200 {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.process.child.try_wait() {
                 return status;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
+        let _ = self.process.child.kill();
         panic!("monitor-manager did not exit within 10 s of SIGTERM");
     }
 
@@ -302,6 +266,95 @@ impl App {
     }
 }
 
+/// A running `monitor-manager` process of any role.
+pub struct Proc {
+    pub child: Child,
+    /// The log line that said it was ready.
+    pub ready_line: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts `monitor-manager ARGS` on `database_url` and waits (up to 30 s) for a log line
+    /// containing `ready`.
+    pub fn launch(database_url: &str, args: &[&str], env: &[(&str, &str)], ready: &str) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_monitor-manager"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "info")
+            .env("SHUTDOWN_GRACE_SECONDS", "5")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start monitor-manager");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log_writer = log.clone();
+        let ready = ready.to_owned();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent && line.contains(&ready) {
+                    let _ = tx.send(line.clone());
+                    sent = true;
+                }
+                log_writer.lock().unwrap().push(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(ready_line) => Self {
+                child,
+                ready_line,
+                log,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "monitor-manager {args:?} did not start; its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        }
+    }
+
+    /// The HTTP base URL, for a process that serves HTTP.
+    pub fn base(&self) -> String {
+        self.ready_line
+            .split("listening on ")
+            .nth(1)
+            .expect("this process does not serve HTTP")
+            .trim()
+            .to_owned()
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Status and JSON body of a response (Null for an empty body). Panics when a non-empty body
 /// is not JSON: every answer of this API is.
 pub async fn read_json(response: reqwest::Response) -> (u16, serde_json::Value) {
@@ -313,13 +366,6 @@ pub async fn read_json(response: reqwest::Response) -> (u16, serde_json::Value) 
     let value = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
     (status, value)
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Declares one test per backend for an `async fn(Backend)` scenario.

@@ -1,0 +1,352 @@
+//! Distributed mode with real processes, RabbitMQ and PostgreSQL: two API processes, two
+//! schedulers and three workers share one database and one broker. Every slot is checked
+//! exactly once, a subscriber on one API process sees checks that workers ran for slots
+//! another process scheduled, and a killed worker or a restarted broker loses and doubles
+//! nothing.
+//!
+//! RabbitMQ comes from `TEST_RABBITMQ_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//! Without it (or PostgreSQL) these tests say they were skipped, except under `CI=true`.
+//! Each test uses its own queue prefix and database, so they do not see each other's jobs;
+//! the broker-restart test is run alone (see `.config/nextest.toml`).
+
+mod common;
+#[path = "common/target.rs"]
+mod target;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use common::{Backend, Proc, TestDb};
+use futures_util::StreamExt;
+use lapin::{options::*, types::FieldTable, BasicProperties, Connection, ConnectionProperties};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{json, Value};
+use target::Target;
+
+fn rabbitmq_url() -> String {
+    std::env::var("TEST_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// RabbitMQ is reachable, or (outside CI) the test should be skipped.
+async fn rabbitmq_available() -> bool {
+    match Connection::connect(&rabbitmq_url(), ConnectionProperties::default()).await {
+        Ok(conn) => {
+            let _ = conn.close(200, "probe".into()).await;
+            true
+        }
+        Err(err) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!(
+                    "RabbitMQ is required under CI=true but {} is unreachable: {err}",
+                    rabbitmq_url()
+                );
+            }
+            eprintln!("SKIPPED: RabbitMQ not reachable at {} ({err}); set TEST_RABBITMQ_URL to run this test", rabbitmq_url());
+            false
+        }
+    }
+}
+
+/// A fresh database and a unique prefix, or `None` when a service is missing outside CI.
+async fn setup() -> Option<(TestDb, String)> {
+    if !rabbitmq_available().await {
+        return None;
+    }
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let prefix = format!(
+        "mm_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    );
+    Some((db, prefix))
+}
+
+struct Cluster {
+    apis: Vec<Proc>,
+    /// Kept to keep the processes alive.
+    _schedulers: Vec<Proc>,
+    workers: Vec<Proc>,
+}
+
+fn start_cluster(
+    db: &TestDb,
+    prefix: &str,
+    apis: usize,
+    schedulers: usize,
+    workers: usize,
+) -> Cluster {
+    let url = rabbitmq_url();
+    let env = [("RABBITMQ_URL", url.as_str()), ("RABBITMQ_PREFIX", prefix)];
+    let start = |role: &str, ready: &str| Proc::launch(&db.url, &[role], &env, ready);
+    // The first API process migrates; the others find the schema in place.
+    let apis: Vec<Proc> = (0..apis)
+        .map(|_| {
+            let api = start("api", "listening on ");
+            // Its subscribers hear of checks once it is bound to the events exchange.
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while !api.log().contains("relaying live events") {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "API never bound to RabbitMQ:\n{}",
+                    api.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            api
+        })
+        .collect();
+    let schedulers = (0..schedulers)
+        .map(|_| start("scheduler", "lease scheduler started"))
+        .collect();
+    let workers = (0..workers)
+        .map(|_| start("worker", "consuming check jobs"))
+        .collect();
+    Cluster {
+        apis,
+        _schedulers: schedulers,
+        workers,
+    }
+}
+
+async fn create_monitors(base: &str, target: &Target, count: usize) -> Vec<i64> {
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let response = http
+            .post(format!("{base}/monitors"))
+            .json(&json!({"name": format!("m{n}"), "url": target.url("/ok"), "timeout_seconds": 2, "interval_seconds": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["id"].as_i64().unwrap());
+    }
+    ids
+}
+
+async fn pause_all(base: &str, ids: &[i64], target: &Target) {
+    let http = reqwest::Client::new();
+    for (n, id) in ids.iter().enumerate() {
+        let response = http
+            .put(format!("{base}/monitors/{id}"))
+            .json(&json!({"name": format!("m{n}"), "url": target.url("/ok"), "timeout_seconds": 2, "interval_seconds": 1, "active": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// Each monitor's stored check times (ms since the epoch), oldest first.
+async fn check_times(db: &TestDb) -> BTreeMap<i64, Vec<i64>> {
+    let conn = db.connect().await;
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT monitor_id, checked_at_ms FROM check_results ORDER BY monitor_id, checked_at_ms",
+        ))
+        .await
+        .unwrap();
+    let mut times: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for row in rows {
+        let id: i64 = row.try_get("", "monitor_id").unwrap();
+        let at: i64 = row.try_get("", "checked_at_ms").unwrap();
+        times.entry(id).or_default().push(at);
+    }
+    times
+}
+
+/// Which 1-second grid slot (counted from the monitor's first check) each check was for.
+fn slots(times: &[i64]) -> Vec<i64> {
+    let first = times[0];
+    times
+        .iter()
+        .map(|t| ((t - first) as f64 / 1000.0).round() as i64)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_is_checked_exactly_once_by_two_schedulers_and_three_workers() {
+    let Some((db, prefix)) = setup().await else {
+        return;
+    };
+    let target = Target::start().await;
+    let cluster = start_cluster(&db, &prefix, 2, 2, 3);
+    let (api1, api2) = (cluster.apis[0].base(), cluster.apis[1].base());
+
+    // A /ws client on the second API process.
+    let ws_url = format!("{}/ws", api2.replacen("http://", "ws://", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+
+    let ids = create_monitors(&api1, &target, 10).await;
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    pause_all(&api1, &ids, &target).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let times = check_times(&db).await;
+    for id in &ids {
+        let checks = times
+            .get(id)
+            .unwrap_or_else(|| panic!("monitor {id} was never checked"));
+        let slots = slots(checks);
+        let expected: Vec<i64> = (0..slots.len() as i64).collect();
+        assert_eq!(
+            slots, expected,
+            "monitor {id}: one check per slot, none missing, none doubled ({checks:?})"
+        );
+        assert!(
+            checks.len() >= 5,
+            "monitor {id}: {} checks in ~6.5 s",
+            checks.len()
+        );
+    }
+
+    // The subscriber on the other API process saw checks of every monitor.
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while seen.len() < ids.len() && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+        {
+            if let Ok(text) = message.into_text() {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                seen.insert(event["service_id"].as_i64().unwrap());
+            }
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        ids.len(),
+        "events on API 2 for every monitor: {seen:?}"
+    );
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_and_a_restarted_broker_lose_nothing_and_double_nothing() {
+    let Some((db, prefix)) = setup().await else {
+        return;
+    };
+    let target = Target::start().await;
+    let mut cluster = start_cluster(&db, &prefix, 1, 2, 3);
+    let api = cluster.apis[0].base();
+    let ids = create_monitors(&api, &target, 5).await;
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    cluster.workers[0].kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let restart = std::process::Command::new("rabbitmqctl")
+        .arg("stop_app")
+        .status();
+    assert!(restart.is_ok_and(|s| s.success()), "rabbitmqctl stop_app");
+    let outage_start = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = std::process::Command::new("rabbitmqctl")
+        .arg("start_app")
+        .status();
+    assert!(started.is_ok_and(|s| s.success()), "rabbitmqctl start_app");
+    let outage_end = chrono::Utc::now().timestamp_millis();
+    // Reconnection backs off up to 5 s; then the schedule resumes.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    pause_all(&api, &ids, &target).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let times = check_times(&db).await;
+    for id in &ids {
+        let checks = times
+            .get(id)
+            .unwrap_or_else(|| panic!("monitor {id} was never checked"));
+        let slots = slots(checks);
+        let mut unique = slots.clone();
+        unique.dedup();
+        assert_eq!(
+            unique, slots,
+            "monitor {id}: no slot has two results ({checks:?})"
+        );
+        assert!(
+            checks.iter().any(|t| *t > outage_end + 1000),
+            "monitor {id}: checks resumed after the broker came back ({checks:?})"
+        );
+        // Slots are missing only while nothing could be dispatched (the broker was down, or
+        // every process was reconnecting to it).
+        let first = checks[0];
+        for missing in (0..*slots.last().unwrap()).filter(|s| !slots.contains(s)) {
+            let at = first + missing * 1000;
+            assert!(
+                at >= outage_start - 1500 && at <= outage_end + 6000,
+                "monitor {id}: slot {missing} missing outside the outage ({checks:?}, outage {outage_start}..{outage_end})"
+            );
+        }
+    }
+    // Nothing was dead-lettered: no job kept failing.
+    let conn = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let dead = channel
+        .queue_declare(
+            format!("{prefix}.checks.dead").into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dead.message_count(), 0);
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_always_fails_ends_in_the_dead_letter_queue() {
+    let Some((db, prefix)) = setup().await else {
+        return;
+    };
+    let cluster = start_cluster(&db, &prefix, 1, 0, 1);
+    let conn = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            "".into(),
+            format!("{prefix}.checks").into(),
+            BasicPublishOptions::default(),
+            b"\x00 this is not a job",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dead = channel
+            .queue_declare(
+                format!("{prefix}.checks.dead").into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        if dead.message_count() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bad job never reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The worker is still alive and well.
+    assert!(cluster.workers[0].log().contains("dead-lettered"));
+    let _ = conn.close(200, "done".into()).await;
+    drop(cluster);
+}
