@@ -169,6 +169,22 @@ fn slots(times: &[i64]) -> Vec<i64> {
         .collect()
 }
 
+/// Messages waiting in the dead-letter queue.
+async fn dead_letters(channel: &lapin::Channel, prefix: &str) -> u32 {
+    channel
+        .queue_declare(
+            format!("{prefix}.checks.dead").into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_slot_is_checked_exactly_once_by_two_schedulers_and_three_workers() {
     let Some((db, prefix)) = setup().await else {
@@ -286,18 +302,7 @@ async fn a_killed_worker_and_a_restarted_broker_lose_nothing_and_double_nothing(
         .await
         .unwrap();
     let channel = conn.create_channel().await.unwrap();
-    let dead = channel
-        .queue_declare(
-            format!("{prefix}.checks.dead").into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(dead.message_count(), 0);
+    assert_eq!(dead_letters(&channel, &prefix).await, 0);
     drop(cluster);
 }
 
@@ -325,18 +330,7 @@ async fn a_job_that_always_fails_ends_in_the_dead_letter_queue() {
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let dead = channel
-            .queue_declare(
-                format!("{prefix}.checks.dead").into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        if dead.message_count() == 1 {
+        if dead_letters(&channel, &prefix).await == 1 {
             break;
         }
         assert!(
