@@ -124,7 +124,11 @@ impl Clock {
 
     fn to_instant(self, at: DateTime<Utc>) -> Instant {
         match (at - self.base_wall).to_std() {
-            Ok(ahead) => self.base_instant + ahead,
+            // A time absurdly far ahead (a corrupt row) is treated as a year away.
+            Ok(ahead) => self
+                .base_instant
+                .checked_add(ahead.min(Duration::from_secs(365 * 24 * 3600)))
+                .unwrap_or(self.base_instant),
             Err(_) => {
                 let behind = (self.base_wall - at).to_std().unwrap_or_default();
                 self.base_instant
@@ -171,7 +175,16 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         stop: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<(), DbErr> {
-        self.load_all().await?;
+        // The database may still be starting: keep trying, with backoff, until told to stop.
+        let mut delay = Duration::from_millis(200);
+        while let Err(err) = self.load_all().await {
+            tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "scheduler cannot load monitors; retrying");
+            tokio::select! {
+                _ = stop.cancelled() => return Err(err),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
         tracing::info!(monitors = self.monitors.len(), "scheduler started");
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
         let mut changed = Vec::new();
