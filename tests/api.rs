@@ -314,10 +314,10 @@ async fn bad_input_gets_a_json_error_naming_the_problem_and_stores_nothing(backe
         assert_eq!(status, expected, "{method} {path}: {answer}");
         assert!(answer["error"].is_string(), "{method} {path}: {answer}");
     }
-    // PUT validates like POST and leaves the row alone.
-    let (_, created) = app
-        .json(Method::POST, "/monitors", Some(valid.clone()))
-        .await;
+    // PUT validates like POST and leaves the row alone (paused, so no check changes it).
+    let mut paused = valid.clone();
+    paused["active"] = json!(false);
+    let (_, created) = app.json(Method::POST, "/monitors", Some(paused)).await;
     let id = created["id"].as_i64().unwrap();
     let (status, _) = app
         .json(Method::PUT, &format!("/monitors/{id}"), Some(json!({"name": "x", "url": "http://a", "timeout_seconds": 0, "interval_seconds": 5})))

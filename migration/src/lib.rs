@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_monitors;
 mod m20261121_000002_create_check_results;
 mod m20261121_000003_add_last_slot_at;
+mod m20261121_000004_check_results_clustered_key;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_monitors::Migration),
             Box::new(m20261121_000002_create_check_results::Migration),
             Box::new(m20261121_000003_add_last_slot_at::Migration),
+            Box::new(m20261121_000004_check_results_clustered_key::Migration),
         ]
     }
 }

@@ -37,8 +37,11 @@ use crate::{
 pub trait MonitorSource: Send + Sync + 'static {
     /// Every active monitor.
     fn active(&self) -> impl Future<Output = Result<Vec<monitor::Model>, DbErr>> + Send;
-    /// One monitor, if it exists.
-    fn get(&self, id: i64) -> impl Future<Output = Result<Option<monitor::Model>, DbErr>> + Send;
+    /// The monitors among `ids` that exist.
+    fn get_many(
+        &self,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<Vec<monitor::Model>, DbErr>> + Send;
 }
 
 impl MonitorSource for DatabaseConnection {
@@ -49,8 +52,17 @@ impl MonitorSource for DatabaseConnection {
             .await
     }
 
-    async fn get(&self, id: i64) -> Result<Option<monitor::Model>, DbErr> {
-        monitor::Entity::find_by_id(id).one(self).await
+    async fn get_many(&self, ids: &[i64]) -> Result<Vec<monitor::Model>, DbErr> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            rows.extend(
+                monitor::Entity::find()
+                    .filter(monitor::Column::Id.is_in(chunk.iter().copied()))
+                    .all(self)
+                    .await?,
+            );
+        }
+        Ok(rows)
     }
 }
 
@@ -202,12 +214,11 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                         changes = mpsc::unbounded_channel().1;
                         continue;
                     }
-                    for id in changed.drain(..) {
-                        if let Err(err) = self.reload(id).await {
-                            tracing::warn!(monitor.id = id, error = %err, "could not reload a changed monitor; retrying later");
-                            // Keep the old schedule; the next change or restart fixes it.
-                        }
+                    // One query for the whole burst (a bulk edit may change thousands).
+                    if let Err(err) = self.reload(&changed).await {
+                        tracing::warn!(monitors = changed.len(), error = %err, "could not reload changed monitors; keeping their old schedule");
                     }
+                    changed.clear();
                 }
                 _ = sleep_until_opt(next_due) => {
                     self.fire_due(&done_tx, &tracker);
@@ -238,19 +249,30 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         Ok(())
     }
 
-    async fn reload(&mut self, id: i64) -> Result<(), DbErr> {
-        let row = self.source.get(id).await?;
-        match row {
-            Some(row) if row.active => {
-                let now = Instant::now();
-                let due = row
-                    .next_check_at
-                    .map(|at| self.clock.to_instant(at).max(now))
-                    .unwrap_or(now);
-                self.insert(&row, due);
-            }
-            _ => {
-                self.monitors.remove(&id);
+    async fn reload(&mut self, ids: &[i64]) -> Result<(), DbErr> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: HashMap<i64, monitor::Model> = self
+            .source
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect();
+        let now = Instant::now();
+        for id in ids {
+            match rows.get(&id) {
+                Some(row) if row.active => {
+                    let due = row
+                        .next_check_at
+                        .map(|at| self.clock.to_instant(at).max(now))
+                        .unwrap_or(now);
+                    self.insert(row, due);
+                }
+                _ => {
+                    self.monitors.remove(&id);
+                }
             }
         }
         Ok(())
@@ -398,8 +420,9 @@ mod tests {
                 .cloned()
                 .collect())
         }
-        async fn get(&self, id: i64) -> Result<Option<monitor::Model>, DbErr> {
-            Ok(self.0.lock().unwrap().get(&id).cloned())
+        async fn get_many(&self, ids: &[i64]) -> Result<Vec<monitor::Model>, DbErr> {
+            let rows = self.0.lock().unwrap();
+            Ok(ids.iter().filter_map(|id| rows.get(id).cloned()).collect())
         }
     }
 

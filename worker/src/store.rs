@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
     sea_query::Expr, ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    EntityTrait, QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -183,7 +184,9 @@ impl Writer {
             match self.write_once(&batch).await {
                 Ok(outcome) => break Ok(outcome),
                 Err(err) => {
-                    let unreachable = matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_));
+                    // Unreachable or locked: worth waiting for, however long it takes.
+                    let unreachable = matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+                        || err.to_string().contains("database is locked");
                     if (!unreachable && attempt >= 3) || (unreachable && stop.is_cancelled()) {
                         break Err(err);
                     }
@@ -225,7 +228,19 @@ impl Writer {
     /// One transaction: lock the monitors, insert the results, update the monitors. Returns,
     /// per pending result in order, its event, or `None` when its monitor was deleted.
     async fn write_once(&self, batch: &[Pending]) -> Result<Vec<Written>, DbErr> {
-        let txn = self.db.begin().await?;
+        // On SQLite take the write lock up front: a deferred transaction that reads first
+        // would fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile,
+        // instead of waiting for the busy timeout.
+        let txn = if self.db.get_database_backend() == DatabaseBackend::Sqlite {
+            self.db
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await?
+        } else {
+            self.db.begin().await?
+        };
         let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
         ids.sort_unstable();
         ids.dedup();
