@@ -1,0 +1,264 @@
+//! The database a run uses: a fresh SQLite file in a temporary directory, or a fresh
+//! PostgreSQL database `bench_<random>` created through an admin URL and dropped afterwards
+//! (also when the run fails or is interrupted). The bench reads it directly to count stored
+//! results and measure their size.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{bail, Context as _};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+
+/// Which database engine a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A fresh database for one run; a PostgreSQL one is dropped when this is dropped.
+pub struct BenchDb {
+    pub url: String,
+    pub backend: Backend,
+    sqlite_path: Option<std::path::PathBuf>,
+    pg: Option<PgCleanup>,
+}
+
+struct PgCleanup {
+    admin_url: String,
+    name: String,
+}
+
+impl BenchDb {
+    /// A new SQLite file `bench.db` in `dir` (not created yet: the service creates it).
+    pub fn sqlite(dir: &Path) -> Self {
+        let path = dir.join("bench.db");
+        Self {
+            url: format!("sqlite://{}", path.display()),
+            backend: Backend::Sqlite,
+            sqlite_path: Some(path),
+            pg: None,
+        }
+    }
+
+    /// Creates `bench_<random>` through `admin_url` (which must point at 127.0.0.1).
+    pub async fn postgres(admin_url: &str) -> anyhow::Result<Self> {
+        ensure_local(admin_url)?;
+        let name = format!(
+            "bench_{}_{}",
+            std::process::id(),
+            crate::target::unix_micros() % 1_000_000_000
+        );
+        let admin = connect(admin_url).await.with_context(|| {
+            format!("cannot reach PostgreSQL at {admin_url} (see --postgres-url)")
+        })?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+        let _ = admin.close().await;
+        Ok(Self {
+            url: with_database(admin_url, &name)?,
+            backend: Backend::Postgres,
+            sqlite_path: None,
+            pg: Some(PgCleanup {
+                admin_url: admin_url.to_owned(),
+                name,
+            }),
+        })
+    }
+
+    /// A connection for measurements (read-only for SQLite).
+    pub async fn observe(&self) -> anyhow::Result<Observer> {
+        let url = match self.backend {
+            Backend::Sqlite => format!("{}?mode=ro", self.url),
+            Backend::Postgres => self.url.clone(),
+        };
+        let db = connect(&url)
+            .await
+            .context("cannot open the run's database")?;
+        let dbstat = self.backend == Backend::Sqlite
+            && db
+                .query_one_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT COUNT(*) FROM dbstat WHERE name = 'check_results'",
+                ))
+                .await
+                .is_ok();
+        Ok(Observer {
+            db,
+            backend: self.backend,
+            sqlite_path: self.sqlite_path.clone(),
+            dbstat,
+        })
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        let Some(pg) = self.pg.take() else {
+            return;
+        };
+        // Drop cannot await: clean up on a thread of its own, with its own runtime.
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let admin = connect(&pg.admin_url).await?;
+                admin
+                    .execute_unprepared(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        pg.name
+                    ))
+                    .await?;
+                let _ = admin.close().await;
+                anyhow::Ok(())
+            })
+        });
+        if let Ok(Err(err)) = handle.join() {
+            eprintln!("bench: could not drop the benchmark database: {err:#}");
+        }
+    }
+}
+
+/// Reads counts and sizes from the run's database.
+pub struct Observer {
+    db: DatabaseConnection,
+    backend: Backend,
+    sqlite_path: Option<std::path::PathBuf>,
+    dbstat: bool,
+}
+
+/// How much room the stored results take.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Footprint {
+    /// Bytes of `check_results` and its indexes.
+    pub relation_bytes: u64,
+    /// Bytes of the whole database file plus its WAL (SQLite only).
+    pub file_bytes: Option<u64>,
+}
+
+impl Observer {
+    /// Rows in `check_results`.
+    pub async fn count_results(&self) -> anyhow::Result<i64> {
+        self.scalar("SELECT COUNT(*) FROM check_results").await
+    }
+
+    pub async fn footprint(&self) -> anyhow::Result<Footprint> {
+        match self.backend {
+            Backend::Postgres => Ok(Footprint {
+                relation_bytes: self
+                    .scalar("SELECT pg_total_relation_size('check_results')::bigint")
+                    .await? as u64,
+                file_bytes: None,
+            }),
+            Backend::Sqlite => {
+                let path = self.sqlite_path.as_deref().context("no SQLite path")?;
+                let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                let file_bytes = size(path) + size(Path::new(&wal));
+                let relation_bytes = if self.dbstat {
+                    self.scalar(
+                        "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN \
+                         (SELECT name FROM sqlite_master WHERE tbl_name = 'check_results')",
+                    )
+                    .await? as u64
+                } else {
+                    file_bytes
+                };
+                Ok(Footprint {
+                    relation_bytes,
+                    file_bytes: Some(file_bytes),
+                })
+            }
+        }
+    }
+
+    async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await?
+            .with_context(|| format!("no row from `{sql}`"))?;
+        Ok(row.try_get_by_index::<i64>(0)?)
+    }
+
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(2)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    Ok(Database::connect(options).await?)
+}
+
+/// The URL with its database name replaced.
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let scheme_end = url.find("://").context("bad PostgreSQL URL")? + 3;
+    let (base, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    Ok(format!("{}/{name}{query}", &base[..authority_end]))
+}
+
+/// The bench talks to nothing but this machine's loopback.
+fn ensure_local(url: &str) -> anyhow::Result<()> {
+    let scheme_end = url.find("://").context("bad PostgreSQL URL")? + 3;
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        bail!("--postgres-url must point at 127.0.0.1 (got host `{host}`)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "bench_1").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/bench_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1/db?sslmode=disable", "b").unwrap(),
+            "postgres://u:p@127.0.0.1/b?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://127.0.0.1:5432", "b").unwrap(),
+            "postgres://127.0.0.1:5432/b"
+        );
+    }
+
+    #[test]
+    fn only_loopback_postgres_is_accepted() {
+        assert!(ensure_local("postgres://postgres@127.0.0.1:5432/postgres").is_ok());
+        assert!(ensure_local("postgres://u:p@localhost/x").is_ok());
+        assert!(ensure_local("postgres://u:p@10.0.0.5/x").is_err());
+    }
+}

@@ -1,0 +1,413 @@
+//! # bench: load benchmark for monitor-manager
+//!
+//! Runs the real service binary against a local target server and measures what the service
+//! does under a given check load. Everything stays on 127.0.0.1.
+//!
+//! ## Running it
+//!
+//! ```sh
+//! cargo build --release -p monitor-manager -p bench   # the bench runs the release binary
+//! target/release/bench quick                           # tiny CI scenario, about 15 s
+//! target/release/bench run --monitors 1000 --interval 1 --duration 20
+//! target/release/bench run --monitors 1000 --interval 1 --duration 20 --backend postgres
+//! target/release/bench suite                           # the full set, about an hour
+//! ```
+//!
+//! The service binary is `--binary PATH`, by default `release/monitor-manager` under
+//! `$CARGO_TARGET_DIR` or the workspace's `target/`; when that default is missing the bench
+//! builds it with `cargo build --release -p monitor-manager` first. Note that a stale binary
+//! is not rebuilt: build after changing the service. PostgreSQL runs need a server on
+//! 127.0.0.1 reachable through `--postgres-url` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, or `BENCH_POSTGRES_URL`); the bench creates
+//! a database `bench_<random>` there and drops it afterwards.
+//!
+//! ## What a run does
+//!
+//! 1. Starts the target: this binary again as `bench target`, a minimal HTTP/1.1 server on a
+//!    thread of its own that answers `GET /m/{n}` with `200 ok` and `Connection: close`
+//!    (`--keep-alive` keeps connections open) and records when each request arrived.
+//! 2. Starts `monitor-manager` on a fresh SQLite file in a temporary directory (or a fresh
+//!    PostgreSQL database) with `PORT=0`, and learns its port from the `listening on` line.
+//!    `--check-concurrency` sets `CHECK_CONCURRENCY`; `--service-env KEY=VALUE` sets others.
+//! 3. Creates N monitors (`POST /monitors`, `--concurrency` at once, inactive) and reports
+//!    monitors/s; then activates them (`PUT /monitors/{id}`) paced evenly over one interval,
+//!    so checks are spread evenly in time (`--burst` creates them active at full speed
+//!    instead, so slots bunch up). The service checks a monitor at activation and then every
+//!    interval; each monitor's `updated_at` (or `created_at`) is the origin of its grid.
+//! 4. Connects S subscribers, waits until the target has seen every monitor once (at most
+//!    10 I + 120 s), warms up for max(I, 2) s, then measures D seconds.
+//! 5. Prints a table and writes its section into BENCHMARKS.md at the workspace root
+//!    (`--report PATH`; `--no-report` to skip; `quick` writes only with `--report`).
+//!
+//! `BENCH_DUMP_ARRIVALS=FILE` writes every arrival as `n origin_us own_origin_us arrival_us`
+//! for a closer look. Processes it starts are killed when the bench ends, fails, or gets Ctrl-C / SIGTERM.
+//!
+//! ## The figures
+//!
+//! - **checks stored/s**: rows added to `check_results` during the window (counted with
+//!   `SELECT COUNT(*)` through a direct connection at both ends), against N / I expected.
+//! - **checks lost**: over the whole run, requests the target served minus the rows stored
+//!   once the service has been stopped gracefully (SIGTERM: it finishes and writes what is
+//!   in flight); anything above 0 is results the service dropped.
+//! - **missed slots**: grid points `origin + k * I` inside the window that no request to that
+//!   monitor's `/m/{n}` served (nothing arrived between the point and the next one).
+//! - **start lag**: for each arrival at the target inside the window, its distance after the
+//!   nearest grid point at or before it; p50, p99, max. A lag of a whole interval or more
+//!   shows as a missed slot instead. Given twice: against the activation grid (origin = the
+//!   `updated_at` of the activating PUT, so it includes any delay before the scheduler took
+//!   the monitor in, which then shifts all its slots), and against the monitor's own grid
+//!   (origin moved on by the smallest offset any of its arrivals after the first had: the
+//!   scheduling jitter; it says little unless the run sees several checks per monitor, i.e.
+//!   D well above I). Missed slots and the overload search use the own grid.
+//! - **first check after activation**: per monitor, its first arrival at the target minus its
+//!   origin, over the whole run (the service should check a monitor at once). **longest
+//!   pause in checks**: the longest time no request reached the target, after the first.
+//! - **service CPU per stored check**: user + system CPU of the service process over the
+//!   window (`/proc/PID/stat`) divided by the results stored (it includes serving the reads
+//!   and subscriptions, which matters only at small loads), with the context switches of its
+//!   threads per check (`/proc/PID/task/*/status`); **peak RSS** is VmHWM. The
+//!   machine's total CPU use (`/proc/stat`) covers PostgreSQL too; the target's and the
+//!   bench's own shares are shown beside it.
+//! - **database bytes per stored result**: SQLite: pages of `check_results` and its indexes
+//!   (`dbstat`), and the whole file plus WAL; PostgreSQL: `pg_total_relation_size`; both
+//!   divided by the rows stored so far.
+//! - **read latency**: `--read-clients` clients (8) sending about `--read-rate` (40)
+//!   requests/s in all, paced, cycling through `{ monitors(first: 20) { nodes { id
+//!   lastStatus } } }`, `checkResults(monitorId, first: 50)` for a random monitor and
+//!   `GET /monitors/{id}/check?limit=50`; p50 / p99 per query.
+//! - **subscription delay**: S WebSocket clients (`graphql-transport-ws`, `subscription {
+//!   checkResults { id checkedAt responseTimeMs } }`); delay = receive time - (checkedAt +
+//!   responseTimeMs), both whole milliseconds, so ±2 ms.
+//!
+//! ## Subcommands
+//!
+//! - `run`: one scenario, as given.
+//! - `quick`: 50 monitors every 1 s, 3 s measured, 2 subscribers, SQLite. For CI: it asserts
+//!   nothing about speed and fails only when the machinery does (nothing stored, nothing
+//!   arrived, a read failed, a subscriber got nothing).
+//! - `suite`: 1,000 monitors at 10 s, 10,000 at 10 s, 100,000 at 50 s on SQLite and on
+//!   PostgreSQL, then an overload search per backend: from `--overload-start` checks/s
+//!   (monitors every `--overload-interval` s) the rate doubles until the p99 start lag
+//!   exceeds 1 s or more than 0.1% of slots are missed; the highest rate held is reported.
+
+mod api;
+mod database;
+mod probes;
+mod procs;
+mod report;
+mod scenario;
+mod stats;
+mod suite;
+mod target;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{database::Backend, report::RunInfo, scenario::Scenario};
+
+/// Load benchmark for monitor-manager (see bench/src/main.rs for what each figure means).
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one scenario.
+    Run {
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A tiny scenario for CI (50 monitors every 1 s, 3 s, 2 subscribers, SQLite).
+    Quick {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The issue's scenarios on SQLite and PostgreSQL, then an overload search.
+    Suite {
+        /// Seconds measured per scenario.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Backends to run, in order.
+        #[arg(long, value_delimiter = ',', default_values = ["sqlite", "postgres"])]
+        backends: Vec<Backend>,
+        /// Skip the overload search.
+        #[arg(long)]
+        skip_overload: bool,
+        /// Run only the overload search.
+        #[arg(long, conflicts_with = "skip_overload")]
+        only_overload: bool,
+        /// First rate (checks/s) of the overload search.
+        #[arg(long, default_value_t = 250)]
+        overload_start: u64,
+        /// Most steps of the overload search.
+        #[arg(long, default_value_t = 7)]
+        overload_steps: usize,
+        /// Interval (s) of the overload search's monitors.
+        #[arg(long, default_value_t = 10)]
+        overload_interval: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The target server (started by the bench itself).
+    #[command(hide = true)]
+    Target {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long)]
+        keep_alive: bool,
+    },
+}
+
+/// The load of one scenario.
+#[derive(Debug, Args)]
+struct Load {
+    /// Monitors to create.
+    #[arg(long)]
+    monitors: usize,
+    /// Seconds between checks of each monitor.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
+    /// Seconds measured (after a warm-up of max(interval, 2) s).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    duration: u64,
+    /// Scenario name (the BENCHMARKS.md section); default from the load.
+    #[arg(long)]
+    name: Option<String>,
+    /// Create the monitors active at full speed instead of activating them paced over one
+    /// interval (their slots then bunch up).
+    #[arg(long)]
+    burst: bool,
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Args)]
+struct Common {
+    /// Database of the service.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
+    /// GraphQL subscribers to every check result.
+    #[arg(long)]
+    subscribers: Option<usize>,
+    /// Let the target keep connections open (default: `Connection: close`).
+    #[arg(long)]
+    keep_alive: bool,
+    /// Monitor-creating requests at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// CHECK_CONCURRENCY of the service (default: the service's own).
+    #[arg(long)]
+    check_concurrency: Option<u32>,
+    /// Read clients during the window.
+    #[arg(long, default_value_t = 8)]
+    read_clients: usize,
+    /// Read requests per second, all clients together.
+    #[arg(long, default_value_t = 40.0)]
+    read_rate: f64,
+    /// Extra environment for the service, KEY=VALUE (repeatable).
+    #[arg(long, value_parser = parse_env)]
+    service_env: Vec<(String, String)>,
+    /// The service binary [default: release/monitor-manager in the target directory, built
+    /// when missing].
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Admin URL of the PostgreSQL server on 127.0.0.1.
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres_url: String,
+    /// Markdown file to write the results into [default: BENCHMARKS.md at the workspace
+    /// root; `quick` writes none unless given].
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write no report file.
+    #[arg(long, conflicts_with = "report")]
+    no_report: bool,
+}
+
+fn parse_env(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{raw}`"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Target { port, keep_alive } = cli.command {
+        return exit(target::main(port, keep_alive));
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return exit(Err(err.into())),
+    };
+    exit(runtime.block_on(async {
+        // Dropping the command's future on a signal kills every process it started.
+        tokio::select! {
+            result = command(cli.command) => result,
+            _ = interrupted() => bail!("interrupted; stopped the processes the bench started"),
+        }
+    }))
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+async fn command(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { load, common } => {
+            let env = env(&common).await?;
+            let mut s = template(&common, 2);
+            s.monitors = load.monitors;
+            s.interval = load.interval;
+            s.duration = load.duration;
+            s.burst = load.burst;
+            s.name = load.name.unwrap_or_else(|| {
+                scenario::default_name(s.backend, s.monitors, s.interval, s.keep_alive)
+            });
+            let report = report_path(&common, true);
+            let info = RunInfo::now(describe(&env));
+            suite::run_one(&s, &env, report.as_deref(), &info).await?;
+            Ok(())
+        }
+        Command::Quick { common } => {
+            let env = env(&common).await?;
+            let mut s = template(&common, 2);
+            s.monitors = 50;
+            s.interval = 1;
+            s.duration = 3;
+            s.name = format!("quick ({})", s.backend.name());
+            let report = report_path(&common, false);
+            let info = RunInfo::now(describe(&env));
+            let results = suite::run_one(&s, &env, report.as_deref(), &info).await?;
+            suite::check_quick(&results)?;
+            eprintln!("bench: quick benchmark passed");
+            Ok(())
+        }
+        Command::Suite {
+            duration,
+            backends,
+            skip_overload,
+            only_overload,
+            overload_start,
+            overload_steps,
+            overload_interval,
+            common,
+        } => {
+            let env = env(&common).await?;
+            let mut template = template(&common, 2);
+            template.duration = duration;
+            let options = suite::SuiteOptions {
+                backends,
+                template,
+                scenarios: !only_overload,
+                overload: !skip_overload,
+                overload_start,
+                overload_steps,
+                overload_interval,
+            };
+            let report = report_path(&common, true);
+            let info = RunInfo::now(describe(&env));
+            suite::suite(&options, &env, report.as_deref(), &info).await
+        }
+        Command::Target { .. } => unreachable!("handled in main"),
+    }
+}
+
+fn template(common: &Common, default_subscribers: usize) -> Scenario {
+    Scenario {
+        name: String::new(),
+        monitors: 0,
+        interval: 1,
+        duration: 1,
+        backend: common.backend,
+        subscribers: common.subscribers.unwrap_or(default_subscribers),
+        keep_alive: common.keep_alive,
+        concurrency: common.concurrency.max(1),
+        check_concurrency: common.check_concurrency,
+        read_clients: common.read_clients.max(1),
+        read_rate: common.read_rate,
+        burst: false,
+        service_env: common.service_env.clone(),
+    }
+}
+
+fn report_path(common: &Common, by_default: bool) -> Option<PathBuf> {
+    if common.no_report {
+        return None;
+    }
+    match &common.report {
+        Some(path) => Some(path.clone()),
+        None if by_default => Some(procs::workspace_root().join("BENCHMARKS.md")),
+        None => None,
+    }
+}
+
+/// The workspace commit and the binary measured, for the report.
+fn describe(env: &scenario::Env) -> String {
+    let built = std::fs::metadata(&env.binary)
+        .and_then(|m| m.modified())
+        .map(|t| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| "unknown time".to_owned());
+    format!(
+        "{} (binary {}, built {built})",
+        procs::workspace_version(),
+        env.binary.display()
+    )
+}
+
+async fn env(common: &Common) -> anyhow::Result<scenario::Env> {
+    let binary = match &common.binary {
+        Some(path) => {
+            if !path.is_file() {
+                bail!("--binary {} does not exist", path.display());
+            }
+            path.clone()
+        }
+        None => {
+            let path = procs::default_binary();
+            if !path.is_file() {
+                procs::build_service().await?;
+            }
+            path
+        }
+    };
+    let binary = binary
+        .canonicalize()
+        .with_context(|| format!("cannot find {}", binary.display()))?;
+    Ok(scenario::Env {
+        binary,
+        postgres_url: common.postgres_url.clone(),
+    })
+}

@@ -1,0 +1,358 @@
+//! One scenario from start to end: target, database, service, monitors, warm-up, the
+//! measured window, and the numbers. Also the overload search built on it.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use tokio::time::Instant;
+
+use crate::{
+    api::{self, Spec},
+    database::{Backend, BenchDb},
+    probes,
+    procs::{self, ServiceProcess, TargetProcess},
+    report::Results,
+    stats::{self, Summary},
+    target::{parse_arrivals, unix_micros},
+};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub monitors: usize,
+    /// Seconds between checks of one monitor.
+    pub interval: u64,
+    /// Seconds measured.
+    pub duration: u64,
+    pub backend: Backend,
+    pub subscribers: usize,
+    pub keep_alive: bool,
+    /// Monitor-creating requests at once.
+    pub concurrency: usize,
+    pub check_concurrency: Option<u32>,
+    pub read_clients: usize,
+    pub read_rate: f64,
+    /// Create the monitors active at full speed (slots bunch up) instead of activating them
+    /// paced over one interval.
+    pub burst: bool,
+    /// Extra environment for the service.
+    pub service_env: Vec<(String, String)>,
+}
+
+/// Where the pieces are.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub binary: PathBuf,
+    pub postgres_url: String,
+}
+
+/// A default scenario name, e.g. `sqlite, 1000 monitors every 10 s`.
+pub fn default_name(backend: Backend, monitors: usize, interval: u64, keep_alive: bool) -> String {
+    let mut name = format!("{}, {monitors} monitors every {interval} s", backend.name());
+    if keep_alive {
+        name.push_str(", keep-alive");
+    }
+    name
+}
+
+/// Runs one scenario. Every process and database it made is gone when it returns.
+pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
+    eprintln!("bench: == {} ==", s.name);
+    let target = TargetProcess::start(s.keep_alive).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("monitor-bench-")
+        .tempdir()
+        .context("cannot make a temporary directory")?;
+    // Declared before the service, so it is dropped (a PostgreSQL database dropped) after it.
+    let db = match s.backend {
+        Backend::Sqlite => BenchDb::sqlite(dir.path()),
+        Backend::Postgres => BenchDb::postgres(&env.postgres_url).await?,
+    };
+    let mut service_env = s.service_env.clone();
+    if let Some(c) = s.check_concurrency {
+        service_env.push(("CHECK_CONCURRENCY".to_owned(), c.to_string()));
+    }
+    let mut service = ServiceProcess::start(&env.binary, dir.path(), &db.url, &service_env).await?;
+    let service_pid = service.pid().context("service has no pid")?;
+    let target_pid = target.pid().context("target has no pid")?;
+    let base = format!("http://127.0.0.1:{}", service.port);
+    let http = api::client()?;
+    let observer = db.observe().await?;
+
+    let spec = Spec {
+        interval: s.interval,
+        target_port: target.port,
+    };
+    eprintln!("bench: creating {} monitors", s.monitors);
+    let (mut monitors, create) =
+        api::create(&http, &base, &spec, s.monitors, s.concurrency, s.burst).await?;
+    let activate = if s.burst {
+        None
+    } else {
+        eprintln!(
+            "bench: activating them over {} s ({:.0} monitors/s created)",
+            s.interval,
+            create.per_second()
+        );
+        Some(api::activate_paced(&http, &base, &spec, &mut monitors, s.concurrency).await?)
+    };
+    service.ensure_running()?;
+
+    // Steady state begins once every monitor has had its first check.
+    let waited = Instant::now();
+    wait_all_checked(&http, target.port, s.monitors, s.interval).await?;
+    let all_checked_after = waited.elapsed();
+    service.ensure_running()?;
+
+    let mut subscribers = Vec::new();
+    for _ in 0..s.subscribers {
+        subscribers.push(probes::subscribe(service.port).await?);
+    }
+    let warmup = Duration::from_secs(s.interval.max(2));
+    eprintln!(
+        "bench: warming up {} s, then measuring {} s",
+        warmup.as_secs(),
+        s.duration
+    );
+    let window_start = Instant::now() + warmup;
+    let window_end = window_start + Duration::from_secs(s.duration);
+    let start_us = unix_micros() + warmup.as_micros() as i64;
+    let end_us = start_us + s.duration as i64 * 1_000_000;
+    let listeners: Vec<_> = subscribers
+        .into_iter()
+        .map(|ws| tokio::spawn(probes::listen(ws, start_us, window_end)))
+        .collect();
+    tokio::time::sleep_until(window_start).await;
+
+    let count0 = observer.count_results().await?;
+    let counted0 = Instant::now();
+    let cpu0 = cpu_snapshot(service_pid, target_pid)?;
+    let reads = tokio::spawn(probes::reads(
+        http.clone(),
+        base.clone(),
+        monitors.ids.clone(),
+        s.read_clients,
+        s.read_rate,
+        window_end,
+    ));
+    tokio::time::sleep_until(window_end).await;
+    let cpu1 = cpu_snapshot(service_pid, target_pid)?;
+    let count1 = observer.count_results().await?;
+    let measured = counted0.elapsed().as_secs_f64();
+    let peak_rss = procs::peak_rss(service_pid)?;
+    service.ensure_running()?;
+
+    // Let checks due at the end of the window arrive before reading the arrivals.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let arrivals = fetch_arrivals(&http, target.port, 0).await?;
+    let interval_us = s.interval as i64 * 1_000_000;
+    let lag = stats::analyse(
+        &arrivals,
+        &monitors.origins_us,
+        interval_us,
+        start_us,
+        end_us,
+    );
+    let own = stats::own_grid(&arrivals, &monitors.origins_us, interval_us);
+    if let Some(path) = std::env::var_os("BENCH_DUMP_ARRIVALS") {
+        dump_arrivals(&PathBuf::from(path), &arrivals, &monitors.origins_us, &own)?;
+    }
+    let jitter = stats::analyse(&arrivals, &own, interval_us, start_us, end_us);
+    let first_check_ms = stats::first_check_delays(&arrivals, &monitors.origins_us);
+    let reads = reads.await.context("read probes panicked")?;
+    let mut delays = Vec::new();
+    let mut sub_received_min = usize::MAX;
+    let mut sub_errors = 0;
+    for listener in listeners {
+        let seen = listener.await.context("subscriber panicked")?;
+        sub_received_min = sub_received_min.min(seen.delays_ms.len());
+        sub_errors += seen.errors;
+        delays.extend(seen.delays_ms);
+    }
+    let footprint = observer.footprint().await?;
+    let (warnings, errors, log_lines) = service.warnings_and_errors();
+    // Stopped gracefully, the service writes what it checked; every request the target saw
+    // should then be a stored row.
+    service.stop(Duration::from_secs(20)).await;
+    let final_rows = observer.count_results().await?;
+    let late = fetch_arrivals(&http, target.port, arrivals.len()).await?;
+    let lost = (arrivals.len() + late.len()) as i64 - final_rows;
+    observer.close().await;
+
+    Ok(Results {
+        monitors: s.monitors,
+        interval: s.interval,
+        duration: measured,
+        backend: s.backend.name(),
+        keep_alive: s.keep_alive,
+        spread: !s.burst,
+        create_concurrency: s.concurrency,
+        check_concurrency: s.check_concurrency,
+        create,
+        activate,
+        stored: count1 - count0,
+        total_rows: count1,
+        lost,
+        lag,
+        jitter,
+        first_check_ms,
+        all_checked_after,
+        longest_pause_ms: stats::longest_pause_ms(&arrivals),
+        service_cpu_ms: cpu1.service_ms - cpu0.service_ms,
+        service_switches: cpu1.service_switches.saturating_sub(cpu0.service_switches),
+        target_cpu_ms: cpu1.target_ms - cpu0.target_ms,
+        bench_cpu_ms: cpu1.bench_ms - cpu0.bench_ms,
+        machine_busy: (cpu1.machine_busy - cpu0.machine_busy) as f64
+            / (cpu1.machine_total - cpu0.machine_total).max(1) as f64,
+        peak_rss,
+        footprint,
+        reads,
+        read_clients: s.read_clients,
+        read_rate: s.read_rate,
+        subscribers: s.subscribers,
+        sub_delay_ms: Summary::of(delays),
+        sub_received_min: if s.subscribers == 0 {
+            0
+        } else {
+            sub_received_min
+        },
+        sub_errors,
+        warnings,
+        errors,
+        log_lines,
+    })
+}
+
+/// Writes `n origin_us own_origin_us arrival_us` lines, for a closer look at the lag.
+fn dump_arrivals(
+    path: &std::path::Path,
+    arrivals: &[(u32, i64)],
+    origins: &[i64],
+    own: &[i64],
+) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for &(n, at) in arrivals {
+        let index = (n as usize).saturating_sub(1);
+        let (Some(origin), Some(own)) = (origins.get(index), own.get(index)) else {
+            continue;
+        };
+        let _ = writeln!(out, "{n} {origin} {own} {at}");
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Waits until the target has seen every monitor, at most 10 intervals plus two minutes.
+async fn wait_all_checked(
+    http: &reqwest::Client,
+    port: u16,
+    monitors: usize,
+    interval: u64,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10 * interval + 120);
+    loop {
+        let seen: usize = http
+            .get(format!("http://127.0.0.1:{port}/__distinct"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?
+            .trim()
+            .parse()?;
+        if seen >= monitors {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "only {seen} of {monitors} monitors were checked within {} s of their activation",
+                10 * interval + 120
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn fetch_arrivals(
+    http: &reqwest::Client,
+    port: u16,
+    from: usize,
+) -> anyhow::Result<Vec<(u32, i64)>> {
+    let body = http
+        .get(format!("http://127.0.0.1:{port}/__arrivals?from={from}"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    parse_arrivals(&body)
+}
+
+struct CpuSnapshot {
+    service_ms: f64,
+    service_switches: u64,
+    target_ms: f64,
+    bench_ms: f64,
+    machine_busy: u64,
+    machine_total: u64,
+}
+
+fn cpu_snapshot(service: u32, target: u32) -> anyhow::Result<CpuSnapshot> {
+    let ms = |pid: u32| procs::cpu_time(pid).map(|d| d.as_secs_f64() * 1000.0);
+    let (machine_busy, machine_total) = procs::machine_cpu()?;
+    Ok(CpuSnapshot {
+        service_ms: ms(service)?,
+        service_switches: procs::context_switches(service)?,
+        target_ms: ms(target)?,
+        bench_ms: ms(std::process::id())?,
+        machine_busy,
+        machine_total,
+    })
+}
+
+/// One step of the overload search.
+pub struct Step {
+    pub rate: u64,
+    pub outcome: anyhow::Result<Results>,
+}
+
+impl Step {
+    /// Held: p99 lag on the monitors' own grids at most 1 s and at most 0.1% of slots
+    /// missed.
+    pub fn held(&self) -> bool {
+        self.outcome
+            .as_ref()
+            .is_ok_and(|r| r.jitter.lag_ms.p99 <= 1000.0 && r.missed_fraction() <= 0.001)
+    }
+}
+
+/// Doubles the check rate from `start_rate` (monitors = rate * interval) until a step does
+/// not hold or `max_steps` ran; `on_step` sees each step as it ends.
+pub async fn overload(
+    template: &Scenario,
+    env: &Env,
+    start_rate: u64,
+    max_steps: usize,
+    mut on_step: impl FnMut(&Step),
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut rate = start_rate.max(1);
+    for _ in 0..max_steps {
+        let mut scenario = template.clone();
+        scenario.monitors = (rate * template.interval) as usize;
+        scenario.name = format!("{} (overload step {rate}/s)", template.name);
+        let step = Step {
+            rate,
+            outcome: run(&scenario, env).await,
+        };
+        on_step(&step);
+        let held = step.held();
+        steps.push(step);
+        if !held {
+            break;
+        }
+        rate *= 2;
+    }
+    steps
+}

@@ -1,0 +1,228 @@
+//! The target: a minimal HTTP/1.1 server the monitors point at, run in its own process
+//! (`bench target`), so its CPU is not the service's nor the bench's.
+//!
+//! `GET /m/{n}` answers `200 ok` and records the arrival time (unix epoch microseconds, taken
+//! when the request head has been read) under monitor number `n`. By default every response
+//! carries `Connection: close` and the connection is closed after it; `--keep-alive` keeps
+//! connections open for further requests.
+//!
+//! `GET /__arrivals?from=K` returns the arrivals recorded from the K-th on, one
+//! `n micros` line each, in the order they were recorded; `GET /__distinct` how many
+//! monitors have been checked at least once. The process exits when its standard
+//! input closes, so it never outlives the bench, even one that was killed.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// Largest request head the target reads.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a connection may sit without sending a complete request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The line the target prints on stdout once it listens; the port follows it.
+pub const READY_PREFIX: &str = "target listening on 127.0.0.1:";
+
+/// Recorded arrivals: (monitor number, unix micros), in recording order, and which monitor
+/// numbers have been seen.
+#[derive(Default)]
+struct Arrivals(Mutex<Recorded>);
+
+#[derive(Default)]
+struct Recorded {
+    list: Vec<(u32, i64)>,
+    seen: Vec<bool>,
+    distinct: usize,
+}
+
+/// Runs the target until stdin closes. Blocks the calling thread.
+pub fn main(port: u16, keep_alive: bool) -> anyhow::Result<()> {
+    // One thread: the target is cheap and must leave the cores to the service.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the target's runtime")?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .context("target cannot listen")?;
+        let port = listener.local_addr()?.port();
+        println!("{READY_PREFIX}{port}");
+        let arrivals = Arc::new(Arrivals::default());
+        tokio::select! {
+            _ = accept_loop(listener, arrivals, keep_alive) => {}
+            _ = stdin_closed() => {}
+        }
+        Ok(())
+    })
+}
+
+async fn stdin_closed() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    loop {
+        match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, arrivals: Arc<Arrivals>, keep_alive: bool) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let arrivals = arrivals.clone();
+                tokio::spawn(async move {
+                    let _ = serve_connection(stream, &arrivals, keep_alive).await;
+                });
+            }
+            // Out of file descriptors or a connection reset before accept: wait a moment.
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    arrivals: &Arrivals,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let Some(head_end) = read_head(&mut stream, &mut buf).await? else {
+            return Ok(());
+        };
+        let received = unix_micros();
+        let path = request_path(&buf[..head_end]).unwrap_or_default();
+        let (status, body) = respond(&path, arrivals, received);
+        buf.drain(..head_end);
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: {connection}\r\n\r\n",
+            body.len()
+        );
+        let mut response = head.into_bytes();
+        response.extend_from_slice(&body);
+        stream.write_all(&response).await?;
+        if !keep_alive {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+    }
+}
+
+/// Reads until `buf` holds a complete request head; returns its length (with the blank line),
+/// or `None` when the peer closed or went idle.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    loop {
+        if let Some(pos) = find_blank_line(buf) {
+            return Ok(Some(pos + 4));
+        }
+        if buf.len() > MAX_HEAD {
+            return Ok(None);
+        }
+        let mut chunk = [0u8; 2048];
+        let read = match tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut chunk)).await {
+            Ok(read) => read?,
+            Err(_) => return Ok(None),
+        };
+        if read == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..read]);
+    }
+}
+
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+fn request_path(head: &[u8]) -> Option<String> {
+    let line_end = head.iter().position(|&b| b == b'\r')?;
+    let line = std::str::from_utf8(&head[..line_end]).ok()?;
+    let mut parts = line.split(' ');
+    let _method = parts.next()?;
+    parts.next().map(str::to_owned)
+}
+
+fn respond(path: &str, arrivals: &Arrivals, received: i64) -> (&'static str, Vec<u8>) {
+    if let Some(n) = path.strip_prefix("/m/") {
+        if let Ok(n) = n.parse::<u32>() {
+            let mut recorded = arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
+            recorded.list.push((n, received));
+            let index = n as usize;
+            if index >= recorded.seen.len() {
+                recorded.seen.resize(index + 1, false);
+            }
+            if !std::mem::replace(&mut recorded.seen[index], true) {
+                recorded.distinct += 1;
+            }
+            return ("200 OK", b"ok".to_vec());
+        }
+    }
+    if let Some(query) = path.strip_prefix("/__arrivals") {
+        let from = query
+            .strip_prefix("?from=")
+            .and_then(|k| k.parse::<usize>().ok())
+            .unwrap_or(0);
+        let recorded = arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
+        let list = &recorded.list;
+        let mut body = String::with_capacity(list.len().saturating_sub(from) * 20);
+        for (n, at) in list.iter().skip(from) {
+            body.push_str(&format!("{n} {at}\n"));
+        }
+        return ("200 OK", body.into_bytes());
+    }
+    if path == "/__distinct" {
+        let recorded = arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
+        return ("200 OK", recorded.distinct.to_string().into_bytes());
+    }
+    ("404 Not Found", b"not found".to_vec())
+}
+
+/// Now, in microseconds since the unix epoch.
+pub fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses the `/__arrivals` body.
+pub fn parse_arrivals(body: &str) -> anyhow::Result<Vec<(u32, i64)>> {
+    body.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let (n, at) = line
+                .split_once(' ')
+                .with_context(|| format!("bad arrivals line `{line}`"))?;
+            Ok((n.parse()?, at.parse()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_paths_and_arrival_lines_parse() {
+        assert_eq!(
+            request_path(b"GET /m/12 HTTP/1.1\r\nhost: x\r\n\r\n").as_deref(),
+            Some("/m/12")
+        );
+        assert_eq!(
+            parse_arrivals("3 100\n4 200\n").unwrap(),
+            vec![(3, 100), (4, 200)]
+        );
+    }
+}
