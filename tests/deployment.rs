@@ -32,7 +32,11 @@ fn compose_commands(compose: &str) -> Vec<String> {
     compose
         .lines()
         .filter_map(|l| l.trim().strip_prefix("command:"))
-        .map(|v| v.trim().trim_matches(|c| c == '[' || c == ']').replace('"', ""))
+        .map(|v| {
+            v.trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .replace('"', "")
+        })
         .collect()
 }
 
@@ -43,7 +47,9 @@ fn compose_variables(compose: &str) -> Vec<String> {
         .filter_map(|l| {
             let (key, _) = l.trim().split_once(':')?;
             let is_var = !key.is_empty()
-                && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             is_var.then(|| key.to_owned())
         })
         .filter(|k| !k.starts_with("POSTGRES_") && !k.starts_with("RABBITMQ_DEFAULT_"))
@@ -56,7 +62,10 @@ fn every_command_in_the_compose_file_and_dockerfile_is_a_real_subcommand() {
     let commands = compose_commands(&compose);
     assert_eq!(commands, ["api", "scheduler", "worker"], "{commands:?}");
     for command in &commands {
-        assert!(subcommand_exists(&[command]), "`monitor-manager {command}` does not exist");
+        assert!(
+            subcommand_exists(&[command]),
+            "`monitor-manager {command}` does not exist"
+        );
     }
     let dockerfile = read("Dockerfile");
     assert!(dockerfile.contains(r#"CMD ["monitor-manager", "health"]"#));
@@ -71,16 +80,36 @@ fn every_variable_the_deployment_sets_is_read_by_the_binary_and_documented() {
     let readme = read("README.md");
     let help = help_text();
     let variables = compose_variables(&compose);
-    for required in ["DB_HOST", "DB_USER", "DB_PASSWORD", "DB_NAME", "RABBITMQ_URL", "HOST", "PORT"] {
-        assert!(variables.iter().any(|v| v == required), "compose should set {required}");
+    for required in [
+        "DB_HOST",
+        "DB_USER",
+        "DB_PASSWORD",
+        "DB_NAME",
+        "RABBITMQ_URL",
+        "HOST",
+        "PORT",
+    ] {
+        assert!(
+            variables.iter().any(|v| v == required),
+            "compose should set {required}"
+        );
     }
     for variable in &variables {
-        assert!(readme.contains(&format!("`{variable}`")), "README does not document {variable}");
+        assert!(
+            readme.contains(&format!("`{variable}`")),
+            "README does not document {variable}"
+        );
         if variable != "RUST_LOG" {
-            assert!(help.contains(&format!("env: {variable}")), "the binary does not read {variable}");
+            assert!(
+                help.contains(&format!("env: {variable}")),
+                "the binary does not read {variable}"
+            );
         }
     }
-    assert!(compose.contains("\"2433:2433\""), "the API is published on port 2433");
+    assert!(
+        compose.contains("\"2433:2433\""),
+        "the API is published on port 2433"
+    );
     assert!(readme.contains("docker compose up -d --build"));
     assert!(readme.contains("--scale worker=3"));
 }
