@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
-    sea_query::Expr, ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
@@ -342,24 +342,67 @@ impl Writer {
                 previous,
             })));
         }
-        for (id, old) in &before {
-            let new = &monitors[id];
-            if new == old {
-                continue;
-            }
-            monitor::Entity::update_many()
-                .filter(monitor::Column::Id.eq(*id))
-                .col_expr(
-                    monitor::Column::LastCheckedAt,
-                    Expr::value(new.last_checked_at),
-                )
-                .col_expr(monitor::Column::LastUp, Expr::value(new.last_up))
-                .col_expr(monitor::Column::NextCheckAt, Expr::value(new.next_check_at))
-                .col_expr(monitor::Column::LastSlotAt, Expr::value(new.last_slot_at))
-                .exec(&txn)
-                .await?;
-        }
+        let changed: Vec<&monitor::Model> = monitors
+            .values()
+            .filter(|new| before.get(&new.id) != Some(*new))
+            .collect();
+        update_monitors(&txn, self.db.get_database_backend(), &changed).await?;
         txn.commit().await?;
         Ok(written)
     }
+}
+
+/// Rows per `UPDATE ... FROM (VALUES ...)` statement.
+const UPDATE_CHUNK: usize = 200;
+
+/// Writes the `last_*` and schedule columns of many monitors with one statement per chunk
+/// (instead of one statement per monitor, which dominated the cost of a batch).
+async fn update_monitors(
+    txn: &sea_orm::DatabaseTransaction,
+    backend: DatabaseBackend,
+    rows: &[&monitor::Model],
+) -> Result<(), DbErr> {
+    for chunk in rows.chunks(UPDATE_CHUNK) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (n, row) in chunk.iter().enumerate() {
+            let p = n * 5;
+            tuples.push(match backend {
+                DatabaseBackend::Postgres => format!(
+                    "(${}::bigint, ${}::timestamptz, ${}::boolean, ${}::timestamptz, ${}::timestamptz)",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                ),
+                _ => "(?, ?, ?, ?, ?)".to_owned(),
+            });
+            values.push(row.id.into());
+            values.push(row.last_checked_at.into());
+            values.push(row.last_up.into());
+            values.push(row.next_check_at.into());
+            values.push(row.last_slot_at.into());
+        }
+        let sql = match backend {
+            DatabaseBackend::Postgres => format!(
+                "UPDATE monitors AS m SET last_checked_at = v.last_checked_at, last_up = v.last_up, \
+                 next_check_at = v.next_check_at, last_slot_at = v.last_slot_at \
+                 FROM (VALUES {}) AS v(id, last_checked_at, last_up, next_check_at, last_slot_at) \
+                 WHERE m.id = v.id",
+                tuples.join(", ")
+            ),
+            _ => format!(
+                "UPDATE monitors SET last_checked_at = v.column2, last_up = v.column3, \
+                 next_check_at = v.column4, last_slot_at = v.column5 \
+                 FROM (VALUES {}) AS v WHERE monitors.id = v.column1",
+                tuples.join(", ")
+            ),
+        };
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?;
+    }
+    Ok(())
 }
