@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -244,7 +244,10 @@ impl Writer {
         let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut query = monitor::Entity::find().filter(monitor::Column::Id.is_in(ids));
+        // Lock in id order, so concurrent writers (other workers) never deadlock.
+        let mut query = monitor::Entity::find()
+            .filter(monitor::Column::Id.is_in(ids))
+            .order_by_asc(monitor::Column::Id);
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
             // Serialises writers of other processes on the same monitors.
             query = query.lock_exclusive();
