@@ -25,6 +25,9 @@ use crate::{
 
 /// Most results written in one transaction.
 pub const MAX_BATCH: usize = 1000;
+/// How long the writer waits for more results after the first of a batch arrives: the most
+/// it adds to a result's way to the database and to live subscribers.
+pub const LINGER: Duration = Duration::from_millis(10);
 /// Results waiting to be written before checks wait for room.
 pub const QUEUE_CAPACITY: usize = 20_000;
 
@@ -151,6 +154,17 @@ impl Writer {
                 received = rx.recv_many(&mut batch, MAX_BATCH) => {
                     if received == 0 {
                         break;
+                    }
+                    // Linger briefly for more: at a steady rate, results arrive one by one,
+                    // and one transaction per result would cost several database round trips
+                    // (and thread hand-offs) per check instead of per batch.
+                    let deadline = tokio::time::Instant::now() + LINGER;
+                    while batch.len() < MAX_BATCH {
+                        let room = MAX_BATCH - batch.len();
+                        match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
                     }
                 }
                 _ = stop.cancelled() => {
