@@ -67,7 +67,11 @@
 //!   and subscriptions, which matters only at small loads), with the context switches of its
 //!   threads per check (`/proc/PID/task/*/status`); **peak RSS** is VmHWM. The
 //!   machine's total CPU use (`/proc/stat`) covers PostgreSQL too; the target's and the
-//!   bench's own shares are shown beside it.
+//!   bench's own shares are shown beside it, then all other processes together (the machine's
+//!   total minus these three) and the busiest of them by name: the PostgreSQL server, or
+//!   anything else that ran at the same time and skewed the run (processes that started and
+//!   ended inside the window count in the total only). The bench also warns on stderr when
+//!   the machine is busy before a run.
 //! - **database bytes per stored result**: SQLite: pages of `check_results` and its indexes
 //!   (`dbstat`), and the whole file plus WAL; PostgreSQL: `pg_total_relation_size`; both
 //!   divided by the rows stored so far.
@@ -169,8 +173,8 @@ enum Command {
 #[derive(Debug, Args)]
 struct Load {
     /// Monitors to create.
-    #[arg(long)]
-    monitors: usize,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    monitors: u32,
     /// Seconds between checks of each monitor.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     interval: u64,
@@ -285,7 +289,7 @@ async fn command(command: Command) -> anyhow::Result<()> {
         Command::Run { load, common } => {
             let env = env(&common).await?;
             let mut s = template(&common, 2);
-            s.monitors = load.monitors;
+            s.monitors = load.monitors as usize;
             s.interval = load.interval;
             s.duration = load.duration;
             s.burst = load.burst;

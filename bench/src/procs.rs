@@ -269,6 +269,34 @@ pub fn context_switches(pid: u32) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// CPU time of every process on the machine, by pid: (command name, user + system ms).
+pub fn all_processes_cpu() -> std::collections::HashMap<u32, (String, f64)> {
+    let mut all = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return all;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        if let Ok(time) = cpu_time(pid) {
+            all.insert(pid, (name, time.as_secs_f64() * 1000.0));
+        }
+    }
+    all
+}
+
 /// Busy and total CPU time of the whole machine, from `/proc/stat`, in ticks.
 pub fn machine_cpu() -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat")?;
@@ -346,7 +374,8 @@ pub async fn build_service() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `git describe` of the workspace, for the report: short commit, `+dirty` when changed.
+/// The workspace's commit, for the report: short hash, with `+uncommitted changes` when
+/// files outside bench/ and BENCHMARKS.md differ from it.
 pub fn workspace_version() -> String {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
@@ -360,8 +389,17 @@ pub fn workspace_version() -> String {
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
         Some(commit) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
+            // The bench itself and its report do not change the service.
+            let dirty = git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!bench",
+                ":!BENCHMARKS.md",
+            ])
+            .is_some_and(|s| !s.is_empty());
             if dirty {
                 format!("{commit}+uncommitted changes")
             } else {

@@ -47,6 +47,8 @@ pub struct Results {
     pub bench_cpu_ms: f64,
     pub machine_busy: f64,
     pub peak_rss: u64,
+    /// CPU ms of the busiest other processes in the window, by command name.
+    pub others: Vec<(String, f64)>,
     pub footprint: Footprint,
     pub reads: ReadResults,
     pub read_clients: usize,
@@ -195,6 +197,26 @@ impl Results {
                 std::thread::available_parallelism().map_or(0, |n| n.get()),
                 100.0 * self.target_cpu_ms / (self.duration * 1000.0),
                 100.0 * self.bench_cpu_ms / (self.duration * 1000.0),
+            ),
+        );
+        let others: Vec<String> = self
+            .others
+            .iter()
+            .map(|(name, cpu)| format!("{name} {:.0}%", 100.0 * cpu / (self.duration * 1000.0)))
+            .collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let ours = (self.service_cpu_ms + self.target_cpu_ms + self.bench_cpu_ms)
+            / (self.duration * 1000.0);
+        row(
+            "other processes (% of one core)",
+            format!(
+                "{:.0}% in all; busiest that lived through the window: {}",
+                (100.0 * (self.machine_busy * cores - ours)).max(0.0),
+                if others.is_empty() {
+                    "none".to_owned()
+                } else {
+                    others.join(", ")
+                }
             ),
         );
         row("service peak RSS (VmHWM)", mib(self.peak_rss));

@@ -1,7 +1,7 @@
 //! One scenario from start to end: target, database, service, monitors, warm-up, the
 //! measured window, and the numbers. Also the overload search built on it.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use tokio::time::Instant;
@@ -59,6 +59,7 @@ pub fn default_name(backend: Backend, monitors: usize, interval: u64, keep_alive
 /// Runs one scenario. Every process and database it made is gone when it returns.
 pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     eprintln!("bench: == {} ==", s.name);
+    warn_if_busy().await;
     let target = TargetProcess::start(s.keep_alive).await?;
     let dir = tempfile::Builder::new()
         .prefix("monitor-bench-")
@@ -206,6 +207,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         machine_busy: (cpu1.machine_busy - cpu0.machine_busy) as f64
             / (cpu1.machine_total - cpu0.machine_total).max(1) as f64,
         peak_rss,
+        others: other_processes(&cpu0, &cpu1, &[service_pid, target_pid, std::process::id()]),
         footprint,
         reads,
         read_clients: s.read_clients,
@@ -289,6 +291,24 @@ async fn fetch_arrivals(
     parse_arrivals(&body)
 }
 
+/// Says so when the machine is busy before the run starts: the figures would be skewed.
+async fn warn_if_busy() {
+    let Ok((busy0, total0)) = procs::machine_cpu() else {
+        return;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let Ok((busy1, total1)) = procs::machine_cpu() else {
+        return;
+    };
+    let busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+    if busy > 0.2 {
+        eprintln!(
+            "bench: warning: the machine is {:.0}% busy before the run; other processes will skew it",
+            busy * 100.0
+        );
+    }
+}
+
 struct CpuSnapshot {
     service_ms: f64,
     service_switches: u64,
@@ -296,6 +316,7 @@ struct CpuSnapshot {
     bench_ms: f64,
     machine_busy: u64,
     machine_total: u64,
+    processes: HashMap<u32, (String, f64)>,
 }
 
 fn cpu_snapshot(service: u32, target: u32) -> anyhow::Result<CpuSnapshot> {
@@ -308,7 +329,25 @@ fn cpu_snapshot(service: u32, target: u32) -> anyhow::Result<CpuSnapshot> {
         bench_ms: ms(std::process::id())?,
         machine_busy,
         machine_total,
+        processes: procs::all_processes_cpu(),
     })
+}
+
+/// CPU (ms) other processes used between two snapshots, summed by command name, largest
+/// first (processes started in between count in full).
+fn other_processes(before: &CpuSnapshot, after: &CpuSnapshot, ours: &[u32]) -> Vec<(String, f64)> {
+    let mut by_name: HashMap<String, f64> = HashMap::new();
+    for (pid, (name, ms)) in &after.processes {
+        if ours.contains(pid) {
+            continue;
+        }
+        let earlier = before.processes.get(pid).map_or(0.0, |(_, ms)| *ms);
+        *by_name.entry(name.clone()).or_default() += (ms - earlier).max(0.0);
+    }
+    let mut others: Vec<(String, f64)> = by_name.into_iter().filter(|(_, ms)| *ms > 0.0).collect();
+    others.sort_by(|a, b| b.1.total_cmp(&a.1));
+    others.truncate(4);
+    others
 }
 
 /// One step of the overload search.
