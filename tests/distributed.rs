@@ -141,31 +141,36 @@ async fn pause_all(base: &str, ids: &[i64], target: &Target) {
     }
 }
 
-/// Each monitor's stored check times (ms since the epoch), oldest first.
-async fn check_times(db: &TestDb) -> BTreeMap<i64, Vec<i64>> {
+/// Each monitor's grid origin (its creation, when it was first due) and stored check times
+/// (ms since the epoch), oldest first.
+async fn check_times(db: &TestDb) -> BTreeMap<i64, (i64, Vec<i64>)> {
     let conn = db.connect().await;
     let rows = conn
         .query_all_raw(Statement::from_string(
             conn.get_database_backend(),
-            "SELECT monitor_id, checked_at_ms FROM check_results ORDER BY monitor_id, checked_at_ms",
+            "SELECT c.monitor_id, c.checked_at_ms, \
+                    (extract(epoch FROM m.created_at) * 1000)::bigint AS origin \
+             FROM check_results c JOIN monitors m ON m.id = c.monitor_id \
+             ORDER BY c.monitor_id, c.checked_at_ms",
         ))
         .await
         .unwrap();
-    let mut times: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut times: BTreeMap<i64, (i64, Vec<i64>)> = BTreeMap::new();
     for row in rows {
         let id: i64 = row.try_get("", "monitor_id").unwrap();
         let at: i64 = row.try_get("", "checked_at_ms").unwrap();
-        times.entry(id).or_default().push(at);
+        let origin: i64 = row.try_get("", "origin").unwrap();
+        times.entry(id).or_insert((origin, Vec::new())).1.push(at);
     }
     times
 }
 
-/// Which 1-second grid slot (counted from the monitor's first check) each check was for.
-fn slots(times: &[i64]) -> Vec<i64> {
-    let first = times[0];
+/// Which 1-second grid slot each check was for: a check starts at or after its due time
+/// (never before; 5 ms allow for rounding), and before the next slot is due.
+fn slots(origin: i64, times: &[i64]) -> Vec<i64> {
     times
         .iter()
-        .map(|t| ((t - first) as f64 / 1000.0).round() as i64)
+        .map(|t| (t - origin + 5).div_euclid(1000))
         .collect()
 }
 
@@ -205,10 +210,10 @@ async fn every_slot_is_checked_exactly_once_by_two_schedulers_and_three_workers(
 
     let times = check_times(&db).await;
     for id in &ids {
-        let checks = times
+        let (origin, checks) = times
             .get(id)
             .unwrap_or_else(|| panic!("monitor {id} was never checked"));
-        let slots = slots(checks);
+        let slots = slots(*origin, checks);
         let expected: Vec<i64> = (0..slots.len() as i64).collect();
         assert_eq!(
             slots, expected,
@@ -272,10 +277,10 @@ async fn a_killed_worker_and_a_restarted_broker_lose_nothing_and_double_nothing(
 
     let times = check_times(&db).await;
     for id in &ids {
-        let checks = times
+        let (origin, checks) = times
             .get(id)
             .unwrap_or_else(|| panic!("monitor {id} was never checked"));
-        let slots = slots(checks);
+        let slots = slots(*origin, checks);
         let mut unique = slots.clone();
         unique.dedup();
         assert_eq!(
@@ -288,9 +293,8 @@ async fn a_killed_worker_and_a_restarted_broker_lose_nothing_and_double_nothing(
         );
         // Slots are missing only while nothing could be dispatched (the broker was down, or
         // every process was reconnecting to it).
-        let first = checks[0];
         for missing in (0..*slots.last().unwrap()).filter(|s| !slots.contains(s)) {
-            let at = first + missing * 1000;
+            let at = origin + missing * 1000;
             assert!(
                 at >= outage_start - 1500 && at <= outage_end + 6000,
                 "monitor {id}: slot {missing} missing outside the outage ({checks:?}, outage {outage_start}..{outage_end})"

@@ -208,6 +208,10 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 Some(id) = done_rx.recv() => {
                     self.running.remove(&id);
                 }
+                // Due checks before changes: a stream of edits must never stall the schedule.
+                _ = sleep_until_opt(next_due) => {
+                    self.fire_due(&done_tx, &tracker);
+                }
                 received = changes.recv_many(&mut changed, 1024) => {
                     if received == 0 {
                         // Nobody can report changes any more; keep running the schedule.
@@ -219,9 +223,6 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                         tracing::warn!(monitors = changed.len(), error = %err, "could not reload changed monitors; keeping their old schedule");
                     }
                     changed.clear();
-                }
-                _ = sleep_until_opt(next_due) => {
-                    self.fire_due(&done_tx, &tracker);
                 }
             }
         }
