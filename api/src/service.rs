@@ -210,6 +210,24 @@ impl MonitorService {
         Ok(())
     }
 
+    /// Like [`Self::check_history`], but `NotFound` when the monitor does not exist. The
+    /// existence query runs only when the page is empty, so the common case costs one query.
+    pub async fn history(
+        &self,
+        monitor_id: i64,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Page<CheckRecord>, ApiError> {
+        let page = self.check_history(monitor_id, before, limit).await?;
+        if page.items.is_empty() && !self.exists(monitor_id).await? {
+            return Err(ApiError::NotFound {
+                what: "monitor",
+                id: monitor_id,
+            });
+        }
+        Ok(page)
+    }
+
     /// Up to `limit` results of one monitor, newest first, older than the result `before`.
     pub async fn check_history(
         &self,

@@ -77,7 +77,7 @@ pub async fn monitors_page(
     Ok(connection(page, |m| m.id, Monitor))
 }
 
-/// A page of one monitor's check results, newest first.
+/// A page of one monitor's check results, newest first; `NOT_FOUND` when it does not exist.
 pub async fn check_results_page(
     ctx: &Context<'_>,
     monitor_id: i64,
@@ -85,9 +85,6 @@ pub async fn check_results_page(
 ) -> async_graphql::Result<Connection<i64, CheckResult>> {
     let (first, after) = args.parse().gql()?;
     let service = ctx.data_unchecked::<MonitorService>();
-    let page = service
-        .check_history(monitor_id, after, first)
-        .await
-        .gql()?;
+    let page = service.history(monitor_id, after, first).await.gql()?;
     Ok(connection(page, |r| r.id, CheckResult))
 }

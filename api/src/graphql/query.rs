@@ -7,10 +7,7 @@ use super::{
     parse_gql_id,
     types::{CheckResult, Monitor},
 };
-use crate::{
-    error::{ApiError, IntoGraphql},
-    service::MonitorService,
-};
+use crate::{error::IntoGraphql, service::MonitorService};
 
 pub struct Query;
 
@@ -45,14 +42,6 @@ impl Query {
         #[graphql(desc = "Return results older than this cursor.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<i64, CheckResult>> {
         let monitor_id = parse_gql_id("monitorId", &monitor_id)?;
-        let service = ctx.data_unchecked::<MonitorService>();
-        if !service.exists(monitor_id).await.gql()? {
-            return Err(ApiError::NotFound {
-                what: "monitor",
-                id: monitor_id,
-            })
-            .gql();
-        }
         check_results_page(ctx, monitor_id, PageArgs { first, after }).await
     }
 }

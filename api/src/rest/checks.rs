@@ -31,8 +31,7 @@ pub async fn history(
 ) -> Result<Json<Vec<CheckRecord>>, ApiError> {
     let id = path_id(&id)?;
     let limit = limit_param(query.as_deref())?;
-    state.monitors.get(id).await?;
-    let page = state.monitors.check_history(id, None, limit).await?;
+    let page = state.monitors.history(id, None, limit).await?;
     Ok(Json(page.items))
 }
 

@@ -164,8 +164,7 @@ pub async fn logs(
 ) -> Result<Json<Vec<ServiceLog>>, ApiError> {
     let id = path_id(&id)?;
     let limit = limit_param(query.as_deref())?;
-    state.monitors.get(id).await?;
-    let page = state.monitors.check_history(id, None, limit).await?;
+    let page = state.monitors.history(id, None, limit).await?;
     Ok(Json(page.items.into_iter().map(Into::into).collect()))
 }
 
