@@ -165,6 +165,23 @@ async fn check_times(db: &TestDb) -> BTreeMap<i64, (i64, Vec<i64>)> {
     times
 }
 
+/// Pauses every monitor, lets the checks in flight land, and returns each monitor's grid
+/// origin and check times; panics when a monitor was never checked.
+async fn stop_and_collect(
+    api: &str,
+    ids: &[i64],
+    target: &Target,
+    db: &TestDb,
+) -> BTreeMap<i64, (i64, Vec<i64>)> {
+    pause_all(api, ids, target).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let times = check_times(db).await;
+    for id in ids {
+        assert!(times.contains_key(id), "monitor {id} was never checked");
+    }
+    times
+}
+
 /// Which 1-second grid slot each check was for: a check starts at or after its due time
 /// (never before; 5 ms allow for rounding), and before the next slot is due.
 fn slots(origin: i64, times: &[i64]) -> Vec<i64> {
@@ -205,14 +222,9 @@ async fn every_slot_is_checked_exactly_once_by_two_schedulers_and_three_workers(
 
     let ids = create_monitors(&api1, &target, 10).await;
     tokio::time::sleep(Duration::from_millis(6500)).await;
-    pause_all(&api1, &ids, &target).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-
-    let times = check_times(&db).await;
+    let times = stop_and_collect(&api1, &ids, &target, &db).await;
     for id in &ids {
-        let (origin, checks) = times
-            .get(id)
-            .unwrap_or_else(|| panic!("monitor {id} was never checked"));
+        let (origin, checks) = &times[id];
         let slots = slots(*origin, checks);
         let expected: Vec<i64> = (0..slots.len() as i64).collect();
         assert_eq!(
@@ -272,14 +284,9 @@ async fn a_killed_worker_and_a_restarted_broker_lose_nothing_and_double_nothing(
     let outage_end = chrono::Utc::now().timestamp_millis();
     // Reconnection backs off up to 5 s; then the schedule resumes.
     tokio::time::sleep(Duration::from_secs(9)).await;
-    pause_all(&api, &ids, &target).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-
-    let times = check_times(&db).await;
+    let times = stop_and_collect(&api, &ids, &target, &db).await;
     for id in &ids {
-        let (origin, checks) = times
-            .get(id)
-            .unwrap_or_else(|| panic!("monitor {id} was never checked"));
+        let (origin, checks) = &times[id];
         let slots = slots(*origin, checks);
         let mut unique = slots.clone();
         unique.dedup();
