@@ -19,13 +19,17 @@ use std::{
 use anyhow::Context as _;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
 };
 
 /// Largest request head the target reads.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a connection may sit without sending a complete request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections the kernel queues for the target before it accepts them (capped by
+/// `net.core.somaxconn`, 4096 by default).
+const ACCEPT_BACKLOG: u32 = 4096;
 
 /// The line the target prints on stdout once it listens; the port follows it.
 pub const READY_PREFIX: &str = "target listening on 127.0.0.1:";
@@ -50,8 +54,15 @@ pub fn main(port: u16, keep_alive: bool) -> anyhow::Result<()> {
         .build()
         .context("cannot start the target's runtime")?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
+        // A deep accept queue: at 10,000 connections/s a 100 ms stall of this thread must not
+        // overflow it (an overflow drops the SYN and the check waits a second to retry).
+        let socket = TcpSocket::new_v4().context("target cannot open a socket")?;
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind((std::net::Ipv4Addr::LOCALHOST, port).into())
+            .context("target cannot listen")?;
+        let listener = socket
+            .listen(ACCEPT_BACKLOG)
             .context("target cannot listen")?;
         let port = listener.local_addr()?.port();
         println!("{READY_PREFIX}{port}");
