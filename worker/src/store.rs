@@ -1,5 +1,5 @@
-//! The result store: one task that writes check results in batches (one transaction per
-//! batch, one multi-row insert), moves each monitor's `last_*` columns and next due time
+//! The result store: one task that gathers check results into batches and writes them (one
+//! transaction per batch, one multi-row insert; several batches at once on PostgreSQL), moves each monitor's `last_*` columns and next due time
 //! forward, detects status changes and then publishes the events.
 //!
 //! Checks hand their outcome to [`ResultStore::submit`] and go on; a manual check waits for
@@ -14,8 +14,8 @@ use sea_orm::{
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     checker::CheckOutcome,
@@ -28,6 +28,8 @@ pub const MAX_BATCH: usize = 1000;
 /// How long the writer waits for more results after the first of a batch arrives: the most
 /// it adds to a result's way to the database and to live subscribers.
 pub const LINGER: Duration = Duration::from_millis(10);
+/// Batches written at once on PostgreSQL (each takes a pooled connection).
+pub const PARALLEL_WRITES: usize = 4;
 /// Results waiting to be written before checks wait for room.
 pub const QUEUE_CAPACITY: usize = 20_000;
 
@@ -85,8 +87,14 @@ impl ResultStore {
         stop: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = Writer { db, events };
-        let handle = tokio::spawn(writer.run(rx, stop));
+        // SQLite has one writer at a time; PostgreSQL takes several transactions at once
+        // (batches lock different monitors), so its round trips and commits overlap.
+        let parallel = match db.get_database_backend() {
+            DatabaseBackend::Sqlite => 1,
+            _ => PARALLEL_WRITES,
+        };
+        let writer = Arc::new(Writer { db, events });
+        let handle = tokio::spawn(writer.run(rx, stop, parallel));
         (Self { tx }, handle)
     }
 
@@ -146,7 +154,16 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Pending>, stop: CancellationToken) {
+    /// Collects batches and writes up to `parallel` of them at once; the next batch gathers
+    /// while earlier ones are written.
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Pending>,
+        stop: CancellationToken,
+        parallel: usize,
+    ) {
+        let permits = Arc::new(Semaphore::new(parallel));
+        let writes = TaskTracker::new();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             tokio::select! {
@@ -168,6 +185,8 @@ impl Writer {
                     }
                 }
                 _ = stop.cancelled() => {
+                    writes.close();
+                    writes.wait().await;
                     while let Ok(pending) = rx.try_recv() {
                         batch.push(pending);
                         if batch.len() >= MAX_BATCH {
@@ -180,8 +199,19 @@ impl Writer {
                     break;
                 }
             }
-            self.write(std::mem::take(&mut batch), &stop).await;
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let writer = self.clone();
+            let stop = stop.clone();
+            let full = std::mem::take(&mut batch);
+            writes.spawn(async move {
+                writer.write(full, &stop).await;
+                drop(permit);
+            });
         }
+        writes.close();
+        writes.wait().await;
         tracing::debug!("result store stopped");
     }
 
