@@ -9,7 +9,6 @@ pub mod service;
 
 use std::future::Future;
 
-use async_graphql_axum::GraphQLSubscription;
 use axum::{routing::get, Router};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -51,10 +50,7 @@ impl AppState {
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route_service(
-            "/graphql/ws",
-            GraphQLSubscription::new(state.schema.clone()),
-        )
+        .route("/graphql/ws", get(graphql::graphql_ws))
         .route(
             "/graphql",
             get(graphql::graphiql).post(graphql::graphql_handler),

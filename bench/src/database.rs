@@ -78,9 +78,18 @@ impl BenchDb {
 
     /// A connection for measurements (read-only for SQLite).
     pub async fn observe(&self) -> anyhow::Result<Observer> {
+        self.open(false).await
+    }
+
+    /// A connection that may write (to fill the database before a read benchmark).
+    pub async fn writer(&self) -> anyhow::Result<Observer> {
+        self.open(true).await
+    }
+
+    async fn open(&self, write: bool) -> anyhow::Result<Observer> {
         let url = match self.backend {
-            Backend::Sqlite => format!("{}?mode=ro", self.url),
-            Backend::Postgres => self.url.clone(),
+            Backend::Sqlite if !write => format!("{}?mode=ro", self.url),
+            _ => self.url.clone(),
         };
         let db = connect(&url)
             .await
@@ -182,6 +191,14 @@ impl Observer {
                 })
             }
         }
+    }
+
+    /// Runs one statement (the history benchmark fills the table with it).
+    pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
+        self.db
+            .execute_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await?;
+        Ok(())
     }
 
     async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {

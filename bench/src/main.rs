@@ -96,6 +96,7 @@
 
 mod api;
 mod database;
+mod history;
 mod probes;
 mod procs;
 mod report;
@@ -159,6 +160,23 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// History pages of 50 read through the API while the table holds millions of results.
+    History {
+        /// Results stored before reading.
+        #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+        rows: u64,
+        /// Monitors they belong to (paused, so nothing else writes).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        monitors: u64,
+        /// Requests per kind of read.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[command(flatten)]
+        common: Common,
+    },
     /// The target server (started by the bench itself).
     #[command(hide = true)]
     Target {
@@ -199,6 +217,10 @@ struct Common {
     /// GraphQL subscribers to every check result.
     #[arg(long)]
     subscribers: Option<usize>,
+    /// Each subscriber watches one monitor's results (`checkResults(monitorId:)`, spread over
+    /// the monitors), as dashboards do, instead of every check.
+    #[arg(long)]
+    subscribe_each: bool,
     /// Let the target keep connections open (default: `Connection: close`).
     #[arg(long)]
     keep_alive: bool,
@@ -315,6 +337,34 @@ async fn command(command: Command) -> anyhow::Result<()> {
             eprintln!("bench: quick benchmark passed");
             Ok(())
         }
+        Command::History {
+            rows,
+            monitors,
+            requests,
+            clients,
+            common,
+        } => {
+            let env = env(&common).await?;
+            let h = history::History {
+                backend: common.backend,
+                rows,
+                monitors: monitors as usize,
+                requests: requests.max(1),
+                clients: clients.max(1),
+            };
+            let name = format!(
+                "{}, history pages with {rows} stored results",
+                h.backend.name()
+            );
+            let info = RunInfo::now(describe(&env));
+            let rows = history::run(&h, &env).await?;
+            if let Some(path) = report_path(&common, true) {
+                let section = info.section(&name, &report::table(&rows));
+                report::write_section(&path, &name, &section)?;
+                eprintln!("bench: wrote {}", path.display());
+            }
+            Ok(())
+        }
         Command::Suite {
             duration,
             backends,
@@ -353,6 +403,7 @@ fn template(common: &Common, default_subscribers: usize) -> Scenario {
         duration: 1,
         backend: common.backend,
         subscribers: common.subscribers.unwrap_or(default_subscribers),
+        subscribe_each: common.subscribe_each,
         keep_alive: common.keep_alive,
         concurrency: common.concurrency.max(1),
         check_concurrency: common.check_concurrency,

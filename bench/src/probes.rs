@@ -131,8 +131,9 @@ pub struct SubscriberResults {
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Connects to `/graphql/ws`, initialises the session and subscribes to every check result.
-pub async fn subscribe(port: u16) -> anyhow::Result<WsStream> {
+/// Connects to `/graphql/ws`, initialises the session and subscribes to every check result,
+/// or to one monitor's.
+pub async fn subscribe(port: u16, monitor: Option<i64>) -> anyhow::Result<WsStream> {
     let mut request = format!("ws://127.0.0.1:{port}/graphql/ws").into_client_request()?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
@@ -161,11 +162,14 @@ pub async fn subscribe(port: u16) -> anyhow::Result<WsStream> {
     })
     .await
     .context("no connection_ack within 10 s")??;
-    let subscribe = json!({
-        "id": "1",
-        "type": "subscribe",
-        "payload": { "query": "subscription { checkResults { id checkedAt responseTimeMs } }" },
-    });
+    let payload = match monitor {
+        None => json!({ "query": "subscription { checkResults { id checkedAt responseTimeMs } }" }),
+        Some(id) => json!({
+            "query": "subscription($id: ID!) { checkResults(monitorId: $id) { id checkedAt responseTimeMs } }",
+            "variables": { "id": id.to_string() },
+        }),
+    };
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": payload });
     ws.send(Message::text(subscribe.to_string())).await?;
     Ok(ws)
 }

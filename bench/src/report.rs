@@ -54,6 +54,8 @@ pub struct Results {
     pub read_clients: usize,
     pub read_rate: f64,
     pub subscribers: usize,
+    /// Each subscriber watched one monitor rather than every check.
+    pub subscribe_each: bool,
     pub sub_delay_ms: Summary,
     pub sub_received_min: usize,
     pub sub_errors: u64,
@@ -252,11 +254,16 @@ impl Results {
         row(
             "subscription delay p50 / p99 / max",
             format!(
-                "{} / {} / {} ({} subscribers, fewest events received {}, {} error items)",
+                "{} / {} / {} ({} subscribers {}, fewest events received {}, {} error items)",
                 ms(self.sub_delay_ms.p50),
                 ms(self.sub_delay_ms.p99),
                 ms(self.sub_delay_ms.max),
                 self.subscribers,
+                if self.subscribe_each {
+                    "each to one monitor"
+                } else {
+                    "to every check"
+                },
                 self.sub_received_min,
                 self.sub_errors
             ),

@@ -27,6 +27,9 @@ pub struct Scenario {
     pub duration: u64,
     pub backend: Backend,
     pub subscribers: usize,
+    /// Each subscriber watches one monitor (`checkResults(monitorId:)`, spread over the
+    /// monitors) instead of every check.
+    pub subscribe_each: bool,
     pub keep_alive: bool,
     /// Monitor-creating requests at once.
     pub concurrency: usize,
@@ -107,8 +110,11 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     service.ensure_running()?;
 
     let mut subscribers = Vec::new();
-    for _ in 0..s.subscribers {
-        subscribers.push(probes::subscribe(service.port).await?);
+    for n in 0..s.subscribers {
+        let monitor = s
+            .subscribe_each
+            .then(|| monitors.ids[n % monitors.ids.len().max(1)]);
+        subscribers.push(probes::subscribe(service.port, monitor).await?);
     }
     let warmup = Duration::from_secs(s.interval.max(2));
     eprintln!(
@@ -213,6 +219,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         read_clients: s.read_clients,
         read_rate: s.read_rate,
         subscribers: s.subscribers,
+        subscribe_each: s.subscribe_each,
         sub_delay_ms: Summary::of(delays),
         sub_received_min: if s.subscribers == 0 {
             0

@@ -233,6 +233,11 @@ impl Engine {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<CheckEvent>> {
         self.events.subscribe()
     }
+
+    /// A subscriber to one monitor's stored checks.
+    pub fn subscribe_to(&self, monitor_id: i64) -> broadcast::Receiver<Arc<CheckEvent>> {
+        self.events.subscribe_to(monitor_id)
+    }
 }
 
 async fn log_failure(run: impl std::future::Future<Output = Result<(), sea_orm::DbErr>>) {

@@ -204,7 +204,8 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         tracing::info!(monitors = self.monitors.len(), "scheduler started");
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
         let mut changed = Vec::new();
-        let mut last_fire = Instant::now();
+        let now = Instant::now();
+        let mut last_fire = now.checked_sub(WAKE_COALESCE).unwrap_or(now);
         loop {
             // Wake at most once per WAKE_COALESCE: at a steady rate the checks due within it
             // start together, sharing one wake-up of the runtime and its epoll rounds.

@@ -7,11 +7,14 @@ mod query;
 mod subscription;
 mod types;
 
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::ParseRequestError;
 use async_graphql::{Schema, ID};
-use async_graphql_axum::{rejection::GraphQLRejection, GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{
+    rejection::GraphQLRejection, GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket,
+};
 use axum::{
-    extract::State,
+    extract::{State, WebSocketUpgrade},
     http::StatusCode,
     response::{Html, IntoResponse, Response},
     Json,
@@ -58,6 +61,27 @@ pub(crate) fn parse_gql_id(name: &'static str, id: &ID) -> async_graphql::Result
     parse_id(id)
         .map_err(|problem| ApiError::invalid(name, problem))
         .gql()
+}
+
+/// Buffer sizes of one subscription WebSocket. The library defaults (128 KiB each way) made a
+/// thousand idle dashboards cost a quarter of a gigabyte; messages here are small.
+const WS_BUFFER: usize = 4 * 1024;
+/// Largest message a subscription client may send (a `subscribe` carries one query).
+const WS_MAX_MESSAGE: usize = 1024 * 1024;
+
+/// `GET /graphql/ws`: subscriptions over graphql-transport-ws or the legacy graphql-ws.
+pub async fn graphql_ws(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
+        .max_message_size(WS_MAX_MESSAGE)
+        .max_frame_size(WS_MAX_MESSAGE)
+        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, state.schema, protocol).serve())
 }
 
 /// `POST /graphql`. Errors that async-graphql raised itself while parsing or validating the

@@ -94,14 +94,15 @@ async fn events(
             Some(id)
         }
     };
-    let receiver = service.engine().subscribe();
+    // A per-monitor channel: this subscriber is woken only for its monitor's events.
+    let receiver = match filter {
+        Some(id) => service.engine().subscribe_to(id),
+        None => service.engine().subscribe(),
+    };
     let stream = BroadcastStream::new(receiver)
         .filter_map(move |item| async move {
             match item {
-                Ok(event) if filter.is_none_or(|id| event.result.monitor_id == id) => {
-                    Some(Ok(event))
-                }
-                Ok(_) => None,
+                Ok(event) => Some(Ok(event)),
                 Err(BroadcastStreamRecvError::Lagged(missed)) => {
                     Some(Err(async_graphql::Error::new(format!(
                         "this subscriber fell behind; {missed} events were dropped"
