@@ -110,8 +110,8 @@ pub async fn run(h: &History, env: &Env) -> anyhow::Result<Vec<(String, String)>
     let mid_row = (h.rows / 2) as i64;
     let mut latencies: Vec<Summary> = Vec::new();
     let mut failures = 0;
-    for kind in 0..KINDS.len() {
-        eprintln!("bench: reading: {}", KINDS[kind]);
+    for (kind, name) in KINDS.iter().enumerate() {
+        eprintln!("bench: reading: {name}");
         let (values, failed) = read_pages(&http, &base, h, kind, first, mid_row).await;
         latencies.push(Summary::of(values));
         failures += failed;
