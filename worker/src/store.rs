@@ -30,6 +30,9 @@ pub const MAX_BATCH: usize = 1000;
 pub const LINGER: Duration = Duration::from_millis(10);
 /// Batches written at once on PostgreSQL (each takes a pooled connection).
 pub const PARALLEL_WRITES: usize = 4;
+/// Batches at least this big are split by shard and written in parallel; smaller ones are
+/// written whole (splitting them would only multiply transactions).
+pub const SPLIT_AT: usize = 256;
 /// Results waiting to be written before checks wait for room.
 pub const QUEUE_CAPACITY: usize = 20_000;
 
@@ -148,21 +151,35 @@ impl ResultStore {
     }
 }
 
+/// The shard of the store that writes a monitor's results.
+fn shard_of(monitor_id: i64, shards: usize) -> usize {
+    (monitor_id.unsigned_abs() % shards as u64) as usize
+}
+
 struct Writer {
     db: DatabaseConnection,
     events: EventBus,
 }
 
 impl Writer {
-    /// Collects batches and writes up to `parallel` of them at once; the next batch gathers
-    /// while earlier ones are written.
+    /// Collects batches and writes up to `parallel` at once; the next batch gathers while
+    /// earlier ones are written.
+    ///
+    /// Monitors are split into `parallel` shards (by id), each written by one transaction at
+    /// a time. A big batch is split by shard, so the transactions in flight never lock the
+    /// same monitor (they would wait on each other, and under a backlog a monitor's
+    /// consecutive results land in consecutive batches); a small one is written whole,
+    /// holding every shard. Permits are taken in batch order, so each monitor's results are
+    /// written and published in the order they came.
     async fn run(
         self: Arc<Self>,
         mut rx: mpsc::Receiver<Pending>,
         stop: CancellationToken,
         parallel: usize,
     ) {
-        let permits = Arc::new(Semaphore::new(parallel));
+        let shards: Vec<Arc<Semaphore>> = (0..parallel.max(1))
+            .map(|_| Arc::new(Semaphore::new(1)))
+            .collect();
         let writes = TaskTracker::new();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
@@ -199,16 +216,37 @@ impl Writer {
                     break;
                 }
             }
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            let writer = self.clone();
-            let stop = stop.clone();
             let full = std::mem::take(&mut batch);
-            writes.spawn(async move {
-                writer.write(full, &stop).await;
-                drop(permit);
-            });
+            let parts: Vec<(Vec<usize>, Vec<Pending>)> =
+                if shards.len() > 1 && full.len() >= SPLIT_AT {
+                    let mut parts: Vec<Vec<Pending>> = shards.iter().map(|_| Vec::new()).collect();
+                    for pending in full {
+                        parts[shard_of(pending.monitor_id, shards.len())].push(pending);
+                    }
+                    parts
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(_, part)| !part.is_empty())
+                        .map(|(k, part)| (vec![k], part))
+                        .collect()
+                } else {
+                    vec![((0..shards.len()).collect(), full)]
+                };
+            for (held, part) in parts {
+                let mut permits = Vec::with_capacity(held.len());
+                for k in held {
+                    // The semaphores are never closed.
+                    if let Ok(permit) = shards[k].clone().acquire_owned().await {
+                        permits.push(permit);
+                    }
+                }
+                let writer = self.clone();
+                let stop = stop.clone();
+                writes.spawn(async move {
+                    writer.write(part, &stop).await;
+                    drop(permits);
+                });
+            }
         }
         writes.close();
         writes.wait().await;
