@@ -15,6 +15,10 @@ use crate::config::{Backend, DatabaseUrl};
 /// How long SQLite waits for a lock before reporting "database is locked".
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Prepared statements kept per database connection. The store's batch statements differ with
+/// the batch size, so a large cache fills with big, rarely reused programs.
+const STATEMENT_CACHE: usize = 16;
+
 /// Connects, failing with one clear line when the database cannot be reached.
 pub async fn connect(
     url: &DatabaseUrl,
@@ -34,7 +38,10 @@ pub async fn connect(
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
+                .statement_cache_capacity(STATEMENT_CACHE)
         });
+    } else {
+        options.map_sqlx_postgres_opts(|opts| opts.statement_cache_capacity(STATEMENT_CACHE));
     }
     Database::connect(options).await.with_context(|| {
         format!(
