@@ -38,6 +38,15 @@ struct PgCleanup {
 }
 
 impl BenchDb {
+    /// A fresh database of `backend`: a SQLite file in `dir`, or a new PostgreSQL database
+    /// made through `admin_url`.
+    pub async fn fresh(backend: Backend, dir: &Path, admin_url: &str) -> anyhow::Result<Self> {
+        match backend {
+            Backend::Sqlite => Ok(Self::sqlite(dir)),
+            Backend::Postgres => Self::postgres(admin_url).await,
+        }
+    }
+
     /// A new SQLite file `bench.db` in `dir` (not created yet: the service creates it).
     pub fn sqlite(dir: &Path) -> Self {
         let path = dir.join("bench.db");

@@ -53,10 +53,7 @@ pub async fn run(h: &History, env: &Env) -> anyhow::Result<Vec<(String, String)>
         .prefix("monitor-bench-history-")
         .tempdir()
         .context("cannot make a temporary directory")?;
-    let db = match h.backend {
-        Backend::Sqlite => BenchDb::sqlite(dir.path()),
-        Backend::Postgres => BenchDb::postgres(&env.postgres_url).await?,
-    };
+    let db = BenchDb::fresh(h.backend, dir.path(), &env.postgres_url).await?;
     let mut service = ServiceProcess::start(&env.binary, dir.path(), &db.url, &[]).await?;
     let base = format!("http://127.0.0.1:{}", service.port);
     let http = api::client()?;

@@ -69,10 +69,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         .tempdir()
         .context("cannot make a temporary directory")?;
     // Declared before the service, so it is dropped (a PostgreSQL database dropped) after it.
-    let db = match s.backend {
-        Backend::Sqlite => BenchDb::sqlite(dir.path()),
-        Backend::Postgres => BenchDb::postgres(&env.postgres_url).await?,
-    };
+    let db = BenchDb::fresh(s.backend, dir.path(), &env.postgres_url).await?;
     let mut service_env = s.service_env.clone();
     if let Some(c) = s.check_concurrency {
         service_env.push(("CHECK_CONCURRENCY".to_owned(), c.to_string()));

@@ -43,7 +43,8 @@ pub struct EventBus {
     tx: broadcast::Sender<Arc<CheckEvent>>,
     /// One channel per monitor that has subscribers of its own.
     topics: Arc<Mutex<HashMap<i64, broadcast::Sender<Arc<CheckEvent>>>>>,
-    capacity: usize,
+    /// Capacity of each monitor's channel.
+    topic_capacity: usize,
     remote: Option<mpsc::Sender<Arc<CheckEvent>>>,
 }
 
@@ -62,7 +63,7 @@ impl EventBus {
         Self {
             tx,
             topics: Arc::default(),
-            capacity,
+            topic_capacity: capacity.min(TOPIC_CAPACITY),
             remote: None,
         }
     }
@@ -113,7 +114,7 @@ impl EventBus {
         let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
         topics
             .entry(monitor_id)
-            .or_insert_with(|| broadcast::channel(self.capacity.min(TOPIC_CAPACITY)).0)
+            .or_insert_with(|| broadcast::channel(self.topic_capacity).0)
             .subscribe()
     }
 }

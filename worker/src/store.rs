@@ -1,6 +1,7 @@
 //! The result store: one task that gathers check results into batches and writes them (one
-//! transaction per batch, one multi-row insert; several batches at once on PostgreSQL), moves each monitor's `last_*` columns and next due time
-//! forward, detects status changes and then publishes the events.
+//! transaction per batch, one multi-row insert; several batches at once on PostgreSQL),
+//! moves each monitor's `last_*` columns and next due time forward, detects status changes
+//! and then publishes the events.
 //!
 //! Checks hand their outcome to [`ResultStore::submit`] and go on; a manual check waits for
 //! its stored row with [`ResultStore::store`].

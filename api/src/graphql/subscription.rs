@@ -100,19 +100,16 @@ async fn events(
         None => service.engine().subscribe(),
     };
     let stream = BroadcastStream::new(receiver)
-        .filter_map(move |item| async move {
-            match item {
-                Ok(event) => Some(Ok(event)),
-                Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                    Some(Err(async_graphql::Error::new(format!(
-                        "this subscriber fell behind; {missed} events were dropped"
-                    ))
-                    .extend_with(|_, ext| {
-                        ext.set("code", "LAGGED");
-                        ext.set("missed", missed);
-                    })))
-                }
-            }
+        .map(|item| {
+            item.map_err(|BroadcastStreamRecvError::Lagged(missed)| {
+                async_graphql::Error::new(format!(
+                    "this subscriber fell behind; {missed} events were dropped"
+                ))
+                .extend_with(|_, ext| {
+                    ext.set("code", "LAGGED");
+                    ext.set("missed", missed);
+                })
+            })
         })
         .take_until(shutdown.cancelled_owned());
     Ok(stream)
