@@ -119,6 +119,11 @@ pub struct Settings {
     #[arg(long, env = "CHECK_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub check_concurrency: u32,
 
+    /// Threads that schedule and run checks in this process, each for a shard of the monitors
+    /// (0: one per CPU core).
+    #[arg(long, env = "CHECK_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256), global = true)]
+    pub check_threads: u32,
+
     /// RabbitMQ URL (amqp://USER:PASSWORD@HOST:5672/%2f). When set, check jobs and events
     /// travel through RabbitMQ (distributed mode); when unset, through in-process channels.
     #[arg(long, env = "RABBITMQ_URL", global = true, hide_env_values = true)]

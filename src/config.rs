@@ -41,6 +41,11 @@ pub fn database_url(settings: &Settings) -> Result<DatabaseUrl, String> {
         _ => DEFAULT_SQLITE_URL.to_owned(),
     };
     let backend = if url.starts_with("sqlite:") {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(format!(
+                "DATABASE_URL `{url}` is an in-memory SQLite database, which each of the service's connections would see as a different, empty database; use a file (sqlite://monitor-manager.db)"
+            ));
+        }
         Backend::Sqlite
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Backend::Postgres
@@ -116,6 +121,24 @@ mod tests {
             "postgres://admin:***@db:5432/monitor_db"
         );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn in_memory_sqlite_is_refused_with_a_reason() {
+        use clap::Parser as _;
+        for url in ["sqlite::memory:", "sqlite://file?mode=memory"] {
+            let cli = crate::cli::Cli::try_parse_from(["monitor-manager", "--database-url", url])
+                .expect("arguments parse");
+            let err = database_url(&cli.settings).expect_err("in-memory SQLite is refused");
+            assert!(err.contains("in-memory SQLite"), "{err}");
+        }
+        let cli =
+            crate::cli::Cli::try_parse_from(["monitor-manager", "--database-url", "sqlite://a.db"])
+                .expect("arguments parse");
+        assert_eq!(
+            database_url(&cli.settings).expect("a file is fine").backend,
+            Backend::Sqlite
+        );
     }
 
     #[test]

@@ -122,6 +122,10 @@ fn engine_config(
     }
     Ok(worker::EngineConfig {
         check_concurrency: settings.check_concurrency as usize,
+        check_threads: match settings.check_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        },
         event_buffer: settings.event_buffer as usize,
         scheduling,
         consume_jobs: distributed && matches!(role, Role::All | Role::Worker),
@@ -156,7 +160,11 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let (engine, notifier, tasks) = worker::Engine::start(db.clone(), &engine_config)?;
+    let store_db = match url.backend {
+        Backend::Sqlite => db::connect(&url, 1).await?,
+        Backend::Postgres => db.clone(),
+    };
+    let (engine, notifier, tasks) = worker::Engine::start(db.clone(), store_db, &engine_config)?;
     tracing::info!(
         role = ?role,
         distributed = engine_config.amqp.is_some(),

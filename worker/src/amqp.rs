@@ -280,8 +280,8 @@ impl CheckRunner for AmqpRunner {
     async fn run(&self, job: Job) {
         let message = JobMessage::from(&job);
         let mut delay = Duration::from_millis(200);
-        // Keep trying until the slot has passed: a late job would be skipped anyway.
-        while Utc::now() < job.slot.next {
+        // Keep trying while a worker would still run it: a later job would be skipped anyway.
+        while Utc::now() < latest_start(job.slot.due, job.slot.next) {
             match self
                 .publisher
                 .publish_jobs(std::slice::from_ref(&message))
@@ -297,7 +297,7 @@ impl CheckRunner for AmqpRunner {
         }
         tracing::warn!(
             monitor.id = job.monitor_id,
-            "check job not published before its next slot; skipped"
+            "check job not published in the first half of its slot; skipped"
         );
     }
 }
@@ -481,6 +481,12 @@ async fn consume_once(
     }
 }
 
+/// The latest a slot's check may start: half way to the next slot, so two consecutive checks
+/// of a monitor are always at least half an interval apart, however late a job is delivered.
+fn latest_start(due: DateTime<Utc>, next: DateTime<Utc>) -> DateTime<Utc> {
+    due + (next - due) / 2
+}
+
 async fn handle_job(delivery: lapin::message::Delivery, checker: Checker, store: ResultStore) {
     let job: JobMessage = match serde_json::from_slice(&delivery.data) {
         Ok(job) => job,
@@ -490,8 +496,9 @@ async fn handle_job(delivery: lapin::message::Delivery, checker: Checker, store:
             return;
         }
     };
-    if Utc::now() >= job.next {
-        // The slot has passed (workers were away): skip it rather than check late in a burst.
+    if Utc::now() >= latest_start(job.due, job.next) {
+        // Workers were away (or the broker was): skip the slot rather than check late, next to
+        // the following slot's check, in a burst.
         tracing::debug!(monitor.id = job.monitor_id, "stale check job skipped");
         let _ = delivery.ack(BasicAckOptions::default()).await;
         return;
@@ -515,5 +522,20 @@ async fn handle_job(delivery: lapin::message::Delivery, checker: Checker, store:
                 })
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_may_start_until_half_way_to_the_next_slot() {
+        let due = DateTime::from_timestamp_millis(1_000_000).unwrap();
+        let next = DateTime::from_timestamp_millis(1_060_000).unwrap();
+        assert_eq!(
+            latest_start(due, next),
+            DateTime::from_timestamp_millis(1_030_000).unwrap()
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod lease;
 pub mod model;
 mod notify;
+pub mod runtime;
 pub mod scheduler;
 pub mod store;
 
@@ -17,7 +18,10 @@ use std::{sync::Arc, time::Duration};
 
 use entity::monitor;
 use sea_orm::{DatabaseConnection, EntityTrait};
-use tokio::{sync::broadcast, task::JoinHandle};
+use tokio::{
+    sync::{broadcast, Semaphore},
+    task::JoinHandle,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use amqp::AmqpConfig;
@@ -44,6 +48,8 @@ pub enum Scheduling {
 pub struct EngineConfig {
     /// Most checks running at once.
     pub check_concurrency: usize,
+    /// Threads that schedule and run checks in process (each a shard of the monitors).
+    pub check_threads: usize,
     /// How far a subscriber may fall behind before it is told it lagged.
     pub event_buffer: usize,
     /// Which scheduler runs here.
@@ -88,9 +94,13 @@ pub struct EngineTasks {
 }
 
 impl Engine {
-    /// Starts the result store and whatever else `config` asks for.
+    /// Starts the result store and whatever else `config` asks for. The store writes through
+    /// `store_db`: on SQLite a pool of one connection of its own (one warm page cache and
+    /// one sqlx thread, instead of taking turns over the shared pool's connections, whose
+    /// caches every other write invalidates); on PostgreSQL the shared pool.
     pub fn start(
         db: DatabaseConnection,
+        store_db: DatabaseConnection,
         config: &EngineConfig,
     ) -> anyhow::Result<(Self, ScheduleNotifier, EngineTasks)> {
         let checker = Checker::new()?;
@@ -123,8 +133,7 @@ impl Engine {
                 stop_scheduling.clone(),
             )));
         }
-        let (store, store_task) =
-            ResultStore::start(db.clone(), events.clone(), stop_store.clone());
+        let (store, store_task) = ResultStore::start(store_db, events.clone(), stop_store.clone())?;
 
         let is_postgres = db.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
         let notify_channel = lease::notify_channel(
@@ -134,31 +143,54 @@ impl Engine {
                 .map_or("monitor_manager", |a| a.prefix.as_str()),
         );
         let notifier = match config.scheduling {
-            Scheduling::InProcess => {
-                let (notifier, changes) = ScheduleNotifier::channel();
-                let concurrency = config.check_concurrency;
-                let stop = stop_scheduling.clone();
-                let tracker = checks.clone();
-                let task = match &publisher {
-                    Some(publisher) => {
-                        let runner = amqp::AmqpRunner {
-                            publisher: publisher.clone(),
-                        };
-                        let scheduler = Scheduler::new(db.clone(), runner, concurrency);
-                        tokio::spawn(log_failure(scheduler.run(changes, stop, tracker)))
-                    }
-                    None => {
+            Scheduling::InProcess => match &publisher {
+                Some(publisher) => {
+                    let (notifier, changes) = ScheduleNotifier::channel();
+                    let runner = amqp::AmqpRunner {
+                        publisher: publisher.clone(),
+                    };
+                    let scheduler = Scheduler::new(db.clone(), runner, config.check_concurrency);
+                    background.push(tokio::spawn(log_failure(scheduler.run(
+                        changes,
+                        stop_scheduling.clone(),
+                        checks.clone(),
+                    ))));
+                    notifier
+                }
+                None => {
+                    // The hot path: scheduling and checking on threads of their own, each
+                    // with a shard of the monitors, under one process-wide concurrency cap.
+                    let (notifier, shards) = ScheduleNotifier::sharded(config.check_threads);
+                    let count = shards.len();
+                    let source = Arc::new(db.clone());
+                    let limit = Arc::new(Semaphore::new(config.check_concurrency.max(1)));
+                    for (shard, changes) in shards.into_iter().enumerate() {
                         let runner = scheduler::LocalRunner {
                             checker: checker.clone(),
                             store: store.clone(),
                         };
-                        let scheduler = Scheduler::new(db.clone(), runner, concurrency);
-                        tokio::spawn(log_failure(scheduler.run(changes, stop, tracker)))
+                        let source = runtime::ShardSource::new(
+                            source.clone(),
+                            tokio::runtime::Handle::current(),
+                            shard,
+                            count,
+                        );
+                        let scheduler = Scheduler::with_limit(source, runner, limit.clone());
+                        let stop = stop_scheduling.clone();
+                        let tracker = checks.clone();
+                        background.push(runtime::spawn_on_own_thread(
+                            &format!("checks-{shard}"),
+                            async move {
+                                log_failure(scheduler.run(changes, stop, tracker.clone())).await;
+                                // The checks in flight run on this thread's runtime: let them
+                                // end (shutdown closes the tracker and bounds the wait).
+                                tracker.wait().await;
+                            },
+                        )?);
                     }
-                };
-                background.push(task);
-                notifier
-            }
+                    notifier
+                }
+            },
             Scheduling::Leases => {
                 let publisher = publisher
                     .clone()

@@ -10,6 +10,9 @@ enum Target {
     #[default]
     Nobody,
     Local(mpsc::UnboundedSender<i64>),
+    /// In-process schedulers that each own the monitors whose id is their index modulo
+    /// their number (see [`crate::runtime::shard_of`]).
+    Shards(Vec<mpsc::UnboundedSender<i64>>),
     Postgres {
         db: DatabaseConnection,
         channel: String,
@@ -39,6 +42,19 @@ impl ScheduleNotifier {
         )
     }
 
+    /// A notifier and one receiving end per in-process scheduler shard (at least one).
+    pub fn sharded(shards: usize) -> (Self, Vec<mpsc::UnboundedReceiver<i64>>) {
+        let (senders, receivers) = (0..shards.max(1))
+            .map(|_| mpsc::unbounded_channel())
+            .unzip();
+        (
+            Self {
+                target: Target::Shards(senders),
+            },
+            receivers,
+        )
+    }
+
     /// A notifier that wakes lease schedulers listening on `channel`.
     pub fn postgres(db: DatabaseConnection, channel: String) -> Self {
         Self {
@@ -53,6 +69,9 @@ impl ScheduleNotifier {
             // A closed channel means the scheduler is shutting down: nothing left to tell.
             Target::Local(tx) => {
                 let _ = tx.send(monitor_id);
+            }
+            Target::Shards(shards) => {
+                let _ = shards[crate::runtime::shard_of(monitor_id, shards.len())].send(monitor_id);
             }
             Target::Postgres { db, channel } => {
                 let db = db.clone();

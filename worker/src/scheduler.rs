@@ -170,10 +170,15 @@ pub struct Scheduler<S, R> {
 impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
     /// A scheduler running at most `concurrency` checks at once.
     pub fn new(source: S, runner: R, concurrency: usize) -> Self {
+        Self::with_limit(source, runner, Arc::new(Semaphore::new(concurrency.max(1))))
+    }
+
+    /// A scheduler whose checks each hold a permit of `limit` (shared with other schedulers).
+    pub fn with_limit(source: S, runner: R, limit: Arc<Semaphore>) -> Self {
         Self {
             source,
             runner,
-            concurrency: Arc::new(Semaphore::new(concurrency.max(1))),
+            concurrency: limit,
             clock: Clock::new(),
             monitors: HashMap::new(),
             queue: BinaryHeap::new(),
