@@ -31,8 +31,9 @@ pub const MAX_BATCH: usize = 1000;
 /// it adds to a result's way to the database and to live subscribers. A batch costs about a
 /// millisecond of CPU whatever its size (on SQLite mostly hand-offs to sqlx's connection
 /// thread), so at moderate rates this sets the store's CPU per check: 10 ms cost ~0.10 ms per
-/// check at 1,000 checks/s on the benchmark VM, 20 ms about half that.
-pub const LINGER: Duration = Duration::from_millis(20);
+/// check at 1,000 checks/s on the Intel VM of BENCHMARKS.md, 20 ms ~0.07 ms but took the p99
+/// delivery to live subscribers from ~17 to 31-48 ms. At high rates batches fill anyway.
+pub const LINGER: Duration = Duration::from_millis(10);
 /// Batches written at once on PostgreSQL (each takes a pooled connection).
 pub const PARALLEL_WRITES: usize = 4;
 /// Batches at least this big are split by shard and written in parallel; smaller ones are
