@@ -9,9 +9,8 @@ use tokio::sync::mpsc;
 enum Target {
     #[default]
     Nobody,
-    Local(mpsc::UnboundedSender<i64>),
-    /// In-process schedulers that each own the monitors whose id is their index modulo
-    /// their number (see [`crate::runtime::shard_of`]).
+    /// In-process schedulers (one, or several that each own the monitors whose id is their
+    /// index modulo their number; see [`crate::runtime::shard_of`]).
     Shards(Vec<mpsc::UnboundedSender<i64>>),
     Postgres {
         db: DatabaseConnection,
@@ -36,7 +35,7 @@ impl ScheduleNotifier {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             Self {
-                target: Target::Local(tx),
+                target: Target::Shards(vec![tx]),
             },
             rx,
         )
@@ -67,9 +66,6 @@ impl ScheduleNotifier {
         match &self.target {
             Target::Nobody => {}
             // A closed channel means the scheduler is shutting down: nothing left to tell.
-            Target::Local(tx) => {
-                let _ = tx.send(monitor_id);
-            }
             Target::Shards(shards) => {
                 let _ = shards[crate::runtime::shard_of(monitor_id, shards.len())].send(monitor_id);
             }

@@ -107,8 +107,9 @@ impl ResultStore {
             // sqlx runs each SQLite connection on a thread of its own and hands every
             // statement and row over to its caller: on the multi-threaded runtime each
             // hand-off may wake another parked worker thread, on a runtime of the writer's
-            // own it wakes just this one (measured: a third of the store's CPU per check at
-            // 1,000 checks/s).
+            // own it wakes just this one. Measured at 1,000 checks/s: the writer's side went
+            // from 0.052 to 0.044 ms of CPU and 1.84 to 1.39 context switches per check;
+            // the store's total (with sqlx's thread) moved within the run-to-run noise.
             crate::runtime::spawn_on_own_thread("store", writer.run(rx, stop, 1))?
         } else {
             tokio::spawn(writer.run(rx, stop, parallel))
