@@ -138,10 +138,15 @@ fn engine_config(
 async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let url = config::database_url(settings).map_err(anyhow::Error::msg)?;
     let engine_config = engine_config(settings, role, url.backend)?;
-    let db = open_db(settings).await?;
     if settings.auto_migrate {
-        db::migrate_up(&db).await?;
+        // On a connection of its own, closed before the pool opens: a SQLite connection that
+        // was open across a schema change can return NULL for a column the change added
+        // (seen on `INSERT ... RETURNING` right after migration 5 added `monitors.last_seq`).
+        let migrator = db::connect(&url, 1).await?;
+        db::migrate_up(&migrator).await?;
+        migrator.close().await?;
     }
+    let db = open_db(settings).await?;
     let listener = if role.serves_http() {
         let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
             .parse()

@@ -352,7 +352,7 @@ async fn graphql_crud_round_trip_works(backend: Backend) {
         let answer = app
             .graphql(&create, json!({"input": {"name": format!("m{n}"), "url": "https://example.com", "timeoutSeconds": 5, "intervalSeconds": 60, "active": n == 1}}))
             .await;
-        assert!(answer["errors"].is_null(), "{answer}");
+        assert!(answer["errors"].is_null(), "{answer} {}", app.log());
         let monitor = &answer["data"]["createMonitor"];
         assert_eq!(monitor["name"], format!("m{n}"));
         assert_eq!(monitor["lastStatus"], Value::Null);
@@ -632,11 +632,113 @@ fn migrate_commands_apply_list_and_revert_migrations() {
     );
 }
 
+/// A database written by the previous schema (results keyed by id only) is upgraded at
+/// start: existing results keep their ids and are numbered per monitor in id order, history
+/// pages and cursors work across them, and new results continue both numberings.
+async fn an_upgraded_database_keeps_its_results_and_numbers_them_per_monitor(backend: Backend) {
+    use migration::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+
+    let Some(db) = common::TestDb::fresh(backend).await else {
+        return;
+    };
+    let url = match backend {
+        Backend::Sqlite => format!("{}?mode=rwc", db.url),
+        Backend::Postgres => db.url.clone(),
+    };
+    let conn = sea_orm::Database::connect(&url).await.unwrap();
+    migration::Migrator::up(&conn, Some(4)).await.unwrap();
+    let (yes, no) = match backend {
+        Backend::Sqlite => ("1", "0"),
+        Backend::Postgres => ("true", "false"),
+    };
+    conn.execute_unprepared(&format!(
+        "INSERT INTO monitors (name, url, timeout_seconds, interval_seconds, active, created_at, updated_at) \
+         VALUES ('a', 'http://127.0.0.1:9/', 1, 60, {no}, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'), \
+                ('b', 'http://127.0.0.1:9/', 1, 60, {no}, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+    ))
+    .await
+    .unwrap();
+    // Interleaved as a schedule writes them: ids 1, 3, 4 for monitor 1; 2, 5 for monitor 2.
+    for (monitor, second) in [(1, 1), (2, 2), (1, 3), (1, 4), (2, 5)] {
+        conn.execute_unprepared(&format!(
+            "INSERT INTO check_results (monitor_id, checked_at_ms, up, status_code, response_time_ms, error) \
+             VALUES ({monitor}, {}, {yes}, 200, {second}, NULL)",
+            1_767_225_600_000_i64 + second * 1000
+        ))
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let app = App::start_on(db, &[]);
+    let ids = |page: &Value| -> Vec<i64> {
+        page.as_array()
+            .expect("an array")
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (status, page) = app.json(Method::GET, "/monitors/1/check", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), [4, 3, 1], "ids kept, newest first: {page}");
+    assert_eq!(page[0]["response_time_ms"], 4);
+    let (_, page) = app.json(Method::GET, "/monitors/2/check", None).await;
+    assert_eq!(ids(&page), [5, 2], "{page}");
+
+    let query = "query($after: String) { checkResults(monitorId: \"1\", first: 2, after: $after) \
+                 { nodes { id } pageInfo { hasNextPage endCursor } } }";
+    let first = app.graphql(query, json!({})).await;
+    let results = &first["data"]["checkResults"];
+    assert_eq!(
+        results["nodes"],
+        json!([{"id": "4"}, {"id": "3"}]),
+        "{first}"
+    );
+    assert_eq!(results["pageInfo"]["hasNextPage"], true);
+    let cursor = results["pageInfo"]["endCursor"].clone();
+    let next = app.graphql(query, json!({ "after": cursor })).await;
+    let results = &next["data"]["checkResults"];
+    assert_eq!(results["nodes"], json!([{"id": "1"}]), "{next}");
+    assert_eq!(results["pageInfo"]["hasNextPage"], false);
+
+    // A new result continues the id sequence and the monitor's numbering.
+    let (status, checked) = app.json(Method::POST, "/monitors/1/check", None).await;
+    assert_eq!(status, 200, "{checked}");
+    assert!(checked["id"].as_i64().unwrap() > 5, "{checked}");
+    assert_eq!(checked["seq"], 4, "{checked}");
+    let (_, page) = app.json(Method::GET, "/monitors/1/check", None).await;
+    assert_eq!(ids(&page)[1..], [4, 3, 1], "{page}");
+    assert_eq!(page[0]["id"], checked["id"]);
+
+    let conn = app.db.connect().await;
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT (SELECT last_seq FROM monitors WHERE id = 1) AS a, \
+                    (SELECT last_seq FROM monitors WHERE id = 2) AS b, \
+                    (SELECT COUNT(*) FROM check_results WHERE monitor_id = 1 AND seq = 2 AND id = 3) AS c"
+                .to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let last = |col: &str| -> i64 {
+        row.try_get::<i32>("", col)
+            .map(i64::from)
+            .or_else(|_| row.try_get::<i64>("", col))
+            .unwrap()
+    };
+    assert_eq!((last("a"), last("b"), last("c")), (4, 2, 1));
+    conn.close().await.unwrap();
+}
+
 on_both_backends!(
     rest_crud_round_trip_works_and_delete_cascades,
     bad_input_gets_a_json_error_naming_the_problem_and_stores_nothing,
     graphql_crud_round_trip_works,
     graphql_bad_input_gets_bad_user_input_and_stores_nothing,
+    an_upgraded_database_keeps_its_results_and_numbers_them_per_monitor,
 );
 
 #[tokio::test]

@@ -148,7 +148,7 @@ async fn check_times(db: &TestDb) -> BTreeMap<i64, (i64, Vec<i64>)> {
     let rows = conn
         .query_all_raw(Statement::from_string(
             conn.get_database_backend(),
-            "SELECT c.monitor_id, c.checked_at_ms, \
+            "SELECT CAST(c.monitor_id AS bigint) AS monitor_id, c.checked_at_ms, \
                     (extract(epoch FROM m.created_at) * 1000)::bigint AS origin \
              FROM check_results c JOIN monitors m ON m.id = c.monitor_id \
              ORDER BY c.monitor_id, c.checked_at_ms",

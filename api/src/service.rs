@@ -228,7 +228,8 @@ impl MonitorService {
         Ok(page)
     }
 
-    /// Up to `limit` results of one monitor, newest first, older than the result `before`.
+    /// Up to `limit` results of one monitor, newest first, older than its result number
+    /// `before` (a [`CheckRecord::seq`]).
     pub async fn check_history(
         &self,
         monitor_id: i64,
@@ -237,9 +238,9 @@ impl MonitorService {
     ) -> Result<Page<CheckRecord>, ApiError> {
         let mut query = check_result::Entity::find()
             .filter(check_result::Column::MonitorId.eq(monitor_id))
-            .order_by_desc(check_result::Column::Id);
+            .order_by_desc(check_result::Column::Seq);
         if let Some(before) = before {
-            query = query.filter(check_result::Column::Id.lt(before));
+            query = query.filter(check_result::Column::Seq.lt(before));
         }
         let mut rows = query.limit(limit + 1).all(&self.db).await?;
         let has_next = rows.len() as u64 > limit;

@@ -93,6 +93,13 @@ pub async fn run(h: &History, env: &Env) -> anyhow::Result<Vec<(String, String)>
         done = end;
         eprintln!("bench:   {done} rows");
     }
+    observer
+        .execute(
+            "UPDATE monitors SET last_seq = \
+             (SELECT coalesce(max(seq), 0) FROM check_results WHERE monitor_id = monitors.id)",
+        )
+        .await
+        .context("numbering the monitors' results")?;
     let fill_time = filled.elapsed();
     // What autovacuum / a routine ANALYZE would have done by the time a table is this big.
     match h.backend {
@@ -103,13 +110,14 @@ pub async fn run(h: &History, env: &Env) -> anyhow::Result<Vec<(String, String)>
     let footprint = observer.footprint().await?;
     service.ensure_running()?;
 
-    // A cursor from the middle of each monitor's history: its ids are first-monitor + k*M.
-    let mid_row = (h.rows / 2) as i64;
+    // A cursor from the middle of each monitor's history (a cursor is a result's number
+    // among its monitor's results).
+    let mid_seq = (h.rows / h.monitors.max(1) as u64 / 2).max(1) as i64;
     let mut latencies: Vec<Summary> = Vec::new();
     let mut failures = 0;
     for (kind, name) in KINDS.iter().enumerate() {
         eprintln!("bench: reading: {name}");
-        let (values, failed) = read_pages(&http, &base, h, kind, first, mid_row).await;
+        let (values, failed) = read_pages(&http, &base, h, kind, first, mid_seq).await;
         latencies.push(Summary::of(values));
         failures += failed;
     }
@@ -165,11 +173,11 @@ pub async fn run(h: &History, env: &Env) -> anyhow::Result<Vec<(String, String)>
     Ok(rows)
 }
 
-/// Rows `from..=to` of the fill: row x belongs to monitor `first + x % monitors`, checked at
-/// x seconds after 2026-01-01.
+/// Rows `from..=to` of the fill: row x belongs to monitor `first + x % monitors` (as its
+/// result number `(x - 1) / monitors + 1`), checked at x seconds after 2026-01-01.
 fn fill_sql(backend: Backend, from: u64, to: u64, first: i64, monitors: u64) -> String {
     let values = format!(
-        "{first} + (x % {monitors}), 1767225600000 + x * 1000, \
+        "{first} + (x % {monitors}), (x - 1) / {monitors} + 1, 1767225600000 + x * 1000, \
          CASE WHEN x % 50 = 0 THEN {f} ELSE {t} END, \
          CASE WHEN x % 50 = 0 THEN 503 ELSE 200 END, \
          (x % 97) + 3, \
@@ -186,7 +194,7 @@ fn fill_sql(backend: Backend, from: u64, to: u64, first: i64, monitors: u64) -> 
         },
     );
     let columns =
-        "check_results (monitor_id, checked_at_ms, up, status_code, response_time_ms, error)";
+        "check_results (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error)";
     match backend {
         Backend::Postgres => format!(
             "INSERT INTO {columns} SELECT {values} FROM generate_series({from}::bigint, {to}::bigint) AS g(x)"
@@ -205,7 +213,7 @@ async fn read_pages(
     h: &History,
     kind: usize,
     first: i64,
-    mid_row: i64,
+    mid_seq: i64,
 ) -> (Vec<f64>, u64) {
     let per_client = h.requests.div_ceil(h.clients.max(1));
     let mut tasks = Vec::new();
@@ -218,11 +226,8 @@ async fn read_pages(
             for n in 0..per_client {
                 let offset = ((client * per_client + n) as i64 * 7919) % monitors;
                 let id = first + offset;
-                // An id of this monitor's near the middle of the table: its rows are those x
-                // with first + x % M == id, and row x got id x.
-                let cursor = (mid_row - mid_row % monitors + offset).max(1);
                 let started = Instant::now();
-                match read_page(&http, &base, kind, id, cursor).await {
+                match read_page(&http, &base, kind, id, mid_seq).await {
                     Ok(()) => values.push(started.elapsed().as_secs_f64() * 1000.0),
                     Err(err) => {
                         if failed == 0 {

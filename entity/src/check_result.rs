@@ -1,5 +1,6 @@
 //! The `check_results` table: one row per check performed. It is the largest table by far, so
-//! the row is kept narrow: the outcome is a boolean and the time is epoch milliseconds.
+//! the row is kept narrow: the outcome is a boolean, the time is epoch milliseconds, and the
+//! key is `(monitor_id, seq)`, two 4-byte integers.
 
 use sea_orm::entity::prelude::*;
 
@@ -7,9 +8,14 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "check_results")]
 pub struct Model {
-    #[sea_orm(primary_key)]
+    /// The result's id, from one sequence for the whole table (what clients see).
     pub id: i64,
-    pub monitor_id: i64,
+    /// A 4-byte integer in the table, so the history key is 8 bytes (see migration 5).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub monitor_id: i32,
+    /// The result's number among its monitor's results: 1, 2, 3, ... in the order stored.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub seq: i32,
     /// When the check started, in milliseconds since the Unix epoch (UTC).
     pub checked_at_ms: i64,
     /// True for UP, false for DOWN.

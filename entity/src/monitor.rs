@@ -25,6 +25,9 @@ pub struct Model {
     /// Due time of the newest scheduled slot with a stored result (deduplicates redelivered
     /// jobs).
     pub last_slot_at: Option<DateTimeUtc>,
+    /// `seq` of this monitor's newest stored result; 0 before the first.
+    #[serde(default)]
+    pub last_seq: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

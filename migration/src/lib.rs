@@ -7,6 +7,7 @@ mod m20261121_000001_create_monitors;
 mod m20261121_000002_create_check_results;
 mod m20261121_000003_add_last_slot_at;
 mod m20261121_000004_check_results_clustered_key;
+mod m20261121_000005_check_results_per_monitor_seq;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_create_check_results::Migration),
             Box::new(m20261121_000003_add_last_slot_at::Migration),
             Box::new(m20261121_000004_check_results_clustered_key::Migration),
+            Box::new(m20261121_000005_check_results_per_monitor_seq::Migration),
         ]
     }
 }

@@ -132,6 +132,7 @@ mod tests {
             result: CheckRecord {
                 id,
                 monitor_id,
+                seq: 1,
                 status: CheckStatus::Up,
                 status_code: Some(200),
                 response_time_ms: 1,
@@ -151,6 +152,7 @@ mod tests {
                 last_up: Some(true),
                 next_check_at: None,
                 last_slot_at: None,
+                last_seq: 1,
             },
             previous: None,
         })

@@ -42,6 +42,10 @@ impl CheckStatus {
 pub struct CheckRecord {
     pub id: i64,
     pub monitor_id: i64,
+    /// Its number among its monitor's results (1, 2, 3, ... in the order stored): the key of
+    /// history pages.
+    #[serde(default)]
+    pub seq: i32,
     pub status: CheckStatus,
     /// The final HTTP status, `None` when no response came.
     pub status_code: Option<u16>,
@@ -55,7 +59,8 @@ impl From<entity::check_result::Model> for CheckRecord {
     fn from(row: entity::check_result::Model) -> Self {
         Self {
             id: row.id,
-            monitor_id: row.monitor_id,
+            monitor_id: i64::from(row.monitor_id),
+            seq: row.seq,
             status: CheckStatus::from_up(row.up),
             status_code: row.status_code.and_then(|c| u16::try_from(c).ok()),
             response_time_ms: i64::from(row.response_time_ms),

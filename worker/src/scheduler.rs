@@ -477,6 +477,7 @@ mod tests {
             last_up: None,
             next_check_at: next,
             last_slot_at: None,
+            last_seq: 0,
         }
     }
 

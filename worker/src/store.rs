@@ -74,12 +74,15 @@ enum Written {
     Gone,
     /// Its slot already has a result (a redelivered job).
     Duplicate,
+    /// It cannot be stored (its monitor's id or result count is beyond the table's integers).
+    Rejected,
 }
 
 enum Fate {
-    Insert,
+    Insert { monitor_id: i32, seq: i32 },
     Gone,
     Duplicate,
+    Rejected,
 }
 
 /// Hands results to the writer task.
@@ -308,6 +311,7 @@ impl Writer {
                         }
                         Written::Duplicate => Ok(None),
                         Written::Gone => Err(StoreError::MonitorGone(pending.monitor_id)),
+                        Written::Rejected => Err(StoreError::Database),
                     };
                     if let Some(reply) = pending.reply {
                         let _ = reply.send(answer);
@@ -372,17 +376,36 @@ impl Writer {
                     fates.push(Fate::Duplicate);
                     continue;
                 }
+            }
+            // `check_results.monitor_id` and `seq` are 4-byte integers (migration 5).
+            let (Ok(monitor_id), Some(seq)) = (
+                i32::try_from(pending.monitor_id),
+                monitor.last_seq.checked_add(1),
+            ) else {
+                tracing::error!(
+                    monitor.id = pending.monitor_id,
+                    "result not stored: the monitor's id or its result count is past 2,147,483,647"
+                );
+                fates.push(Fate::Rejected);
+                continue;
+            };
+            if let Some(slot) = pending.slot {
                 monitor.last_slot_at = Some(slot.due);
             }
-            fates.push(Fate::Insert);
+            monitor.last_seq = seq;
+            fates.push(Fate::Insert { monitor_id, seq });
         }
         let rows: Vec<check_result::ActiveModel> =
             batch
                 .iter()
                 .zip(&fates)
-                .filter(|(_, fate)| matches!(fate, Fate::Insert))
-                .map(|(p, _)| check_result::ActiveModel {
-                    monitor_id: Set(p.monitor_id),
+                .filter_map(|(p, fate)| match *fate {
+                    Fate::Insert { monitor_id, seq } => Some((p, monitor_id, seq)),
+                    _ => None,
+                })
+                .map(|(p, monitor_id, seq)| check_result::ActiveModel {
+                    monitor_id: Set(monitor_id),
+                    seq: Set(seq),
                     checked_at_ms: Set(p.outcome.started_at.timestamp_millis()),
                     up: Set(p.outcome.status.is_up()),
                     status_code: Set(p.outcome.status_code.and_then(|c| i16::try_from(c).ok())),
@@ -415,7 +438,11 @@ impl Writer {
                     written.push(Written::Duplicate);
                     continue;
                 }
-                Fate::Insert => {}
+                Fate::Rejected => {
+                    written.push(Written::Rejected);
+                    continue;
+                }
+                Fate::Insert { .. } => {}
             }
             let monitor = monitors
                 .get_mut(&pending.monitor_id)
@@ -466,38 +493,40 @@ async fn update_monitors(
     rows: &[&monitor::Model],
 ) -> Result<(), DbErr> {
     for chunk in rows.chunks(UPDATE_CHUNK) {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 6);
         let mut tuples = Vec::with_capacity(chunk.len());
         for (n, row) in chunk.iter().enumerate() {
-            let p = n * 5;
+            let p = n * 6;
             tuples.push(match backend {
                 DatabaseBackend::Postgres => format!(
-                    "(${}::bigint, ${}::timestamptz, ${}::boolean, ${}::timestamptz, ${}::timestamptz)",
+                    "(${}::bigint, ${}::timestamptz, ${}::boolean, ${}::timestamptz, ${}::timestamptz, ${}::integer)",
                     p + 1,
                     p + 2,
                     p + 3,
                     p + 4,
-                    p + 5
+                    p + 5,
+                    p + 6
                 ),
-                _ => "(?, ?, ?, ?, ?)".to_owned(),
+                _ => "(?, ?, ?, ?, ?, ?)".to_owned(),
             });
             values.push(row.id.into());
             values.push(row.last_checked_at.into());
             values.push(row.last_up.into());
             values.push(row.next_check_at.into());
             values.push(row.last_slot_at.into());
+            values.push(row.last_seq.into());
         }
         let sql = match backend {
             DatabaseBackend::Postgres => format!(
                 "UPDATE monitors AS m SET last_checked_at = v.last_checked_at, last_up = v.last_up, \
-                 next_check_at = v.next_check_at, last_slot_at = v.last_slot_at \
-                 FROM (VALUES {}) AS v(id, last_checked_at, last_up, next_check_at, last_slot_at) \
+                 next_check_at = v.next_check_at, last_slot_at = v.last_slot_at, last_seq = v.last_seq \
+                 FROM (VALUES {}) AS v(id, last_checked_at, last_up, next_check_at, last_slot_at, last_seq) \
                  WHERE m.id = v.id",
                 tuples.join(", ")
             ),
             _ => format!(
                 "UPDATE monitors SET last_checked_at = v.column2, last_up = v.column3, \
-                 next_check_at = v.column4, last_slot_at = v.column5 \
+                 next_check_at = v.column4, last_slot_at = v.column5, last_seq = v.column6 \
                  FROM (VALUES {}) AS v WHERE monitors.id = v.column1",
                 tuples.join(", ")
             ),

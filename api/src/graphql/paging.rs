@@ -86,5 +86,5 @@ pub async fn check_results_page(
     let (first, after) = args.parse().gql()?;
     let service = ctx.data_unchecked::<MonitorService>();
     let page = service.history(monitor_id, after, first).await.gql()?;
-    Ok(connection(page, |r| r.id, CheckResult))
+    Ok(connection(page, |r| i64::from(r.seq), CheckResult))
 }
