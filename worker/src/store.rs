@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -395,36 +395,64 @@ impl Writer {
             monitor.last_seq = seq;
             fates.push(Fate::Insert { monitor_id, seq });
         }
-        let rows: Vec<check_result::ActiveModel> =
-            batch
-                .iter()
-                .zip(&fates)
-                .filter_map(|(p, fate)| match *fate {
-                    Fate::Insert { monitor_id, seq } => Some((p, monitor_id, seq)),
-                    _ => None,
-                })
-                .map(|(p, monitor_id, seq)| check_result::ActiveModel {
-                    monitor_id: Set(monitor_id),
-                    seq: Set(seq),
-                    checked_at_ms: Set(p.outcome.started_at.timestamp_millis()),
-                    up: Set(p.outcome.status.is_up()),
-                    status_code: Set(p.outcome.status_code.and_then(|c| i16::try_from(c).ok())),
-                    response_time_ms: Set(
-                        i32::try_from(p.outcome.response_time_ms).unwrap_or(i32::MAX)
-                    ),
-                    error: Set(p.outcome.error.clone()),
+        let mut rows: Vec<check_result::Model> = batch
+            .iter()
+            .zip(&fates)
+            .filter_map(|(p, fate)| match *fate {
+                Fate::Insert { monitor_id, seq } => Some(check_result::Model {
+                    id: 0,
+                    monitor_id,
+                    seq,
+                    checked_at_ms: p.outcome.started_at.timestamp_millis(),
+                    up: p.outcome.status.is_up(),
+                    status_code: p.outcome.status_code.and_then(|c| i16::try_from(c).ok()),
+                    response_time_ms: i32::try_from(p.outcome.response_time_ms).unwrap_or(i32::MAX),
+                    error: p.outcome.error.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        if !rows.is_empty() {
+            let insert = check_result::Entity::insert_many(rows.iter().map(|row| {
+                check_result::ActiveModel {
+                    monitor_id: Set(row.monitor_id),
+                    seq: Set(row.seq),
+                    checked_at_ms: Set(row.checked_at_ms),
+                    up: Set(row.up),
+                    status_code: Set(row.status_code),
+                    response_time_ms: Set(row.response_time_ms),
+                    error: Set(row.error.clone()),
                     ..Default::default()
-                })
-                .collect();
-        let mut inserted = if rows.is_empty() {
-            Vec::new()
-        } else {
-            check_result::Entity::insert_many(rows)
-                .exec_with_returning(&txn)
-                .await?
-        };
-        // One multi-row insert assigns increasing ids in row order.
-        inserted.sort_unstable_by_key(|r| r.id);
+                }
+            }));
+            if self.db.get_database_backend() == DatabaseBackend::Sqlite {
+                // No RETURNING: sqlx would hand each returned row over from its connection
+                // thread on its own. With the write lock held (IMMEDIATE), one multi-row
+                // insert into an AUTOINCREMENT table takes consecutive ids ending at the last
+                // inserted rowid.
+                let done = txn
+                    .execute_raw(insert.build(DatabaseBackend::Sqlite))
+                    .await?;
+                if done.rows_affected() != rows.len() as u64 {
+                    return Err(DbErr::Custom("insert stored fewer rows than sent".into()));
+                }
+                let last = i64::try_from(done.last_insert_id())
+                    .map_err(|_| DbErr::Custom("result id out of range".into()))?;
+                let first = last - rows.len() as i64 + 1;
+                for (row, id) in rows.iter_mut().zip(first..) {
+                    row.id = id;
+                }
+            } else {
+                // One multi-row insert assigns increasing ids in row order.
+                let mut returned = insert.exec_with_returning(&txn).await?;
+                returned.sort_unstable_by_key(|r| r.id);
+                if returned.len() != rows.len() {
+                    return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
+                }
+                rows = returned;
+            }
+        }
+        let inserted = rows;
         let mut inserted = inserted.into_iter();
 
         let mut written = Vec::with_capacity(batch.len());
