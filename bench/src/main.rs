@@ -29,6 +29,12 @@
 //! 2. Starts `monitor-manager` on a fresh SQLite file in a temporary directory (or a fresh
 //!    PostgreSQL database) with `PORT=0`, and learns its port from the `listening on` line.
 //!    `--check-concurrency` sets `CHECK_CONCURRENCY`; `--service-env KEY=VALUE` sets others.
+//!    `--distributed-workers W` (PostgreSQL only) runs distributed mode instead: one
+//!    `monitor-manager api` process, one `scheduler` and W `worker` processes over RabbitMQ
+//!    (`--rabbitmq-url`, default `amqp://guest:guest@127.0.0.1:5672/%2f` or
+//!    `BENCH_RABBITMQ_URL`; queues named for the run). The service's CPU, context switches
+//!    and peak RSS are then sums over those processes (the broker's own CPU shows under
+//!    "other processes").
 //! 3. Creates N monitors (`POST /monitors`, `--concurrency` at once, inactive) and reports
 //!    monitors/s; then activates them (`PUT /monitors/{id}`) paced evenly over one interval,
 //!    so checks are spread evenly in time (`--burst` creates them active at full speed
@@ -110,7 +116,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 
-use crate::{database::Backend, report::RunInfo, scenario::Scenario};
+use crate::{database::Backend, procs::Distributed, report::RunInfo, scenario::Scenario};
 
 /// Load benchmark for monitor-manager (see bench/src/main.rs for what each figure means).
 #[derive(Debug, Parser)]
@@ -239,6 +245,17 @@ struct Common {
     /// Extra environment for the service, KEY=VALUE (repeatable).
     #[arg(long, value_parser = parse_env)]
     service_env: Vec<(String, String)>,
+    /// Distributed mode: run the service as one API process, one lease scheduler and this
+    /// many worker processes over RabbitMQ (0: one process with every role).
+    #[arg(long, default_value_t = 0)]
+    distributed_workers: usize,
+    /// RabbitMQ for distributed mode, on 127.0.0.1.
+    #[arg(
+        long,
+        env = "BENCH_RABBITMQ_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    rabbitmq_url: String,
     /// The service binary [default: release/monitor-manager in the target directory, built
     /// when missing].
     #[arg(long)]
@@ -316,7 +333,12 @@ async fn command(command: Command) -> anyhow::Result<()> {
             s.duration = load.duration;
             s.burst = load.burst;
             s.name = load.name.unwrap_or_else(|| {
-                scenario::default_name(s.backend, s.monitors, s.interval, s.keep_alive)
+                let mut name =
+                    scenario::default_name(s.backend, s.monitors, s.interval, s.keep_alive);
+                if let Some(d) = &s.distributed {
+                    name.push_str(&format!(", distributed ({} workers)", d.workers));
+                }
+                name
             });
             let report = report_path(&common, true);
             let info = RunInfo::now(describe(&env));
@@ -411,6 +433,11 @@ fn template(common: &Common, default_subscribers: usize) -> Scenario {
         read_rate: common.read_rate,
         burst: false,
         service_env: common.service_env.clone(),
+        distributed: (common.distributed_workers > 0).then(|| Distributed {
+            workers: common.distributed_workers,
+            schedulers: 1,
+            amqp_url: common.rabbitmq_url.clone(),
+        }),
     }
 }
 

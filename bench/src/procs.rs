@@ -80,6 +80,7 @@ impl TargetProcess {
 pub struct ServiceProcess {
     child: Child,
     pub port: u16,
+    pub role: Role,
     log: Arc<Mutex<LogTail>>,
 }
 
@@ -92,15 +93,61 @@ struct LogTail {
     notable: Vec<String>,
 }
 
+/// Which part of the service a process runs (`monitor-manager [api|scheduler|worker]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in one process (no subcommand).
+    All,
+    Api,
+    Scheduler,
+    Worker,
+}
+
+impl Role {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Role::All => &[],
+            Role::Api => &["api"],
+            Role::Scheduler => &["scheduler"],
+            Role::Worker => &["worker"],
+        }
+    }
+
+    /// The log line that says the process is ready.
+    fn ready_line(self) -> &'static str {
+        match self {
+            Role::All => "listening on ",
+            // Its subscribers hear of checks once it is bound to the events exchange.
+            Role::Api => "relaying live events",
+            Role::Scheduler => "lease scheduler started",
+            Role::Worker => "consuming check jobs",
+        }
+    }
+}
+
 impl ServiceProcess {
-    /// Starts the binary on `database_url` with PORT=0 and waits for its listening line.
+    /// Starts the binary (every role) on `database_url` with PORT=0 and waits for its
+    /// listening line.
     pub async fn start(
         binary: &Path,
         workdir: &Path,
         database_url: &str,
         env: &[(String, String)],
     ) -> anyhow::Result<Self> {
+        Self::start_role(binary, workdir, database_url, env, Role::All).await
+    }
+
+    /// Starts one role of the service and waits until it says it is ready; `port` is the
+    /// HTTP port of the roles that serve HTTP, 0 for the others.
+    pub async fn start_role(
+        binary: &Path,
+        workdir: &Path,
+        database_url: &str,
+        env: &[(String, String)],
+        role: Role,
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary);
+        command.args(role.args());
         command
             .current_dir(workdir)
             .env("DATABASE_URL", database_url)
@@ -122,16 +169,20 @@ impl ServiceProcess {
         let mut lines = BufReader::new(stderr).lines();
         let log = Arc::new(Mutex::new(LogTail::default()));
         let port = tokio::time::timeout(START_TIMEOUT, async {
+            let (mut port, mut ready) = (0, false);
             while let Some(line) = lines.next_line().await? {
                 log.lock().unwrap_or_else(|e| e.into_inner()).push(&line);
-                if let Some(port) = listening_port(&line) {
+                port = listening_port(&line).unwrap_or(port);
+                ready |= line.contains(role.ready_line());
+                let serves_http = matches!(role, Role::All | Role::Api);
+                if ready && (port != 0 || !serves_http) {
                     return Ok(port);
                 }
             }
-            bail!("the service exited before listening")
+            bail!("the service ({role:?}) exited before it was ready")
         })
         .await
-        .context("the service did not start listening within a minute")?
+        .with_context(|| format!("the service ({role:?}) was not ready within a minute"))?
         .map_err(|err| {
             let tail = log.lock().unwrap_or_else(|e| e.into_inner()).tail();
             err.context(format!("service output:\n{tail}"))
@@ -143,7 +194,12 @@ impl ServiceProcess {
                 drain.lock().unwrap_or_else(|e| e.into_inner()).push(&line);
             }
         });
-        Ok(Self { child, port, log })
+        Ok(Self {
+            child,
+            port,
+            role,
+            log,
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -183,6 +239,121 @@ impl ServiceProcess {
             }
         }
         let _ = self.child.kill().await;
+    }
+}
+
+/// Distributed mode: how many processes of each role, and the broker.
+#[derive(Debug, Clone)]
+pub struct Distributed {
+    /// Worker processes (`monitor-manager worker`).
+    pub workers: usize,
+    /// Lease schedulers (`monitor-manager scheduler`).
+    pub schedulers: usize,
+    /// RabbitMQ, on 127.0.0.1.
+    pub amqp_url: String,
+}
+
+/// The service under test: one process with every role, or (distributed) an API process,
+/// lease schedulers and workers sharing the database and RabbitMQ (queues of their own for
+/// this run).
+pub struct Service {
+    /// The process that serves HTTP.
+    api: ServiceProcess,
+    others: Vec<ServiceProcess>,
+}
+
+impl Service {
+    pub async fn start(
+        binary: &Path,
+        workdir: &Path,
+        database_url: &str,
+        env: &[(String, String)],
+        distributed: Option<&Distributed>,
+    ) -> anyhow::Result<Self> {
+        let Some(d) = distributed else {
+            let api = ServiceProcess::start(binary, workdir, database_url, env).await?;
+            return Ok(Self {
+                api,
+                others: Vec::new(),
+            });
+        };
+        let mut env = env.to_vec();
+        env.push(("RABBITMQ_URL".to_owned(), d.amqp_url.clone()));
+        let prefix = format!(
+            "bench-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+        );
+        env.push(("RABBITMQ_PREFIX".to_owned(), prefix));
+        // The API process migrates the database; the others start on the schema it made.
+        let api =
+            ServiceProcess::start_role(binary, workdir, database_url, &env, Role::Api).await?;
+        let mut others = Vec::new();
+        for _ in 0..d.schedulers {
+            others.push(
+                ServiceProcess::start_role(binary, workdir, database_url, &env, Role::Scheduler)
+                    .await?,
+            );
+        }
+        for _ in 0..d.workers {
+            others.push(
+                ServiceProcess::start_role(binary, workdir, database_url, &env, Role::Worker)
+                    .await?,
+            );
+        }
+        Ok(Self { api, others })
+    }
+
+    /// The HTTP port of the API.
+    pub fn port(&self) -> u16 {
+        self.api.port
+    }
+
+    /// Every process of the service.
+    pub fn pids(&self) -> Vec<u32> {
+        self.roles().into_iter().map(|(_, pid)| pid).collect()
+    }
+
+    /// Every process of the service with its role.
+    pub fn roles(&self) -> Vec<(Role, u32)> {
+        std::iter::once(&self.api)
+            .chain(&self.others)
+            .filter_map(|p| Some((p.role, p.pid()?)))
+            .collect()
+    }
+
+    /// Fails when any process of the service has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        self.api.ensure_running()?;
+        for other in &mut self.others {
+            other.ensure_running()?;
+        }
+        Ok(())
+    }
+
+    /// Warning and error lines of every process, and the first few of them.
+    pub fn warnings_and_errors(&self) -> (u64, u64, Vec<String>) {
+        let (mut warnings, mut errors, mut lines) = self.api.warnings_and_errors();
+        for other in &self.others {
+            let (w, e, l) = other.warnings_and_errors();
+            warnings += w;
+            errors += e;
+            lines.extend(l);
+        }
+        lines.truncate(NOTABLE_LINES);
+        (warnings, errors, lines)
+    }
+
+    /// Stops the schedulers, then the workers (they finish the checks they hold), then the
+    /// API, each gracefully within `grace`.
+    pub async fn stop(self, grace: Duration) {
+        for other in self.others {
+            other.stop(grace).await;
+        }
+        self.api.stop(grace).await;
     }
 }
 

@@ -63,6 +63,11 @@ pub struct Results {
     pub errors: u64,
     /// The first warning and error lines of the service.
     pub log_lines: Vec<String>,
+    /// Separate API, scheduler and worker processes over RabbitMQ (figures of the service
+    /// are summed over them).
+    pub distributed: Option<crate::procs::Distributed>,
+    /// The service's CPU ms in the window by role (one entry, `all`, unless distributed).
+    pub cpu_by_role: Vec<(String, f64)>,
 }
 
 impl Results {
@@ -96,6 +101,24 @@ impl Results {
                     .map_or_else(|| "default".to_owned(), |c| c.to_string()),
             ),
         );
+        if let Some(d) = &self.distributed {
+            let per_role: Vec<String> = self
+                .cpu_by_role
+                .iter()
+                .map(|(role, ms)| format!("{role} {:.3} ms", ms / self.stored.max(1) as f64))
+                .collect();
+            row(
+                "processes",
+                format!(
+                    "distributed over RabbitMQ: 1 API, {} lease scheduler(s), {} worker(s); \
+                     service CPU, context switches and RSS below are their sums; CPU per \
+                     stored check by role: {}",
+                    d.schedulers,
+                    d.workers,
+                    per_role.join(", ")
+                ),
+            );
+        }
         row(
             "create (POST /monitors)",
             format!(

@@ -10,7 +10,7 @@ use crate::{
     api::{self, Spec},
     database::{Backend, BenchDb},
     probes,
-    procs::{self, ServiceProcess, TargetProcess},
+    procs::{self, Distributed, Service, TargetProcess},
     report::Results,
     stats::{self, Summary},
     target::{parse_arrivals, unix_micros},
@@ -41,6 +41,8 @@ pub struct Scenario {
     pub burst: bool,
     /// Extra environment for the service.
     pub service_env: Vec<(String, String)>,
+    /// Run the service as separate API, scheduler and worker processes over RabbitMQ.
+    pub distributed: Option<Distributed>,
 }
 
 /// Where the pieces are.
@@ -74,10 +76,18 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     if let Some(c) = s.check_concurrency {
         service_env.push(("CHECK_CONCURRENCY".to_owned(), c.to_string()));
     }
-    let mut service = ServiceProcess::start(&env.binary, dir.path(), &db.url, &service_env).await?;
-    let service_pid = service.pid().context("service has no pid")?;
+    let mut service = Service::start(
+        &env.binary,
+        dir.path(),
+        &db.url,
+        &service_env,
+        s.distributed.as_ref(),
+    )
+    .await?;
+    let service_pids = service.pids();
+    let service_roles = service.roles();
     let target_pid = target.pid().context("target has no pid")?;
-    let base = format!("http://127.0.0.1:{}", service.port);
+    let base = format!("http://127.0.0.1:{}", service.port());
     let http = api::client()?;
     let observer = db.observe().await?;
 
@@ -111,7 +121,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         let monitor = s
             .subscribe_each
             .then(|| monitors.ids[n % monitors.ids.len().max(1)]);
-        subscribers.push(probes::subscribe(service.port, monitor).await?);
+        subscribers.push(probes::subscribe(service.port(), monitor).await?);
     }
     let warmup = Duration::from_secs(s.interval.max(2));
     eprintln!(
@@ -131,7 +141,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
 
     let count0 = observer.count_results().await?;
     let counted0 = Instant::now();
-    let cpu0 = cpu_snapshot(service_pid, target_pid)?;
+    let cpu0 = cpu_snapshot(&service_pids, target_pid)?;
     let reads = tokio::spawn(probes::reads(
         http.clone(),
         base.clone(),
@@ -141,10 +151,13 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         window_end,
     ));
     tokio::time::sleep_until(window_end).await;
-    let cpu1 = cpu_snapshot(service_pid, target_pid)?;
+    let cpu1 = cpu_snapshot(&service_pids, target_pid)?;
     let count1 = observer.count_results().await?;
     let measured = counted0.elapsed().as_secs_f64();
-    let peak_rss = procs::peak_rss(service_pid)?;
+    let mut peak_rss = 0;
+    for &pid in &service_pids {
+        peak_rss += procs::peak_rss(pid)?;
+    }
     service.ensure_running()?;
 
     // Let checks due at the end of the window arrive before reading the arrivals.
@@ -210,7 +223,13 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         machine_busy: (cpu1.machine_busy - cpu0.machine_busy) as f64
             / (cpu1.machine_total - cpu0.machine_total).max(1) as f64,
         peak_rss,
-        others: other_processes(&cpu0, &cpu1, &[service_pid, target_pid, std::process::id()]),
+        others: other_processes(
+            &cpu0,
+            &cpu1,
+            &[&service_pids[..], &[target_pid, std::process::id()]].concat(),
+        ),
+        distributed: s.distributed.clone(),
+        cpu_by_role: cpu_by_role(&cpu0, &cpu1, &service_roles),
         footprint,
         reads,
         read_clients: s.read_clients,
@@ -323,18 +342,44 @@ struct CpuSnapshot {
     processes: HashMap<u32, (String, f64)>,
 }
 
-fn cpu_snapshot(service: u32, target: u32) -> anyhow::Result<CpuSnapshot> {
+fn cpu_snapshot(service: &[u32], target: u32) -> anyhow::Result<CpuSnapshot> {
     let ms = |pid: u32| procs::cpu_time(pid).map(|d| d.as_secs_f64() * 1000.0);
     let (machine_busy, machine_total) = procs::machine_cpu()?;
+    let (mut service_ms, mut service_switches) = (0.0, 0);
+    for &pid in service {
+        service_ms += ms(pid)?;
+        service_switches += procs::context_switches(pid)?;
+    }
     Ok(CpuSnapshot {
-        service_ms: ms(service)?,
-        service_switches: procs::context_switches(service)?,
+        service_ms,
+        service_switches,
         target_ms: ms(target)?,
         bench_ms: ms(std::process::id())?,
         machine_busy,
         machine_total,
         processes: procs::all_processes_cpu(),
     })
+}
+
+/// CPU (ms) of the service's processes between two snapshots, summed by role.
+fn cpu_by_role(
+    before: &CpuSnapshot,
+    after: &CpuSnapshot,
+    roles: &[(procs::Role, u32)],
+) -> Vec<(String, f64)> {
+    let mut by_role: Vec<(String, f64)> = Vec::new();
+    for (role, pid) in roles {
+        let used = match (after.processes.get(pid), before.processes.get(pid)) {
+            (Some((_, a)), Some((_, b))) => a - b,
+            _ => continue,
+        };
+        let name = format!("{role:?}").to_lowercase();
+        match by_role.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, ms)) => *ms += used,
+            None => by_role.push((name, used)),
+        }
+    }
+    by_role
 }
 
 /// CPU (ms) other processes used between two snapshots, summed by command name, largest
