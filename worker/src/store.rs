@@ -452,8 +452,7 @@ impl Writer {
                 rows = returned;
             }
         }
-        let inserted = rows;
-        let mut inserted = inserted.into_iter();
+        let mut inserted = rows.into_iter();
 
         let mut written = Vec::with_capacity(batch.len());
         for (pending, fate) in batch.iter().zip(fates) {
