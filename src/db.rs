@@ -19,6 +19,9 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// the batch size, so a large cache fills with big, rarely reused programs.
 const STATEMENT_CACHE: usize = 16;
 
+/// A pooled PostgreSQL connection idle at least this long is pinged before use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// Connects, failing with one clear line when the database cannot be reached.
 pub async fn connect(
     url: &DatabaseUrl,
@@ -31,7 +34,13 @@ pub async fn connect(
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false);
+    // sqlx pings a pooled connection on every checkout by default: one more round trip per
+    // query (on SQLite a hand-off to the connection's thread and back; it pings again when
+    // the connection goes back). A SQLite connection cannot lose its server, so it is never
+    // pinged; a PostgreSQL one only after it sat idle long enough for a server restart, a
+    // proxy or a firewall to have dropped it.
     if url.backend == Backend::Sqlite {
+        options.test_before_acquire(false);
         options.map_sqlx_sqlite_opts(|opts| {
             opts.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -41,6 +50,7 @@ pub async fn connect(
                 .statement_cache_capacity(STATEMENT_CACHE)
         });
     } else {
+        options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
         options.map_sqlx_postgres_opts(|opts| opts.statement_cache_capacity(STATEMENT_CACHE));
     }
     Database::connect(options).await.with_context(|| {
