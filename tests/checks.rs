@@ -1283,6 +1283,95 @@ async fn sigterm_with_subscribers_connected_and_a_check_in_flight_exits_cleanly(
     }
 }
 
+/// Results written together (many monitors due at once) each carry the id the database gave
+/// their own row: every event's id names a stored row of that monitor with the same check
+/// time, and each monitor's rows are numbered 1, 2, 3, ...
+async fn results_stored_in_one_batch_carry_the_ids_of_their_own_rows(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app!(backend);
+    let probe = app.create_monitor(&target.url("/ok"), 60, 5, false).await;
+    let mut ws = GraphqlWs::connect(&app, "graphql-transport-ws").await;
+    ws.subscribe(
+        "all",
+        "subscription { checkResults { id monitorId checkedAt } }",
+        json!({}),
+    )
+    .await;
+    let warm_up = ws
+        .wait_until_live(&["all"], || async {
+            check_now(&app, probe).await.0["id"].as_i64().unwrap()
+        })
+        .await;
+
+    // Created active, each is due at once: their first checks land in the same batches.
+    let mut monitors = Vec::new();
+    for _ in 0..30 {
+        monitors.push(app.create_monitor(&target.url("/ok"), 1, 5, true).await);
+    }
+    let mut events: Vec<(i64, i64, String)> = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while monitors
+        .iter()
+        .any(|m| events.iter().filter(|e| e.0 == *m).count() < 2)
+    {
+        let (_, data) = ws
+            .next_data(deadline)
+            .await
+            .unwrap_or_else(|| panic!("not every monitor was checked twice: {events:?}"));
+        let result = &data["checkResults"];
+        if int_id(&result["id"]) > warm_up {
+            events.push((
+                int_id(&result["monitorId"]),
+                int_id(&result["id"]),
+                result["checkedAt"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+
+    let db = app.db.connect().await;
+    let mut ids = std::collections::HashSet::new();
+    for (monitor, id, checked_at) in &events {
+        assert!(ids.insert(*id), "id {id} delivered twice: {events:?}");
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT CAST(monitor_id AS bigint) AS monitor_id, checked_at_ms \
+                     FROM check_results WHERE id = {id}"
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no stored row has id {id}"));
+        let stored_monitor: i64 = row.try_get("", "monitor_id").unwrap();
+        let stored_at: i64 = row.try_get("", "checked_at_ms").unwrap();
+        let sent_at = DateTime::parse_from_rfc3339(checked_at)
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            (stored_monitor, stored_at),
+            (*monitor, sent_at),
+            "event {id} and its stored row"
+        );
+    }
+    for monitor in &monitors {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT CAST(seq AS bigint) AS seq FROM check_results \
+                     WHERE monitor_id = {monitor} ORDER BY id"
+                ),
+            ))
+            .await
+            .unwrap();
+        let seqs: Vec<i64> = rows.iter().map(|r| r.try_get("", "seq").unwrap()).collect();
+        let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+        assert_eq!(seqs, expected, "monitor {monitor}'s results in id order");
+    }
+    let _ = db.close().await;
+}
+
 on_both_backends!(
     manual_checks_classify_success_error_statuses_and_network_failures,
     history_lists_newest_first_pages_stably_and_moves_the_monitors_last_status,
@@ -1292,4 +1381,5 @@ on_both_backends!(
     the_ws_endpoint_pushes_one_frame_per_check_with_the_seeds_keys,
     services_use_the_seeds_keys_and_match_body_keys_case_insensitively,
     sigterm_with_subscribers_connected_and_a_check_in_flight_exits_cleanly,
+    results_stored_in_one_batch_carry_the_ids_of_their_own_rows,
 );
