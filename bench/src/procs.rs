@@ -312,11 +312,6 @@ impl Service {
         self.api.port
     }
 
-    /// Every process of the service.
-    pub fn pids(&self) -> Vec<u32> {
-        self.roles().into_iter().map(|(_, pid)| pid).collect()
-    }
-
     /// Every process of the service with its role.
     pub fn roles(&self) -> Vec<(Role, u32)> {
         std::iter::once(&self.api)

@@ -84,8 +84,8 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         s.distributed.as_ref(),
     )
     .await?;
-    let service_pids = service.pids();
     let service_roles = service.roles();
+    let service_pids: Vec<u32> = service_roles.iter().map(|&(_, pid)| pid).collect();
     let target_pid = target.pid().context("target has no pid")?;
     let base = format!("http://127.0.0.1:{}", service.port());
     let http = api::client()?;

@@ -8,8 +8,11 @@
 //! may see its slots published twice; the store keeps one result per slot.
 //!
 //! Between rounds it sleeps until the earliest due time, woken early by `NOTIFY` when a
-//! monitor changes, and at least every [`MAX_SLEEP`] as a safety net; rounds start at least
-//! [`MIN_ROUND_GAP`] apart unless the last one claimed a full batch.
+//! monitor changes, and at least every [`MAX_SLEEP`] as a safety net. Rounds start at least
+//! the in-process scheduler's wake-up interval (`scheduler::WAKE_COALESCE`, 20 ms) apart
+//! unless the last one claimed a full batch: slots due within it are claimed together.
+//! Without that, slots spread evenly at 1,000 checks/s took a round (two queries and a
+//! publish) per check.
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,17 +23,15 @@ use sea_orm::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{JobMessage, Publisher};
+use crate::{
+    amqp::{JobMessage, Publisher},
+    scheduler::WAKE_COALESCE,
+};
 
 /// Longest sleep between two rounds.
 pub const MAX_SLEEP: Duration = Duration::from_secs(2);
 /// Most slots claimed in one round.
 pub const BATCH: i64 = 1000;
-/// Shortest time from one round to the next (unless the last one claimed a full batch):
-/// slots due within it are claimed together. Without it, slots spread evenly at 1,000 checks/s
-/// took a round (two queries and a publish) per check; it adds at most this much start lag,
-/// as the in-process scheduler's coalescing does.
-pub const MIN_ROUND_GAP: Duration = Duration::from_millis(20);
 
 /// Claims due slots. A monitor more than one interval late (the broker or every scheduler
 /// was away) gets one job for the newest slot of its grid; the missed ones are skipped.
@@ -115,7 +116,7 @@ pub async fn run(
         // gap, then share one round.
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep_until(round + MIN_ROUND_GAP) => {}
+            _ = tokio::time::sleep_until(round + WAKE_COALESCE) => {}
         }
     }
     tracing::info!("lease scheduler stopped");

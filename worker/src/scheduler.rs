@@ -103,8 +103,9 @@ impl CheckRunner for LocalRunner {
 /// results then reach the store together, of the store). Measured at 1,000 checks/s on SQLite
 /// (AMD VM of BENCHMARKS.md, two runs each): 5 ms 0.227-0.236 ms of CPU and 4.9-5.0 context
 /// switches per check, start lag p50 2.2 ms; 10 ms 0.213-0.218, 4.9, p50 5 ms; 20 ms
-/// 0.172-0.179, 3.1-3.4, p50 9.7 ms (p99 20 ms).
-const WAKE_COALESCE: Duration = Duration::from_millis(20);
+/// 0.172-0.179, 3.1-3.4, p50 9.7 ms (p99 20 ms). The lease scheduler spaces its rounds by it
+/// too.
+pub(crate) const WAKE_COALESCE: Duration = Duration::from_millis(20);
 
 /// Longest window over which overdue monitors are spread at start.
 const MAX_START_SPREAD: Duration = Duration::from_secs(60);

@@ -32,7 +32,9 @@ pub const MAX_BATCH: usize = 1000;
 /// millisecond of CPU whatever its size (on SQLite mostly hand-offs to sqlx's connection
 /// thread), so at moderate rates this sets the store's CPU per check: 10 ms cost ~0.10 ms per
 /// check at 1,000 checks/s on the Intel VM of BENCHMARKS.md, 20 ms ~0.07 ms but took the p99
-/// delivery to live subscribers from ~17 to 31-48 ms. At high rates batches fill anyway.
+/// delivery to live subscribers from ~17 to 31-48 ms (both measured while the SQLite insert
+/// still read its rows back; without that, 10 ms costs ~0.05-0.066 ms on the AMD VM). At high
+/// rates batches fill anyway.
 pub const LINGER: Duration = Duration::from_millis(10);
 /// Batches written at once on PostgreSQL (each takes a pooled connection).
 pub const PARALLEL_WRITES: usize = 4;
