@@ -27,7 +27,22 @@ pub async fn connect(
     url: &DatabaseUrl,
     max_connections: u32,
 ) -> anyhow::Result<DatabaseConnection> {
+    open(url, ConnectOptions::new(url.url.clone()), max_connections).await
+}
+
+/// The SQLite result store's pool: one connection, kept for the life of the process (never
+/// retired for age or idleness), as the store's two-step transactions expect.
+pub async fn connect_sqlite_writer(url: &DatabaseUrl) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.url.clone());
+    options.max_lifetime(None).idle_timeout(None);
+    open(url, options, 1).await
+}
+
+async fn open(
+    url: &DatabaseUrl,
+    mut options: ConnectOptions,
+    max_connections: u32,
+) -> anyhow::Result<DatabaseConnection> {
     options
         .max_connections(max_connections)
         .min_connections(1)

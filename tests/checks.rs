@@ -1372,6 +1372,107 @@ async fn results_stored_in_one_batch_carry_the_ids_of_their_own_rows(backend: Ba
     let _ = db.close().await;
 }
 
+/// A monitor's result numbers (`seq`, in id order) and its `last_seq`.
+async fn numbering(db: &DatabaseConnection, monitor: i64) -> (Vec<i64>, i64) {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            format!(
+                "SELECT CAST(seq AS bigint) AS seq FROM check_results \
+                 WHERE monitor_id = {monitor} ORDER BY id"
+            ),
+        ))
+        .await
+        .unwrap();
+    let last = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            format!(
+                "SELECT CAST(last_seq AS bigint) AS last_seq FROM monitors WHERE id = {monitor}"
+            ),
+        ))
+        .await
+        .unwrap()
+        .expect("the monitor's row");
+    (
+        rows.iter().map(|r| r.try_get("", "seq").unwrap()).collect(),
+        last.try_get("", "last_seq").unwrap(),
+    )
+}
+
+async fn a_batch_the_database_rejects_is_undone_whole_and_storing_resumes(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app!(backend);
+    let db = app.db.connect().await;
+    let mut monitors = Vec::new();
+    for _ in 0..5 {
+        monitors.push(app.create_monitor(&target.url("/ok"), 1, 5, true).await);
+    }
+    for &monitor in &monitors {
+        eventually(WAIT, "a first stored result", || async {
+            (stored_results(&db, monitor).await > 0).then_some(())
+        })
+        .await;
+    }
+
+    // From now on the database rejects every result row, until the flag row goes.
+    let reject = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => {
+            "CREATE TABLE reject_results (x INTEGER); INSERT INTO reject_results VALUES (1); \
+             CREATE TRIGGER reject_results BEFORE INSERT ON check_results \
+             WHEN EXISTS (SELECT 1 FROM reject_results) \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+        }
+        _ => {
+            "CREATE TABLE reject_results (x integer); INSERT INTO reject_results VALUES (1); \
+             CREATE FUNCTION reject_results() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF EXISTS (SELECT 1 FROM reject_results) THEN \
+             RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER reject_results BEFORE INSERT ON check_results \
+             FOR EACH ROW EXECUTE FUNCTION reject_results();"
+        }
+    };
+    db.execute_unprepared(reject).await.unwrap();
+    let mut before = Vec::new();
+    for &monitor in &monitors {
+        before.push(numbering(&db, monitor).await);
+    }
+    // Several batches fail meanwhile (each tried three times, then given up).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for (&monitor, before) in monitors.iter().zip(&before) {
+        assert_eq!(
+            &numbering(&db, monitor).await,
+            before,
+            "monitor {monitor}: nothing of a rejected batch is kept, its monitor update included"
+        );
+    }
+
+    db.execute_unprepared("DELETE FROM reject_results")
+        .await
+        .unwrap();
+    for (&monitor, before) in monitors.iter().zip(&before) {
+        eventually(WAIT, "results stored again", || async {
+            (numbering(&db, monitor).await.0.len() >= before.0.len() + 2).then_some(())
+        })
+        .await;
+    }
+    for &monitor in &monitors {
+        let (seqs, last) = numbering(&db, monitor).await;
+        let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+        assert_eq!(
+            seqs, expected,
+            "monitor {monitor}'s results number on without a gap"
+        );
+        assert!(
+            last >= *seqs.last().unwrap() && last <= *seqs.last().unwrap() + 1,
+            "monitor {monitor}: last_seq {last} is its newest result's ({seqs:?}), or one past it \
+             when a batch is being written"
+        );
+    }
+    let _ = db.close().await;
+}
+
 on_both_backends!(
     manual_checks_classify_success_error_statuses_and_network_failures,
     history_lists_newest_first_pages_stably_and_moves_the_monitors_last_status,
@@ -1382,4 +1483,5 @@ on_both_backends!(
     services_use_the_seeds_keys_and_match_body_keys_case_insensitively,
     sigterm_with_subscribers_connected_and_a_check_in_flight_exits_cleanly,
     results_stored_in_one_batch_carry_the_ids_of_their_own_rows,
+    a_batch_the_database_rejects_is_undone_whole_and_storing_resumes,
 );

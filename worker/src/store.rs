@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -81,7 +81,7 @@ enum Written {
 }
 
 enum Fate {
-    Insert { monitor_id: i32, seq: i32 },
+    Insert,
     Gone,
     Duplicate,
     Rejected,
@@ -104,7 +104,15 @@ impl ResultStore {
         // SQLite has one writer at a time; PostgreSQL takes several transactions at once
         // (batches lock different monitors), so its round trips and commits overlap.
         let parallel = match db.get_database_backend() {
-            DatabaseBackend::Sqlite => 1,
+            DatabaseBackend::Sqlite => {
+                // Its transactions span two executions on the same connection.
+                let pool = db.get_sqlite_connection_pool();
+                anyhow::ensure!(
+                    pool.options().get_max_connections() == 1,
+                    "the SQLite result store needs a pool of one connection of its own"
+                );
+                1
+            }
             _ => PARALLEL_WRITES,
         };
         let writer = Arc::new(Writer { db, events });
@@ -332,47 +340,136 @@ impl Writer {
     }
 
     /// One transaction: lock the monitors, insert the results, update the monitors. Returns,
-    /// per pending result in order, its event, or `None` when its monitor was deleted.
+    /// per pending result in order, what became of it.
     async fn write_once(&self, batch: &[Pending]) -> Result<Vec<Written>, DbErr> {
-        // On SQLite take the write lock up front: a deferred transaction that reads first
-        // would fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile,
-        // instead of waiting for the busy timeout.
-        let txn = if self.db.get_database_backend() == DatabaseBackend::Sqlite {
-            self.db
-                .begin_with_options(TransactionOptions {
-                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    ..Default::default()
-                })
-                .await?
-        } else {
-            self.db.begin().await?
-        };
         let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
         ids.sort_unstable();
         ids.dedup();
         // Lock in id order, so concurrent writers (other workers) never deadlock.
-        let mut query = monitor::Entity::find()
+        let query = monitor::Entity::find()
             .filter(monitor::Column::Id.is_in(ids))
             .order_by_asc(monitor::Column::Id);
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            // Serialises writers of other processes on the same monitors.
-            query = query.lock_exclusive();
+        match self.db.get_database_backend() {
+            DatabaseBackend::Sqlite => {
+                let written = self.write_sqlite(batch, query).await;
+                if written.is_err() {
+                    // Whatever failed, leave no transaction open on the connection. (When
+                    // none is open this fails, harmlessly.)
+                    let _ = self.db.execute_unprepared("ROLLBACK").await;
+                }
+                written
+            }
+            backend => {
+                let txn = self.db.begin().await?;
+                // Serialises writers of other processes on the same monitors.
+                let found = query.lock_exclusive().all(&txn).await?;
+                let mut plan = Plan::new(batch, found);
+                if !plan.rows.is_empty() {
+                    let mut returned = insert_rows(&plan.rows).exec_with_returning(&txn).await?;
+                    // One multi-row insert assigns increasing ids in row order.
+                    returned.sort_unstable_by_key(|r| r.id);
+                    if returned.len() != plan.rows.len() {
+                        return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
+                    }
+                    plan.rows = returned;
+                }
+                for statement in update_statements(backend, &plan.changed_monitors()) {
+                    txn.execute_raw(statement).await?;
+                }
+                txn.commit().await?;
+                Ok(plan.written())
+            }
         }
-        let mut monitors: HashMap<i64, monitor::Model> = query
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|m| (m.id, m))
-            .collect();
+    }
 
-        // Decide each result's fate; a slot that already has a result is not stored again.
+    /// The SQLite transaction in two statements' worth of hand-offs to sqlx's connection
+    /// thread instead of five (begin, select, insert, update, commit; each a round trip
+    /// between threads): `BEGIN IMMEDIATE` with the select, then the insert, the update and
+    /// `COMMIT` in one execution. The store's pool holds its one connection, so both run on it;
+    /// should it ever be another (a connection replaced in between), the second fails at once
+    /// on the missing savepoint instead of writing outside the transaction. The caller rolls
+    /// back on error.
+    async fn write_sqlite(
+        &self,
+        batch: &[Pending],
+        query: sea_orm::Select<monitor::Entity>,
+    ) -> Result<Vec<Written>, DbErr> {
+        const BACKEND: DatabaseBackend = DatabaseBackend::Sqlite;
+        // IMMEDIATE takes the write lock up front: a deferred transaction that reads first
+        // would fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile,
+        // instead of waiting for the busy timeout.
+        let mut select = query.build(BACKEND);
+        select.sql = format!("BEGIN IMMEDIATE; SAVEPOINT batch; {}", select.sql);
+        let found = monitor::Model::find_by_statement(select)
+            .all(&self.db)
+            .await?;
+        let mut plan = Plan::new(batch, found);
+
+        let mut sql = String::from("RELEASE batch;");
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        let mut append = |statement: sea_orm::Statement| {
+            sql.push('\n');
+            sql.push_str(&statement.sql);
+            sql.push(';');
+            values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+        };
+        if !plan.rows.is_empty() {
+            append(insert_rows(&plan.rows).build(BACKEND));
+        }
+        for statement in update_statements(BACKEND, &plan.changed_monitors()) {
+            append(statement);
+        }
+        sql.push_str("\nCOMMIT;");
+        let done = self
+            .db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                BACKEND, sql, values,
+            ))
+            .await?;
+        // No count of changed rows to check: SQLite reports, for RELEASE and COMMIT, the count
+        // of the DML statement before them, so the sum over the execution means nothing. The
+        // insert is one statement with no conflict clause: it stores every row or fails.
+        if !plan.rows.is_empty() {
+            // No RETURNING (sqlx would hand each returned row over from its connection thread
+            // on its own): with the write lock held, one multi-row insert into an
+            // AUTOINCREMENT table takes consecutive ids ending at the last inserted rowid (the
+            // update after it leaves that rowid as it is).
+            let last = i64::try_from(done.last_insert_id())
+                .map_err(|_| DbErr::Custom("result id out of range".into()))?;
+            let first = last - plan.rows.len() as i64 + 1;
+            for (row, id) in plan.rows.iter_mut().zip(first..) {
+                row.id = id;
+            }
+        }
+        Ok(plan.written())
+    }
+}
+
+/// What a batch does, worked out from its monitors as locked: each result's fate, the rows to
+/// insert (ids filled in once inserted), and the monitors as they will be.
+struct Plan {
+    fates: Vec<Fate>,
+    rows: Vec<check_result::Model>,
+    /// Per row: its monitor as it is after that result, and the monitor's status before it.
+    after: Vec<(monitor::Model, Option<CheckStatus>)>,
+    monitors: HashMap<i64, monitor::Model>,
+    before: HashMap<i64, monitor::Model>,
+}
+
+impl Plan {
+    fn new(batch: &[Pending], found: Vec<monitor::Model>) -> Self {
+        let mut monitors: HashMap<i64, monitor::Model> =
+            found.into_iter().map(|m| (m.id, m)).collect();
         let before = monitors.clone();
         let mut fates = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut after = Vec::with_capacity(batch.len());
         for pending in batch {
             let Some(monitor) = monitors.get_mut(&pending.monitor_id) else {
                 fates.push(Fate::Gone);
                 continue;
             };
+            // A slot that already has a result is not stored again.
             if let Some(slot) = pending.slot {
                 if monitor.last_slot_at.is_some_and(|done| done >= slot.due) {
                     fates.push(Fate::Duplicate);
@@ -391,136 +488,103 @@ impl Writer {
                 fates.push(Fate::Rejected);
                 continue;
             };
-            if let Some(slot) = pending.slot {
-                monitor.last_slot_at = Some(slot.due);
-            }
-            monitor.last_seq = seq;
-            fates.push(Fate::Insert { monitor_id, seq });
-        }
-        let mut rows: Vec<check_result::Model> = batch
-            .iter()
-            .zip(&fates)
-            .filter_map(|(p, fate)| match *fate {
-                Fate::Insert { monitor_id, seq } => Some(check_result::Model {
-                    id: 0,
-                    monitor_id,
-                    seq,
-                    checked_at_ms: p.outcome.started_at.timestamp_millis(),
-                    up: p.outcome.status.is_up(),
-                    status_code: p.outcome.status_code.and_then(|c| i16::try_from(c).ok()),
-                    response_time_ms: i32::try_from(p.outcome.response_time_ms).unwrap_or(i32::MAX),
-                    error: p.outcome.error.clone(),
-                }),
-                _ => None,
-            })
-            .collect();
-        if !rows.is_empty() {
-            let insert = check_result::Entity::insert_many(rows.iter().map(|row| {
-                check_result::ActiveModel {
-                    monitor_id: Set(row.monitor_id),
-                    seq: Set(row.seq),
-                    checked_at_ms: Set(row.checked_at_ms),
-                    up: Set(row.up),
-                    status_code: Set(row.status_code),
-                    response_time_ms: Set(row.response_time_ms),
-                    error: Set(row.error.clone()),
-                    ..Default::default()
-                }
-            }));
-            if self.db.get_database_backend() == DatabaseBackend::Sqlite {
-                // No RETURNING: sqlx would hand each returned row over from its connection
-                // thread on its own. With the write lock held (IMMEDIATE), one multi-row
-                // insert into an AUTOINCREMENT table takes consecutive ids ending at the last
-                // inserted rowid.
-                let done = txn
-                    .execute_raw(insert.build(DatabaseBackend::Sqlite))
-                    .await?;
-                if done.rows_affected() != rows.len() as u64 {
-                    return Err(DbErr::Custom("insert stored fewer rows than sent".into()));
-                }
-                let last = i64::try_from(done.last_insert_id())
-                    .map_err(|_| DbErr::Custom("result id out of range".into()))?;
-                let first = last - rows.len() as i64 + 1;
-                for (row, id) in rows.iter_mut().zip(first..) {
-                    row.id = id;
-                }
-            } else {
-                // One multi-row insert assigns increasing ids in row order.
-                let mut returned = insert.exec_with_returning(&txn).await?;
-                returned.sort_unstable_by_key(|r| r.id);
-                if returned.len() != rows.len() {
-                    return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
-                }
-                rows = returned;
-            }
-        }
-        let mut inserted = rows.into_iter();
-
-        let mut written = Vec::with_capacity(batch.len());
-        for (pending, fate) in batch.iter().zip(fates) {
-            match fate {
-                Fate::Gone => {
-                    written.push(Written::Gone);
-                    continue;
-                }
-                Fate::Duplicate => {
-                    written.push(Written::Duplicate);
-                    continue;
-                }
-                Fate::Rejected => {
-                    written.push(Written::Rejected);
-                    continue;
-                }
-                Fate::Insert { .. } => {}
-            }
-            let monitor = monitors
-                .get_mut(&pending.monitor_id)
-                .ok_or_else(|| DbErr::Custom("monitor vanished from the batch".into()))?;
-            let Some(row) = inserted.next() else {
-                return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
+            let outcome = &pending.outcome;
+            let row = check_result::Model {
+                id: 0,
+                monitor_id,
+                seq,
+                checked_at_ms: outcome.started_at.timestamp_millis(),
+                up: outcome.status.is_up(),
+                status_code: outcome.status_code.and_then(|c| i16::try_from(c).ok()),
+                response_time_ms: i32::try_from(outcome.response_time_ms).unwrap_or(i32::MAX),
+                error: outcome.error.clone(),
             };
-            let record = CheckRecord::from(row);
             let previous = monitor.last_up.map(CheckStatus::from_up);
+            monitor.last_seq = seq;
+            let checked_at = crate::model::from_epoch_ms(row.checked_at_ms);
             if monitor
                 .last_checked_at
-                .is_none_or(|last| record.checked_at >= last)
+                .is_none_or(|last| checked_at >= last)
             {
-                monitor.last_checked_at = Some(record.checked_at);
-                monitor.last_up = Some(record.status.is_up());
+                monitor.last_checked_at = Some(checked_at);
+                monitor.last_up = Some(row.up);
             }
-            // Move the due time on only if nobody moved it since the slot began (an edit, a
-            // pause, or a distributed scheduler that already leased the next slot).
             if let Some(slot) = pending.slot {
+                monitor.last_slot_at = Some(slot.due);
+                // Move the due time on only if nobody moved it since the slot began (an edit,
+                // a pause, or a distributed scheduler that already leased the next slot).
                 if monitor.next_check_at == Some(slot.due) {
                     monitor.next_check_at = Some(slot.next);
                 }
             }
-            written.push(Written::Stored(Arc::new(CheckEvent {
-                result: record,
-                monitor: monitor.clone(),
-                previous,
-            })));
+            fates.push(Fate::Insert);
+            rows.push(row);
+            after.push((monitor.clone(), previous));
         }
-        let changed: Vec<&monitor::Model> = monitors
-            .values()
-            .filter(|new| before.get(&new.id) != Some(*new))
-            .collect();
-        update_monitors(&txn, self.db.get_database_backend(), &changed).await?;
-        txn.commit().await?;
-        Ok(written)
+        Self {
+            fates,
+            rows,
+            after,
+            monitors,
+            before,
+        }
     }
+
+    /// The monitors whose row changes.
+    fn changed_monitors(&self) -> Vec<&monitor::Model> {
+        self.monitors
+            .values()
+            .filter(|new| self.before.get(&new.id) != Some(*new))
+            .collect()
+    }
+
+    /// Per pending result in order, what became of it (the rows' ids filled in).
+    fn written(self) -> Vec<Written> {
+        let mut stored = self.rows.into_iter().zip(self.after);
+        self.fates
+            .into_iter()
+            .map(|fate| match fate {
+                Fate::Gone => Written::Gone,
+                Fate::Duplicate => Written::Duplicate,
+                Fate::Rejected => Written::Rejected,
+                Fate::Insert => match stored.next() {
+                    Some((row, (monitor, previous))) => Written::Stored(Arc::new(CheckEvent {
+                        result: CheckRecord::from(row),
+                        monitor,
+                        previous,
+                    })),
+                    // Not reached: one row per insert fate.
+                    None => Written::Rejected,
+                },
+            })
+            .collect()
+    }
+}
+
+/// One multi-row insert of `rows` (their ids left to the database).
+fn insert_rows(rows: &[check_result::Model]) -> sea_orm::InsertMany<check_result::ActiveModel> {
+    check_result::Entity::insert_many(rows.iter().map(|row| check_result::ActiveModel {
+        monitor_id: Set(row.monitor_id),
+        seq: Set(row.seq),
+        checked_at_ms: Set(row.checked_at_ms),
+        up: Set(row.up),
+        status_code: Set(row.status_code),
+        response_time_ms: Set(row.response_time_ms),
+        error: Set(row.error.clone()),
+        ..Default::default()
+    }))
 }
 
 /// Rows per `UPDATE ... FROM (VALUES ...)` statement.
 const UPDATE_CHUNK: usize = 200;
 
-/// Writes the `last_*` and schedule columns of many monitors with one statement per chunk
-/// (instead of one statement per monitor, which dominated the cost of a batch).
-async fn update_monitors(
-    txn: &sea_orm::DatabaseTransaction,
+/// The statements that write the `last_*` and schedule columns of many monitors, one per
+/// chunk (instead of one per monitor, which dominated the cost of a batch).
+fn update_statements(
     backend: DatabaseBackend,
     rows: &[&monitor::Model],
-) -> Result<(), DbErr> {
+) -> Vec<sea_orm::Statement> {
+    let mut statements = Vec::new();
     for chunk in rows.chunks(UPDATE_CHUNK) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 6);
         let mut tuples = Vec::with_capacity(chunk.len());
@@ -560,10 +624,9 @@ async fn update_monitors(
                 tuples.join(", ")
             ),
         };
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        statements.push(sea_orm::Statement::from_sql_and_values(
             backend, sql, values,
-        ))
-        .await?;
+        ));
     }
-    Ok(())
+    statements
 }
