@@ -6,14 +6,14 @@
 //! Plain `http` hops go straight through hyper's HTTP/1 connection over a TCP stream from
 //! hyper-util's connector (DNS, happy eyeballs), driven on the checking task itself. `https`
 //! hops, and URLs with credentials (sent as basic auth), go through reqwest (rustls, HTTP/2 by
-//! ALPN). Redirects are followed here for both, so a hop may switch transport. The plain path is what most checks take and what the benchmark
-//! measures: going through reqwest's client cost every check a URL parse with IDNA, the proxy
-//! matcher, the connection pool's bookkeeping (with pooling off) and a spawned connection task
-//! with its cross-task wake-ups.
+//! ALPN). Redirects are followed here for both, so a hop may switch transport. The plain path
+//! is what most checks take and what the benchmark measures: going through reqwest's client
+//! cost every check a URL parse with IDNA, the proxy matcher, the connection pool's bookkeeping
+//! (with pooling off) and a spawned connection task with its cross-task wake-ups.
 
 use std::{
     error::Error as StdError,
-    pin::pin,
+    pin::{pin, Pin},
     task::{Context, Poll},
     time::Duration,
 };
@@ -229,34 +229,28 @@ struct ResetOnClose(TokioIo<TcpStream>);
 
 impl hyper::rt::Read for ResetOnClose {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl hyper::rt::Write for ResetOnClose {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 }
@@ -275,7 +269,7 @@ impl Failure {
             Failure::Connect(err) => {
                 let err: &(dyn StdError + 'static) = err.as_ref();
                 network_failure(err, timeout).unwrap_or_else(|| {
-                    if source_chain(err).to_ascii_lowercase().contains("dns error") {
+                    if names_dns_failure(&source_chain(err).to_ascii_lowercase()) {
                         "DNS resolution failed".to_owned()
                     } else {
                         format!("connection failed: {}", innermost(err))
@@ -318,6 +312,12 @@ fn network_failure(err: &(dyn StdError + 'static), timeout: Duration) -> Option<
     })
 }
 
+/// Whether an error chain's text (lower case) names a failed name lookup (hyper-util's
+/// resolver says "dns error", getaddrinfo "failed to lookup address").
+fn names_dns_failure(chain: &str) -> bool {
+    chain.contains("dns error") || chain.contains("failed to lookup address")
+}
+
 /// A short, stable reason for a failed request through reqwest.
 fn classify_client(err: &reqwest::Error, timeout: Duration) -> String {
     if err.is_timeout() {
@@ -330,7 +330,7 @@ fn classify_client(err: &reqwest::Error, timeout: Duration) -> String {
         return reason;
     }
     let lower = source_chain(err).to_ascii_lowercase();
-    if lower.contains("dns error") || lower.contains("failed to lookup address") {
+    if names_dns_failure(&lower) {
         return "DNS resolution failed".to_owned();
     }
     if lower.contains("certificate")

@@ -6,7 +6,11 @@
 //! Checks hand their outcome to [`ResultStore::submit`] and go on; a manual check waits for
 //! its stored row with [`ResultStore::store`].
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
@@ -453,14 +457,12 @@ struct Plan {
     /// Per row: its monitor as it is after that result, and the monitor's status before it.
     after: Vec<(monitor::Model, Option<CheckStatus>)>,
     monitors: HashMap<i64, monitor::Model>,
-    before: HashMap<i64, monitor::Model>,
 }
 
 impl Plan {
     fn new(batch: &[Pending], found: Vec<monitor::Model>) -> Self {
         let mut monitors: HashMap<i64, monitor::Model> =
             found.into_iter().map(|m| (m.id, m)).collect();
-        let before = monitors.clone();
         let mut fates = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
         let mut after = Vec::with_capacity(batch.len());
@@ -526,15 +528,16 @@ impl Plan {
             rows,
             after,
             monitors,
-            before,
         }
     }
 
-    /// The monitors whose row changes.
+    /// The monitors whose row changes: those with a result to insert (each moves `last_seq`
+    /// on; nothing else changes a monitor).
     fn changed_monitors(&self) -> Vec<&monitor::Model> {
-        self.monitors
-            .values()
-            .filter(|new| self.before.get(&new.id) != Some(*new))
+        let inserted: HashSet<i64> = self.rows.iter().map(|r| i64::from(r.monitor_id)).collect();
+        inserted
+            .iter()
+            .filter_map(|id| self.monitors.get(id))
             .collect()
     }
 
