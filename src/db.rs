@@ -1,13 +1,14 @@
 //! Opens the database: SQLite set up for a server (WAL, busy timeout, foreign keys), or a
 //! PostgreSQL pool, and applies migrations when asked.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+    TransactionTrait,
 };
 
 use crate::config::{Backend, DatabaseUrl};
@@ -30,12 +31,23 @@ pub async fn connect(
     open(url, ConnectOptions::new(url.url.clone()), max_connections).await
 }
 
-/// The SQLite result store's pool: one connection, kept for the life of the process (never
-/// retired for age or idleness), as the store's two-step transactions expect.
-pub async fn connect_sqlite_writer(url: &DatabaseUrl) -> anyhow::Result<DatabaseConnection> {
-    let mut options = ConnectOptions::new(url.url.clone());
-    options.max_lifetime(None).idle_timeout(None);
-    open(url, options, 1).await
+/// The file behind a SQLite connection (for the result store's own connection to it).
+pub async fn sqlite_file(db: &DatabaseConnection) -> anyhow::Result<PathBuf> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA database_list",
+        ))
+        .await
+        .context("cannot list the SQLite database's files")?;
+    for row in rows {
+        let name: String = row.try_get_by_index(1).context("PRAGMA database_list")?;
+        let file: String = row.try_get_by_index(2).context("PRAGMA database_list")?;
+        if name == "main" && !file.is_empty() {
+            return Ok(PathBuf::from(file));
+        }
+    }
+    anyhow::bail!("the SQLite database has no file (an in-memory database cannot be shared)")
 }
 
 async fn open(

@@ -166,8 +166,8 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let store_db = match url.backend {
-        Backend::Sqlite => db::connect_sqlite_writer(&url).await?,
-        Backend::Postgres => db.clone(),
+        Backend::Sqlite => worker::StoreDatabase::Sqlite(db::sqlite_file(&db).await?),
+        Backend::Postgres => worker::StoreDatabase::Pool(db.clone()),
     };
     let (engine, notifier, tasks) = worker::Engine::start(db.clone(), store_db, &engine_config)?;
     tracing::info!(

@@ -30,7 +30,7 @@ pub use events::{CheckEvent, EventBus};
 pub use model::{CheckRecord, CheckStatus};
 pub use notify::ScheduleNotifier;
 pub use scheduler::Scheduler;
-pub use store::{ResultStore, StoreError};
+pub use store::{ResultStore, StoreDatabase, StoreError};
 
 /// Which scheduler, if any, runs in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,12 +95,12 @@ pub struct EngineTasks {
 
 impl Engine {
     /// Starts the result store and whatever else `config` asks for. The store writes through
-    /// `store_db`: on SQLite a pool of one connection of its own (one warm page cache and
-    /// one sqlx thread, instead of taking turns over the shared pool's connections, whose
-    /// caches every other write invalidates); on PostgreSQL the shared pool.
+    /// `store_db`: on SQLite the database file, on a connection of its own (one warm page
+    /// cache, instead of taking turns over the shared pool's connections, whose caches every
+    /// other write invalidates); on PostgreSQL the shared pool.
     pub fn start(
         db: DatabaseConnection,
-        store_db: DatabaseConnection,
+        store_db: StoreDatabase,
         config: &EngineConfig,
     ) -> anyhow::Result<(Self, ScheduleNotifier, EngineTasks)> {
         let checker = Checker::new()?;

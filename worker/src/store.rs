@@ -8,7 +8,8 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -16,8 +17,7 @@ use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -28,6 +28,8 @@ use crate::{
     model::{CheckRecord, CheckStatus},
     runtime::shard_of,
 };
+
+mod sqlite;
 
 /// Most results written in one transaction.
 pub const MAX_BATCH: usize = 1000;
@@ -91,6 +93,15 @@ enum Fate {
     Rejected,
 }
 
+/// Where the store writes.
+pub enum StoreDatabase {
+    /// A sea-orm pool (PostgreSQL): several batches are written at once.
+    Pool(DatabaseConnection),
+    /// A SQLite database file (already migrated), written through a connection of the
+    /// store's own on the store's own thread.
+    Sqlite(PathBuf),
+}
+
 /// Hands results to the writer task.
 #[derive(Clone)]
 pub struct ResultStore {
@@ -100,36 +111,38 @@ pub struct ResultStore {
 impl ResultStore {
     /// Starts the writer. It stops once `stop` is cancelled and the queue is drained.
     pub fn start(
-        db: DatabaseConnection,
+        db: StoreDatabase,
         events: EventBus,
         stop: CancellationToken,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        // SQLite has one writer at a time; PostgreSQL takes several transactions at once
-        // (batches lock different monitors), so its round trips and commits overlap.
-        let parallel = match db.get_database_backend() {
-            DatabaseBackend::Sqlite => {
-                // Its transactions span two executions on the same connection.
-                let pool = db.get_sqlite_connection_pool();
-                anyhow::ensure!(
-                    pool.options().get_max_connections() == 1,
-                    "the SQLite result store needs a pool of one connection of its own"
-                );
-                1
+        let handle = match db {
+            StoreDatabase::Sqlite(path) => {
+                let conn = sqlite::open(&path).map_err(|err| {
+                    anyhow::anyhow!(
+                        "the result store cannot open the SQLite database {}: {err}",
+                        path.display()
+                    )
+                })?;
+                let writer = Arc::new(Writer {
+                    db: Db::Sqlite(Mutex::new(conn)),
+                    events,
+                });
+                // SQLite has one writer at a time, and its calls block: the store gets a
+                // thread (and a single-threaded runtime) of its own, so a batch never holds
+                // up the API's runtime and results from the checks' threads reach it through
+                // the queue alone.
+                crate::runtime::spawn_on_own_thread("store", writer.run(rx, stop, 1))?
             }
-            _ => PARALLEL_WRITES,
-        };
-        let writer = Arc::new(Writer { db, events });
-        let handle = if parallel == 1 {
-            // sqlx runs each SQLite connection on a thread of its own and hands every
-            // statement and row over to its caller: on the multi-threaded runtime each
-            // hand-off may wake another parked worker thread, on a runtime of the writer's
-            // own it wakes just this one. Measured at 1,000 checks/s: the writer's side went
-            // from 0.052 to 0.044 ms of CPU and 1.84 to 1.39 context switches per check;
-            // the store's total (with sqlx's thread) moved within the run-to-run noise.
-            crate::runtime::spawn_on_own_thread("store", writer.run(rx, stop, 1))?
-        } else {
-            tokio::spawn(writer.run(rx, stop, parallel))
+            // PostgreSQL takes several transactions at once (batches lock different
+            // monitors), so its round trips and commits overlap.
+            StoreDatabase::Pool(pool) => {
+                let writer = Arc::new(Writer {
+                    db: Db::Pool(pool),
+                    events,
+                });
+                tokio::spawn(writer.run(rx, stop, PARALLEL_WRITES))
+            }
         };
         Ok((Self { tx }, handle))
     }
@@ -185,8 +198,14 @@ impl ResultStore {
 }
 
 struct Writer {
-    db: DatabaseConnection,
+    db: Db,
     events: EventBus,
+}
+
+enum Db {
+    Pool(DatabaseConnection),
+    /// Locked by one batch at a time (all on the store's thread, so never contended).
+    Sqlite(Mutex<rusqlite::Connection>),
 }
 
 impl Writer {
@@ -346,105 +365,40 @@ impl Writer {
     /// One transaction: lock the monitors, insert the results, update the monitors. Returns,
     /// per pending result in order, what became of it.
     async fn write_once(&self, batch: &[Pending]) -> Result<Vec<Written>, DbErr> {
+        let db = match &self.db {
+            Db::Sqlite(conn) => {
+                let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                return sqlite::write(&mut conn, batch)
+                    .map_err(|err| DbErr::Custom(err.to_string()));
+            }
+            Db::Pool(db) => db,
+        };
         let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        // Lock in id order, so concurrent writers (other workers) never deadlock.
-        let query = monitor::Entity::find()
+        let txn = db.begin().await?;
+        // Serialises writers of other processes on the same monitors; locking in id order,
+        // so concurrent writers (other workers) never deadlock.
+        let found = monitor::Entity::find()
             .filter(monitor::Column::Id.is_in(ids))
-            .order_by_asc(monitor::Column::Id);
-        match self.db.get_database_backend() {
-            DatabaseBackend::Sqlite => {
-                let written = self.write_sqlite(batch, query).await;
-                if written.is_err() {
-                    // Whatever failed, leave no transaction open on the connection. (When
-                    // none is open this fails, harmlessly.)
-                    let _ = self.db.execute_unprepared("ROLLBACK").await;
-                }
-                written
-            }
-            backend => {
-                let txn = self.db.begin().await?;
-                // Serialises writers of other processes on the same monitors.
-                let found = query.lock_exclusive().all(&txn).await?;
-                let mut plan = Plan::new(batch, found);
-                if !plan.rows.is_empty() {
-                    let mut returned = insert_rows(&plan.rows).exec_with_returning(&txn).await?;
-                    // One multi-row insert assigns increasing ids in row order.
-                    returned.sort_unstable_by_key(|r| r.id);
-                    if returned.len() != plan.rows.len() {
-                        return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
-                    }
-                    plan.rows = returned;
-                }
-                for statement in update_statements(backend, &plan.changed_monitors()) {
-                    txn.execute_raw(statement).await?;
-                }
-                txn.commit().await?;
-                Ok(plan.written())
-            }
-        }
-    }
-
-    /// The SQLite transaction in two statements' worth of hand-offs to sqlx's connection
-    /// thread instead of five (begin, select, insert, update, commit; each a round trip
-    /// between threads): `BEGIN IMMEDIATE` with the select, then the insert, the update and
-    /// `COMMIT` in one execution. The store's pool holds its one connection, so both run on it;
-    /// should it ever be another (a connection replaced in between), the second fails at once
-    /// on the missing savepoint instead of writing outside the transaction. The caller rolls
-    /// back on error.
-    async fn write_sqlite(
-        &self,
-        batch: &[Pending],
-        query: sea_orm::Select<monitor::Entity>,
-    ) -> Result<Vec<Written>, DbErr> {
-        const BACKEND: DatabaseBackend = DatabaseBackend::Sqlite;
-        // IMMEDIATE takes the write lock up front: a deferred transaction that reads first
-        // would fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile,
-        // instead of waiting for the busy timeout.
-        let mut select = query.build(BACKEND);
-        select.sql = format!("BEGIN IMMEDIATE; SAVEPOINT batch; {}", select.sql);
-        let found = monitor::Model::find_by_statement(select)
-            .all(&self.db)
+            .order_by_asc(monitor::Column::Id)
+            .lock_exclusive()
+            .all(&txn)
             .await?;
         let mut plan = Plan::new(batch, found);
-
-        let mut sql = String::from("RELEASE batch;");
-        let mut values: Vec<sea_orm::Value> = Vec::new();
-        let mut append = |statement: sea_orm::Statement| {
-            sql.push('\n');
-            sql.push_str(&statement.sql);
-            sql.push(';');
-            values.extend(statement.values.map(|v| v.0).unwrap_or_default());
-        };
         if !plan.rows.is_empty() {
-            append(insert_rows(&plan.rows).build(BACKEND));
-        }
-        for statement in update_statements(BACKEND, &plan.changed_monitors()) {
-            append(statement);
-        }
-        sql.push_str("\nCOMMIT;");
-        let done = self
-            .db
-            .execute_raw(sea_orm::Statement::from_sql_and_values(
-                BACKEND, sql, values,
-            ))
-            .await?;
-        // No count of changed rows to check: SQLite reports, for RELEASE and COMMIT, the count
-        // of the DML statement before them, so the sum over the execution means nothing. The
-        // insert is one statement with no conflict clause: it stores every row or fails.
-        if !plan.rows.is_empty() {
-            // No RETURNING (sqlx would hand each returned row over from its connection thread
-            // on its own): with the write lock held, one multi-row insert into an
-            // AUTOINCREMENT table takes consecutive ids ending at the last inserted rowid (the
-            // update after it leaves that rowid as it is).
-            let last = i64::try_from(done.last_insert_id())
-                .map_err(|_| DbErr::Custom("result id out of range".into()))?;
-            let first = last - plan.rows.len() as i64 + 1;
-            for (row, id) in plan.rows.iter_mut().zip(first..) {
-                row.id = id;
+            let mut returned = insert_rows(&plan.rows).exec_with_returning(&txn).await?;
+            // One multi-row insert assigns increasing ids in row order.
+            returned.sort_unstable_by_key(|r| r.id);
+            if returned.len() != plan.rows.len() {
+                return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
             }
+            plan.rows = returned;
         }
+        for statement in update_statements(db.get_database_backend(), &plan.changed_monitors()) {
+            txn.execute_raw(statement).await?;
+        }
+        txn.commit().await?;
         Ok(plan.written())
     }
 }
@@ -581,8 +535,8 @@ fn insert_rows(rows: &[check_result::Model]) -> sea_orm::InsertMany<check_result
 /// Rows per `UPDATE ... FROM (VALUES ...)` statement.
 const UPDATE_CHUNK: usize = 200;
 
-/// The statements that write the `last_*` and schedule columns of many monitors, one per
-/// chunk (instead of one per monitor, which dominated the cost of a batch).
+/// The PostgreSQL statements that write the `last_*` and schedule columns of many monitors,
+/// one per chunk (instead of one per monitor, which dominated the cost of a batch).
 fn update_statements(
     backend: DatabaseBackend,
     rows: &[&monitor::Model],
@@ -593,18 +547,15 @@ fn update_statements(
         let mut tuples = Vec::with_capacity(chunk.len());
         for (n, row) in chunk.iter().enumerate() {
             let p = n * 6;
-            tuples.push(match backend {
-                DatabaseBackend::Postgres => format!(
-                    "(${}::bigint, ${}::timestamptz, ${}::boolean, ${}::timestamptz, ${}::timestamptz, ${}::integer)",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6
-                ),
-                _ => "(?, ?, ?, ?, ?, ?)".to_owned(),
-            });
+            tuples.push(format!(
+                "(${}::bigint, ${}::timestamptz, ${}::boolean, ${}::timestamptz, ${}::timestamptz, ${}::integer)",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6
+            ));
             values.push(row.id.into());
             values.push(row.last_checked_at.into());
             values.push(row.last_up.into());
@@ -612,21 +563,13 @@ fn update_statements(
             values.push(row.last_slot_at.into());
             values.push(row.last_seq.into());
         }
-        let sql = match backend {
-            DatabaseBackend::Postgres => format!(
-                "UPDATE monitors AS m SET last_checked_at = v.last_checked_at, last_up = v.last_up, \
-                 next_check_at = v.next_check_at, last_slot_at = v.last_slot_at, last_seq = v.last_seq \
-                 FROM (VALUES {}) AS v(id, last_checked_at, last_up, next_check_at, last_slot_at, last_seq) \
-                 WHERE m.id = v.id",
-                tuples.join(", ")
-            ),
-            _ => format!(
-                "UPDATE monitors SET last_checked_at = v.column2, last_up = v.column3, \
-                 next_check_at = v.column4, last_slot_at = v.column5, last_seq = v.column6 \
-                 FROM (VALUES {}) AS v WHERE monitors.id = v.column1",
-                tuples.join(", ")
-            ),
-        };
+        let sql = format!(
+            "UPDATE monitors AS m SET last_checked_at = v.last_checked_at, last_up = v.last_up, \
+             next_check_at = v.next_check_at, last_slot_at = v.last_slot_at, last_seq = v.last_seq \
+             FROM (VALUES {}) AS v(id, last_checked_at, last_up, next_check_at, last_slot_at, last_seq) \
+             WHERE m.id = v.id",
+            tuples.join(", ")
+        );
         statements.push(sea_orm::Statement::from_sql_and_values(
             backend, sql, values,
         ));
