@@ -82,8 +82,10 @@ enum Failure {
 
 impl Checker {
     pub fn new() -> anyhow::Result<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+        // No TCP_NODELAY on the plain path (one system call less per check): the request
+        // head goes out in one write, and Nagle's algorithm only holds back data sent while
+        // earlier data is unacknowledged.
+        let connector = HttpConnector::new();
         let client = reqwest::Client::builder()
             .user_agent(AGENT)
             .redirect(reqwest::redirect::Policy::none())

@@ -7,18 +7,23 @@ mod query;
 mod subscription;
 mod types;
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::http::{
+    WebSocket as GraphQLSession, WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS,
+};
 use async_graphql::ParseRequestError;
 use async_graphql::{Schema, ID};
-use async_graphql_axum::{
-    rejection::GraphQLRejection, GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket,
-};
+use async_graphql_axum::{rejection::GraphQLRejection, GraphQLRequest, GraphQLResponse};
 use axum::{
-    extract::{State, WebSocketUpgrade},
-    http::StatusCode,
+    extract::{
+        ws::{CloseFrame, Message, WebSocket},
+        State, WebSocketUpgrade,
+    },
+    http::{header::SEC_WEBSOCKET_PROTOCOL, HeaderMap, StatusCode},
     response::{Html, IntoResponse, Response},
     Json,
 };
+
+use futures_util::{SinkExt, StreamExt};
 
 pub use mutation::Mutation;
 pub use query::Query;
@@ -72,16 +77,60 @@ const WS_MAX_MESSAGE: usize = 1024 * 1024;
 /// `GET /graphql/ws`: subscriptions over graphql-transport-ws or the legacy graphql-ws.
 pub async fn graphql_ws(
     State(state): State<AppState>,
-    protocol: GraphQLProtocol,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // The subprotocol the client asked for, as async-graphql-axum's `GraphQLProtocol` reads it.
+    let Some(protocol) = headers
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|offered| {
+            offered
+                .split(',')
+                .find_map(|name| name.trim().parse::<WebSocketProtocols>().ok())
+        })
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Protocol must offer graphql-transport-ws or graphql-ws",
+        )
+            .into_response();
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .read_buffer_size(WS_BUFFER)
         .write_buffer_size(WS_BUFFER)
         .max_message_size(WS_MAX_MESSAGE)
         .max_frame_size(WS_MAX_MESSAGE)
-        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, state.schema, protocol).serve())
+        .on_upgrade(move |socket| serve_subscriptions(socket, state.schema, protocol))
+}
+
+/// Runs one subscription session: async-graphql's protocol handling, as
+/// `async_graphql_axum::GraphQLWebSocket::serve` runs it, except that every message ready at
+/// once is written with one flush. A stored batch publishes its events together, so a client
+/// subscribed to many monitors gets them in one write instead of one system call (and one
+/// loopback or network packet) per event.
+async fn serve_subscriptions(socket: WebSocket, schema: AppSchema, protocol: WebSocketProtocols) {
+    let (mut sink, incoming) = socket.split();
+    let input = incoming
+        .take_while(|message| futures_util::future::ready(message.is_ok()))
+        .filter_map(|message| {
+            futures_util::future::ready(match message {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
+                _ => None,
+            })
+        });
+    let mut output = GraphQLSession::new(schema, input, protocol).map(|message| {
+        Ok(match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        })
+    });
+    // Ends when the client goes away or the session closes.
+    let _ = sink.send_all(&mut output).await;
 }
 
 /// `POST /graphql`. Errors that async-graphql raised itself while parsing or validating the

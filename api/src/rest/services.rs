@@ -13,7 +13,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use worker::{CheckRecord, CheckStatus};
 
 use super::{
@@ -200,22 +200,39 @@ async fn push_checks(socket: WebSocket, state: AppState) {
                 Some(Ok(_)) => {}
             },
             event = events.recv() => {
-                let text = match event {
-                    Ok(event) => serde_json::to_string(&WsCheck {
-                        service_id: event.result.monitor_id,
-                        name: &event.monitor.name,
-                        old_status: status_text(event.previous),
-                        new_status: event.result.status.as_str(),
-                        latency: event.result.response_time_ms,
-                    }),
-                    Err(RecvError::Lagged(missed)) => serde_json::to_string(&serde_json::json!({
-                        "error": "this client fell behind; some checks were not sent",
-                        "missed": missed,
-                    })),
-                    Err(RecvError::Closed) => break,
-                };
-                let Ok(text) = text else { continue };
-                if sink.send(Message::Text(text.into())).await.is_err() {
+                // Every event already waiting goes out with this one, in one write.
+                let mut next = Some(event);
+                while let Some(event) = next.take() {
+                    let text = match event {
+                        Ok(event) => serde_json::to_string(&WsCheck {
+                            service_id: event.result.monitor_id,
+                            name: &event.monitor.name,
+                            old_status: status_text(event.previous),
+                            new_status: event.result.status.as_str(),
+                            latency: event.result.response_time_ms,
+                        }),
+                        Err(RecvError::Lagged(missed)) => serde_json::to_string(&serde_json::json!({
+                            "error": "this client fell behind; some checks were not sent",
+                            "missed": missed,
+                        })),
+                        Err(RecvError::Closed) => {
+                            let _ = sink.flush().await;
+                            return;
+                        }
+                    };
+                    if let Ok(text) = text {
+                        if sink.feed(Message::Text(text.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    next = match events.try_recv() {
+                        Ok(event) => Some(Ok(event)),
+                        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+                        Err(TryRecvError::Empty) => None,
+                        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                    };
+                }
+                if sink.flush().await.is_err() {
                     break;
                 }
             }
