@@ -1,5 +1,6 @@
 //! The result store: one task that gathers check results into batches and writes them (one
-//! transaction per batch, one multi-row insert; several batches at once on PostgreSQL),
+//! transaction per batch: on PostgreSQL one multi-row insert, several batches at once; on
+//! SQLite cached single-row statements on the store's own connection and thread),
 //! moves each monitor's `last_*` columns and next due time forward, detects status changes
 //! and then publishes the events.
 //!
@@ -34,13 +35,11 @@ mod sqlite;
 /// Most results written in one transaction.
 pub const MAX_BATCH: usize = 1000;
 /// How long the writer waits for more results after the first of a batch arrives: the most
-/// it adds to a result's way to the database and to live subscribers. A batch costs about a
-/// millisecond of CPU whatever its size (on SQLite mostly hand-offs to sqlx's connection
-/// thread), so at moderate rates this sets the store's CPU per check: 10 ms cost ~0.10 ms per
-/// check at 1,000 checks/s on the Intel VM of BENCHMARKS.md, 20 ms ~0.07 ms but took the p99
-/// delivery to live subscribers from ~17 to 31-48 ms (both measured while the SQLite insert
-/// still read its rows back; without that, 10 ms costs ~0.05-0.066 ms on the AMD VM). At high
-/// rates batches fill anyway.
+/// it adds to a result's way to the database and to live subscribers. Each batch has a fixed
+/// cost (a transaction, a wake-up of the store, one of each subscriber), so at moderate rates
+/// this sets part of the store's CPU per check. 20 ms instead of 10 took the p99 delivery to
+/// live subscribers from ~17 to 31-48 ms (measured when the SQLite store still went through
+/// sqlx). At high rates batches fill anyway.
 pub const LINGER: Duration = Duration::from_millis(10);
 /// Batches written at once on PostgreSQL (each takes a pooled connection).
 pub const PARALLEL_WRITES: usize = 4;
