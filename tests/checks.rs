@@ -381,6 +381,23 @@ async fn next_ws_frame(socket: &mut Socket, deadline: Instant) -> Option<Value> 
     }
 }
 
+/// Opens the second seed's `/ws` and waits until it delivers: the server subscribes after the
+/// handshake, so `probe` is checked until its frames flow.
+async fn open_live_seed_ws(app: &App, probe: i64) -> Socket {
+    let mut socket = open_socket(app.ws_url("/ws"), None).await;
+    let give_up = Instant::now() + WAIT * 2;
+    loop {
+        assert!(Instant::now() < give_up, "/ws never sent anything");
+        check_now(app, probe).await;
+        let window = Instant::now() + Duration::from_millis(1500);
+        while let Some(frame) = next_ws_frame(&mut socket, window).await {
+            if frame["service_id"] == probe {
+                return socket;
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Manual checks
 // ---------------------------------------------------------------------------------------------
@@ -1050,19 +1067,7 @@ async fn the_ws_endpoint_pushes_one_frame_per_check_with_the_seeds_keys(backend:
     assert_eq!(status, 201, "{service}");
     let x = service["id"].as_i64().unwrap();
 
-    let mut socket = open_socket(app.ws_url("/ws"), None).await;
-    // The server subscribes after the handshake; check the probe until its frames flow.
-    let give_up = Instant::now() + WAIT * 2;
-    'live: loop {
-        assert!(Instant::now() < give_up, "/ws never sent anything");
-        check_now(&app, probe).await;
-        let window = Instant::now() + Duration::from_millis(1500);
-        while let Some(frame) = next_ws_frame(&mut socket, window).await {
-            if frame["service_id"] == probe {
-                break 'live;
-            }
-        }
-    }
+    let mut socket = open_live_seed_ws(&app, probe).await;
 
     target.set_flip(200);
     let (first, _) = check_now(&app, x).await;
@@ -1109,6 +1114,79 @@ async fn the_ws_endpoint_pushes_one_frame_per_check_with_the_seeds_keys(backend:
             "{frame} vs {result}"
         );
     }
+}
+
+/// Results stored together are published together, and each socket writes what is ready at
+/// once in one go: every result still reaches both kinds of socket exactly once.
+async fn results_stored_together_reach_every_socket_once_each(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app!(backend);
+    let probe = app.create_monitor(&target.url("/ok"), 60, 5, false).await;
+    let mut burst = Vec::new();
+    for _ in 0..20 {
+        burst.push(app.create_monitor(&target.url("/ok"), 60, 5, false).await);
+    }
+
+    let mut ws = GraphqlWs::connect(&app, "graphql-transport-ws").await;
+    ws.subscribe(
+        "all",
+        "subscription { checkResults { id monitorId } }",
+        json!({}),
+    )
+    .await;
+    ws.wait_until_live(&["all"], || async {
+        check_now(&app, probe).await.0["id"].as_i64().unwrap()
+    })
+    .await;
+    let mut socket = open_live_seed_ws(&app, probe).await;
+
+    // All at once, so the store writes them in a few batches and publishes each batch's
+    // events together.
+    let app = &app;
+    let stored: BTreeSet<i64> =
+        futures_util::future::join_all(burst.iter().map(|&monitor| async move {
+            check_now(app, monitor).await.0["id"].as_i64().unwrap()
+        }))
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(stored.len(), burst.len());
+
+    let deadline = Instant::now() + WAIT;
+    let mut over_graphql = Vec::new();
+    while over_graphql.len() < stored.len() {
+        let Some((_, data)) = ws.next_data(deadline).await else {
+            panic!("GraphQL delivered {over_graphql:?} of {stored:?}");
+        };
+        let id = int_id(&data["checkResults"]["id"]);
+        if stored.contains(&id) {
+            over_graphql.push(id);
+        }
+    }
+    over_graphql.sort_unstable();
+    assert_eq!(
+        over_graphql,
+        stored.iter().copied().collect::<Vec<_>>(),
+        "each result once over GraphQL"
+    );
+
+    let wanted: BTreeSet<i64> = burst.iter().copied().collect();
+    let mut over_ws = Vec::new();
+    while over_ws.len() < wanted.len() {
+        let Some(frame) = next_ws_frame(&mut socket, deadline).await else {
+            panic!("/ws delivered checks of {over_ws:?} of {wanted:?}");
+        };
+        let monitor = frame["service_id"].as_i64().unwrap();
+        if wanted.contains(&monitor) {
+            over_ws.push(monitor);
+        }
+    }
+    over_ws.sort_unstable();
+    assert_eq!(
+        over_ws,
+        wanted.iter().copied().collect::<Vec<_>>(),
+        "each check once over /ws"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1480,6 +1558,7 @@ on_both_backends!(
     check_results_subscription_over_graphql_transport_ws_delivers_only_that_monitors_results,
     status_changes_subscription_over_legacy_graphql_ws_fires_on_first_result_and_each_flip_only,
     the_ws_endpoint_pushes_one_frame_per_check_with_the_seeds_keys,
+    results_stored_together_reach_every_socket_once_each,
     services_use_the_seeds_keys_and_match_body_keys_case_insensitively,
     sigterm_with_subscribers_connected_and_a_check_in_flight_exits_cleanly,
     results_stored_in_one_batch_carry_the_ids_of_their_own_rows,
