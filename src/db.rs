@@ -28,33 +28,7 @@ pub async fn connect(
     url: &DatabaseUrl,
     max_connections: u32,
 ) -> anyhow::Result<DatabaseConnection> {
-    open(url, ConnectOptions::new(url.url.clone()), max_connections).await
-}
-
-/// The file behind a SQLite connection (for the result store's own connection to it).
-pub async fn sqlite_file(db: &DatabaseConnection) -> anyhow::Result<PathBuf> {
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "PRAGMA database_list",
-        ))
-        .await
-        .context("cannot list the SQLite database's files")?;
-    for row in rows {
-        let name: String = row.try_get_by_index(1).context("PRAGMA database_list")?;
-        let file: String = row.try_get_by_index(2).context("PRAGMA database_list")?;
-        if name == "main" && !file.is_empty() {
-            return Ok(PathBuf::from(file));
-        }
-    }
-    anyhow::bail!("the SQLite database has no file (an in-memory database cannot be shared)")
-}
-
-async fn open(
-    url: &DatabaseUrl,
-    mut options: ConnectOptions,
-    max_connections: u32,
-) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.url.clone());
     options
         .max_connections(max_connections)
         .min_connections(1)
@@ -86,6 +60,25 @@ async fn open(
             url.redacted()
         )
     })
+}
+
+/// The file behind a SQLite connection (for the result store's own connection to it).
+pub async fn sqlite_file(db: &DatabaseConnection) -> anyhow::Result<PathBuf> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA database_list",
+        ))
+        .await
+        .context("cannot list the SQLite database's files")?;
+    for row in rows {
+        let name: String = row.try_get_by_index(1).context("PRAGMA database_list")?;
+        let file: String = row.try_get_by_index(2).context("PRAGMA database_list")?;
+        if name == "main" && !file.is_empty() {
+            return Ok(PathBuf::from(file));
+        }
+    }
+    anyhow::bail!("the SQLite database has no file (an in-memory database cannot be shared)")
 }
 
 /// Applies every pending migration. On PostgreSQL an advisory lock makes processes that

@@ -372,14 +372,11 @@ impl Writer {
             }
             Db::Pool(db) => db,
         };
-        let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
         let txn = db.begin().await?;
         // Serialises writers of other processes on the same monitors; locking in id order,
         // so concurrent writers (other workers) never deadlock.
         let found = monitor::Entity::find()
-            .filter(monitor::Column::Id.is_in(ids))
+            .filter(monitor::Column::Id.is_in(monitor_ids(batch)))
             .order_by_asc(monitor::Column::Id)
             .lock_exclusive()
             .all(&txn)
@@ -394,12 +391,20 @@ impl Writer {
             }
             plan.rows = returned;
         }
-        for statement in update_statements(db.get_database_backend(), &plan.changed_monitors()) {
+        for statement in update_statements(&plan.changed_monitors()) {
             txn.execute_raw(statement).await?;
         }
         txn.commit().await?;
         Ok(plan.written())
     }
+}
+
+/// The monitors of a batch, each once, in id order (the order both backends lock them in).
+fn monitor_ids(batch: &[Pending]) -> Vec<i64> {
+    let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// What a batch does, worked out from its monitors as locked: each result's fate, the rows to
@@ -536,10 +541,7 @@ const UPDATE_CHUNK: usize = 200;
 
 /// The PostgreSQL statements that write the `last_*` and schedule columns of many monitors,
 /// one per chunk (instead of one per monitor, which dominated the cost of a batch).
-fn update_statements(
-    backend: DatabaseBackend,
-    rows: &[&monitor::Model],
-) -> Vec<sea_orm::Statement> {
+fn update_statements(rows: &[&monitor::Model]) -> Vec<sea_orm::Statement> {
     let mut statements = Vec::new();
     for chunk in rows.chunks(UPDATE_CHUNK) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 6);
@@ -570,7 +572,9 @@ fn update_statements(
             tuples.join(", ")
         );
         statements.push(sea_orm::Statement::from_sql_and_values(
-            backend, sql, values,
+            DatabaseBackend::Postgres,
+            sql,
+            values,
         ));
     }
     statements

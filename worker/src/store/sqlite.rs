@@ -20,7 +20,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior,
 };
 
-use super::{Pending, Plan, Written};
+use super::{monitor_ids, Pending, Plan, Written};
 
 /// How long a batch waits for another connection's write lock before "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,9 +58,7 @@ pub(super) fn write(conn: &mut Connection, batch: &[Pending]) -> rusqlite::Resul
     // fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile, instead of
     // waiting for the busy timeout.
     let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = monitor_ids(batch);
     let mut found = Vec::with_capacity(ids.len());
     {
         let mut select = txn.prepare_cached(SELECT_MONITOR)?;
@@ -111,22 +109,20 @@ fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model> {
         timeout_seconds: row.get(3)?,
         interval_seconds: row.get(4)?,
         active: row.get(5)?,
-        created_at: datetime(row, 6)?.ok_or(rusqlite::Error::InvalidColumnType(
-            6,
-            "created_at".into(),
-            Type::Null,
-        ))?,
-        updated_at: datetime(row, 7)?.ok_or(rusqlite::Error::InvalidColumnType(
-            7,
-            "updated_at".into(),
-            Type::Null,
-        ))?,
+        created_at: required_datetime(row, 6, "created_at")?,
+        updated_at: required_datetime(row, 7, "updated_at")?,
         last_checked_at: datetime(row, 8)?,
         last_up: row.get(9)?,
         next_check_at: datetime(row, 10)?,
         last_slot_at: datetime(row, 11)?,
         last_seq: row.get(12)?,
     })
+}
+
+/// A NOT NULL date column.
+fn required_datetime(row: &Row<'_>, idx: usize, name: &str) -> rusqlite::Result<DateTime<Utc>> {
+    datetime(row, idx)?
+        .ok_or_else(|| rusqlite::Error::InvalidColumnType(idx, name.into(), Type::Null))
 }
 
 /// A date column as sqlx reads it: RFC 3339 text, `YYYY-MM-DD HH:MM:SS[.f]` text taken as UTC,
