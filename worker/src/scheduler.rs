@@ -15,7 +15,7 @@ use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, HashSet},
     future::Future,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -168,8 +168,26 @@ pub struct Scheduler<S, R> {
     clock: Clock,
     monitors: HashMap<i64, Scheduled>,
     queue: BinaryHeap<Reverse<(Instant, i64, u64)>>,
-    running: HashSet<i64>,
+    /// Monitors whose check is running. A check takes its monitor out itself when it ends,
+    /// so an ending check never wakes the scheduler.
+    running: Arc<Mutex<HashSet<i64>>>,
     next_generation: u64,
+}
+
+/// A monitor's place in the running set, given up when its check ends (or is dropped).
+struct RunningGuard {
+    running: Arc<Mutex<HashSet<i64>>>,
+    id: i64,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        lock(&self.running).remove(&self.id);
+    }
+}
+
+fn lock(running: &Mutex<HashSet<i64>>) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+    running.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
@@ -187,7 +205,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             clock: Clock::new(),
             monitors: HashMap::new(),
             queue: BinaryHeap::new(),
-            running: HashSet::new(),
+            running: Arc::new(Mutex::new(HashSet::new())),
             next_generation: 0,
         }
     }
@@ -212,10 +230,16 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         tracing::info!(monitors = self.monitors.len(), "scheduler started");
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
         let mut changed = Vec::new();
         let now = Instant::now();
         let mut last_fire = now.checked_sub(WAKE_COALESCE).unwrap_or(now);
+        // One timer for the whole run, moved only when the next wake-up moves: a new timer
+        // per loop turn would be registered anew each time, and registering a timer earlier
+        // than the runtime's next wake-up writes to its eventfd and costs an extra epoll
+        // round.
+        let wake = tokio::time::sleep_until(now);
+        tokio::pin!(wake);
+        let mut armed: Option<Instant> = None;
         loop {
             // Wake at most once per WAKE_COALESCE: at a steady rate the checks due within it
             // start together, sharing one wake-up of the runtime and its epoll rounds.
@@ -223,16 +247,20 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 .queue
                 .peek()
                 .map(|Reverse((due, _, _))| (*due).max(last_fire + WAKE_COALESCE));
+            if let Some(at) = next_due {
+                if armed != Some(at) {
+                    wake.as_mut().reset(at);
+                    armed = Some(at);
+                }
+            }
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                Some(id) = done_rx.recv() => {
-                    self.running.remove(&id);
-                }
                 // Due checks before changes: a stream of edits must never stall the schedule.
-                _ = sleep_until_opt(next_due) => {
+                _ = &mut wake, if next_due.is_some() => {
+                    armed = None;
                     last_fire = Instant::now();
-                    self.fire_due(&done_tx, &tracker);
+                    self.fire_due(&tracker);
                 }
                 received = changes.recv_many(&mut changed, 1024) => {
                     if received == 0 {
@@ -248,7 +276,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 }
             }
         }
-        tracing::info!(running = self.running.len(), "scheduler stopped");
+        tracing::info!(running = lock(&self.running).len(), "scheduler stopped");
         Ok(())
     }
 
@@ -316,7 +344,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
     }
 
     /// Starts every check that is due now and queues each monitor's next slot.
-    fn fire_due(&mut self, done: &mpsc::UnboundedSender<i64>, tracker: &TaskTracker) {
+    fn fire_due(&mut self, tracker: &TaskTracker) {
         let now = Instant::now();
         while let Some(Reverse((due, id, generation))) = self.queue.peek().copied() {
             if due > now {
@@ -333,7 +361,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             entry.due = next;
             let entry = entry.clone();
             self.queue.push(Reverse((next, id, generation)));
-            if !self.running.insert(id) {
+            if !lock(&self.running).insert(id) {
                 tracing::debug!(
                     monitor.id = id,
                     "previous check still running; slot skipped"
@@ -354,12 +382,15 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             };
             let runner = self.runner.clone();
             let permits = self.concurrency.clone();
-            let done = done.clone();
+            let running = RunningGuard {
+                running: self.running.clone(),
+                id,
+            };
             tracker.spawn(async move {
                 if let Ok(_permit) = permits.acquire_owned().await {
                     runner.run(job).await;
                 }
-                let _ = done.send(id);
+                drop(running);
             });
         }
     }
@@ -379,13 +410,6 @@ fn next_slot(due: Instant, interval: Duration, now: Instant) -> Instant {
 
 fn interval_of(row: &monitor::Model) -> Duration {
     Duration::from_secs(row.interval_seconds.max(1) as u64)
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
