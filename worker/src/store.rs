@@ -1,6 +1,6 @@
-//! The result store: one task that gathers check results into batches and writes them (one
-//! transaction per batch: on PostgreSQL one multi-row insert, several batches at once; on
-//! SQLite cached single-row statements on the store's own connection and thread),
+//! The result store: one task that gathers check results into batches and writes them (on
+//! PostgreSQL two statements per batch, several batches at once; on SQLite one transaction of
+//! cached single-row statements on the store's own connection and thread),
 //! moves each monitor's `last_*` columns and next due time forward, detects status changes
 //! and then publishes the events.
 //!
@@ -16,10 +16,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -30,6 +27,7 @@ use crate::{
     runtime::shard_of,
 };
 
+mod postgres;
 mod sqlite;
 
 /// Most results written in one transaction.
@@ -46,6 +44,9 @@ pub const PARALLEL_WRITES: usize = 4;
 /// Batches at least this big are split by shard and written in parallel; smaller ones are
 /// written whole (splitting them would only multiply transactions).
 pub const SPLIT_AT: usize = 256;
+/// Rounds a batch may take because other writers keep changing its monitors (PostgreSQL; each
+/// round repeats only the results of the monitors that changed).
+const MAX_ROUNDS: usize = 8;
 /// Results waiting to be written before checks wait for room.
 pub const QUEUE_CAPACITY: usize = 20_000;
 
@@ -313,95 +314,95 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
+        let mut outcomes: Vec<Option<Written>> = batch.iter().map(|_| None).collect();
         let mut delay = Duration::from_millis(100);
         let mut attempt = 1;
-        let outcome = loop {
-            match self.write_once(&batch).await {
-                Ok(outcome) => break Ok(outcome),
+        let mut rounds = 0;
+        let failure = loop {
+            let todo: Vec<usize> = (0..batch.len())
+                .filter(|&k| outcomes[k].is_none())
+                .collect();
+            if todo.is_empty() {
+                break None;
+            }
+            match self.write_once(&batch, &todo, &mut outcomes).await {
+                // What is left had its monitor changed by another writer after it was read:
+                // it is read and planned again.
+                Ok(()) => {
+                    rounds += 1;
+                    if rounds > MAX_ROUNDS {
+                        break Some(DbErr::Custom(format!(
+                            "the monitors kept changing while their results were written \
+                             ({MAX_ROUNDS} rounds)"
+                        )));
+                    }
+                }
                 Err(err) => {
                     // Unreachable or locked: worth waiting for, however long it takes.
                     let unreachable = matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
                         || err.to_string().contains("database is locked");
                     if (!unreachable && attempt >= 3) || (unreachable && stop.is_cancelled()) {
-                        break Err(err);
+                        break Some(err);
                     }
-                    tracing::warn!(error = %err, attempt, results = batch.len(), "storing check results failed; retrying");
+                    tracing::warn!(error = %err, attempt, results = todo.len(), "storing check results failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                     attempt += 1;
                 }
             }
         };
-        match outcome {
-            Ok(written) => {
-                for (pending, written) in batch.into_iter().zip(written) {
-                    let answer = match written {
-                        Written::Stored(event) => {
-                            let record = event.result.clone();
-                            self.events.publish(event);
-                            Ok(Some(record))
-                        }
-                        Written::Duplicate => Ok(None),
-                        Written::Gone => Err(StoreError::MonitorGone(pending.monitor_id)),
-                        Written::Rejected => Err(StoreError::Database),
-                    };
-                    if let Some(reply) = pending.reply {
-                        let _ = reply.send(answer);
-                    }
+        if let Some(err) = failure {
+            let lost = outcomes.iter().filter(|o| o.is_none()).count();
+            tracing::error!(error = %err, results = lost, "check results lost: the database kept failing");
+        }
+        for (pending, written) in batch.into_iter().zip(outcomes) {
+            let answer = match written {
+                Some(Written::Stored(event)) => {
+                    let record = event.result.clone();
+                    self.events.publish(event);
+                    Ok(Some(record))
                 }
-            }
-            Err(err) => {
-                tracing::error!(error = %err, results = batch.len(), "check results lost: the database kept failing");
-                for pending in batch {
-                    if let Some(reply) = pending.reply {
-                        let _ = reply.send(Err(StoreError::Database));
-                    }
-                }
+                Some(Written::Duplicate) => Ok(None),
+                Some(Written::Gone) => Err(StoreError::MonitorGone(pending.monitor_id)),
+                Some(Written::Rejected) | None => Err(StoreError::Database),
+            };
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(answer);
             }
         }
     }
 
-    /// One transaction: lock the monitors, insert the results, update the monitors. Returns,
-    /// per pending result in order, what became of it.
-    async fn write_once(&self, batch: &[Pending]) -> Result<Vec<Written>, DbErr> {
-        let db = match &self.db {
+    /// Writes the results `todo` (indexes into `batch`) once, and records in `outcomes` what
+    /// became of each result it settled. SQLite writes all of them or, on an error, nothing; on
+    /// PostgreSQL a result whose monitor another writer changed meanwhile is left unsettled.
+    async fn write_once(
+        &self,
+        batch: &[Pending],
+        todo: &[usize],
+        outcomes: &mut [Option<Written>],
+    ) -> Result<(), DbErr> {
+        let pending: Vec<&Pending> = todo.iter().map(|&k| &batch[k]).collect();
+        let settled = match &self.db {
             Db::Sqlite(conn) => {
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                return sqlite::write(&mut conn, batch)
-                    .map_err(|err| DbErr::Custom(err.to_string()));
+                sqlite::write(&mut conn, &pending)
+                    .map_err(|err| DbErr::Custom(err.to_string()))?
+                    .into_iter()
+                    .map(Some)
+                    .collect()
             }
-            Db::Pool(db) => db,
+            Db::Pool(db) => postgres::write(db, &pending).await?,
         };
-        let txn = db.begin().await?;
-        // Serialises writers of other processes on the same monitors; locking in id order,
-        // so concurrent writers (other workers) never deadlock.
-        let found = monitor::Entity::find()
-            .filter(monitor::Column::Id.is_in(monitor_ids(batch)))
-            .order_by_asc(monitor::Column::Id)
-            .lock_exclusive()
-            .all(&txn)
-            .await?;
-        let mut plan = Plan::new(batch, found);
-        if !plan.rows.is_empty() {
-            let mut returned = insert_rows(&plan.rows).exec_with_returning(&txn).await?;
-            // One multi-row insert assigns increasing ids in row order.
-            returned.sort_unstable_by_key(|r| r.id);
-            if returned.len() != plan.rows.len() {
-                return Err(DbErr::Custom("insert returned fewer rows than sent".into()));
-            }
-            plan.rows = returned;
+        for (&k, outcome) in todo.iter().zip(settled) {
+            outcomes[k] = outcome;
         }
-        for statement in update_statements(&plan.changed_monitors()) {
-            txn.execute_raw(statement).await?;
-        }
-        txn.commit().await?;
-        Ok(plan.written())
+        Ok(())
     }
 }
 
 /// The monitors of a batch, each once, in id order (the order both backends lock them in).
-fn monitor_ids(batch: &[Pending]) -> Vec<i64> {
-    let mut ids: Vec<i64> = batch.iter().map(|p| p.monitor_id).collect();
+fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a Pending>) -> Vec<i64> {
+    let mut ids: Vec<i64> = batch.into_iter().map(|p| p.monitor_id).collect();
     ids.sort_unstable();
     ids.dedup();
     ids
@@ -418,7 +419,10 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(batch: &[Pending], found: Vec<monitor::Model>) -> Self {
+    fn new<'a>(
+        batch: impl ExactSizeIterator<Item = &'a Pending>,
+        found: Vec<monitor::Model>,
+    ) -> Self {
         let mut monitors: HashMap<i64, monitor::Model> =
             found.into_iter().map(|m| (m.id, m)).collect();
         let mut fates = Vec::with_capacity(batch.len());
@@ -520,62 +524,4 @@ impl Plan {
             })
             .collect()
     }
-}
-
-/// One multi-row insert of `rows` (their ids left to the database).
-fn insert_rows(rows: &[check_result::Model]) -> sea_orm::InsertMany<check_result::ActiveModel> {
-    check_result::Entity::insert_many(rows.iter().map(|row| check_result::ActiveModel {
-        monitor_id: Set(row.monitor_id),
-        seq: Set(row.seq),
-        checked_at_ms: Set(row.checked_at_ms),
-        up: Set(row.up),
-        status_code: Set(row.status_code),
-        response_time_ms: Set(row.response_time_ms),
-        error: Set(row.error.clone()),
-        ..Default::default()
-    }))
-}
-
-/// Rows per `UPDATE ... FROM (VALUES ...)` statement.
-const UPDATE_CHUNK: usize = 200;
-
-/// The PostgreSQL statements that write the `last_*` and schedule columns of many monitors,
-/// one per chunk (instead of one per monitor, which dominated the cost of a batch).
-fn update_statements(rows: &[&monitor::Model]) -> Vec<sea_orm::Statement> {
-    let mut statements = Vec::new();
-    for chunk in rows.chunks(UPDATE_CHUNK) {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 6);
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (n, row) in chunk.iter().enumerate() {
-            let p = n * 6;
-            tuples.push(format!(
-                "(${}::bigint, ${}::timestamptz, ${}::boolean, ${}::timestamptz, ${}::timestamptz, ${}::integer)",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6
-            ));
-            values.push(row.id.into());
-            values.push(row.last_checked_at.into());
-            values.push(row.last_up.into());
-            values.push(row.next_check_at.into());
-            values.push(row.last_slot_at.into());
-            values.push(row.last_seq.into());
-        }
-        let sql = format!(
-            "UPDATE monitors AS m SET last_checked_at = v.last_checked_at, last_up = v.last_up, \
-             next_check_at = v.next_check_at, last_slot_at = v.last_slot_at, last_seq = v.last_seq \
-             FROM (VALUES {}) AS v(id, last_checked_at, last_up, next_check_at, last_slot_at, last_seq) \
-             WHERE m.id = v.id",
-            tuples.join(", ")
-        );
-        statements.push(sea_orm::Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            sql,
-            values,
-        ));
-    }
-    statements
 }

@@ -53,12 +53,12 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
 /// One transaction: lock, read the batch's monitors, insert the results, update the monitors.
 /// Returns, per pending result in order, what became of it. On any error the transaction is
 /// rolled back (when it is dropped) and nothing of the batch is written.
-pub(super) fn write(conn: &mut Connection, batch: &[Pending]) -> rusqlite::Result<Vec<Written>> {
+pub(super) fn write(conn: &mut Connection, batch: &[&Pending]) -> rusqlite::Result<Vec<Written>> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that reads first would
     // fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile, instead of
     // waiting for the busy timeout.
     let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let ids = monitor_ids(batch);
+    let ids = monitor_ids(batch.iter().copied());
     let mut found = Vec::with_capacity(ids.len());
     {
         let mut select = txn.prepare_cached(SELECT_MONITOR)?;
@@ -68,7 +68,7 @@ pub(super) fn write(conn: &mut Connection, batch: &[Pending]) -> rusqlite::Resul
             }
         }
     }
-    let mut plan = Plan::new(batch, found);
+    let mut plan = Plan::new(batch.iter().copied(), found);
     {
         let mut insert = txn.prepare_cached(INSERT_RESULT)?;
         for row in &mut plan.rows {
