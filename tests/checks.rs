@@ -1551,6 +1551,105 @@ async fn a_batch_the_database_rejects_is_undone_whole_and_storing_resumes(backen
     let _ = db.close().await;
 }
 
+/// A monitor edited while a result for it waits to be written keeps the edit: the result is
+/// stored (numbered on without a gap), and the monitor's due time stays as the edit set it
+/// instead of being moved on from the value read before the edit.
+async fn an_edit_made_while_a_result_waits_to_be_written_is_kept(backend: Backend) {
+    use sea_orm::TransactionTrait;
+
+    let target = Target::start().await;
+    let app = spawn_app!(backend);
+    let db = app.db.connect().await;
+    let monitor = app.create_monitor(&target.url("/ok"), 1, 5, true).await;
+    eventually(WAIT, "a first stored result", || async {
+        (stored_results(&db, monitor).await > 0).then_some(())
+    })
+    .await;
+
+    // Hold the monitor's row (on SQLite, the write lock) while the next result is checked.
+    let backend = db.get_database_backend();
+    let before = numbering(&db, monitor).await.0.len();
+    let txn = db.begin().await.unwrap();
+    txn.execute_raw(Statement::from_string(
+        backend,
+        format!("UPDATE monitors SET next_check_at = next_check_at WHERE id = {monitor}"),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The edit: the monitor is not due for a day (as a pause-and-resume or a lease would move
+    // it), committed while the result waits.
+    let edited = Utc::now() + chrono::Duration::days(1);
+    let edited_text = match backend {
+        sea_orm::DatabaseBackend::Sqlite => {
+            edited.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+        }
+        _ => edited.to_rfc3339(),
+    };
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        match backend {
+            sea_orm::DatabaseBackend::Sqlite => {
+                "UPDATE monitors SET next_check_at = ? WHERE id = ?"
+            }
+            _ => "UPDATE monitors SET next_check_at = CAST($1 AS timestamptz) WHERE id = $2",
+        },
+        [edited_text.into(), monitor.into()],
+    ))
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+
+    // The waiting result and the ones after it are stored.
+    eventually(WAIT, "the waiting result stored", || async {
+        (numbering(&db, monitor).await.0.len() >= before + 2).then_some(())
+    })
+    .await;
+    let (seqs, last) = numbering(&db, monitor).await;
+    let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, expected, "the results number on without a gap");
+    assert!(
+        last >= *seqs.last().unwrap(),
+        "last_seq {last} and {seqs:?}"
+    );
+    let due_ms: i64 = match backend {
+        sea_orm::DatabaseBackend::Sqlite => {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    backend,
+                    format!("SELECT next_check_at AS due FROM monitors WHERE id = {monitor}"),
+                ))
+                .await
+                .unwrap()
+                .expect("the monitor");
+            let due: String = row.try_get("", "due").unwrap();
+            DateTime::parse_from_rfc3339(&due)
+                .unwrap()
+                .timestamp_millis()
+        }
+        _ => {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    backend,
+                    format!(
+                        "SELECT CAST(EXTRACT(EPOCH FROM next_check_at) * 1000 AS bigint) AS due \
+                         FROM monitors WHERE id = {monitor}"
+                    ),
+                ))
+                .await
+                .unwrap()
+                .expect("the monitor");
+            row.try_get("", "due").unwrap()
+        }
+    };
+    let due = DateTime::<Utc>::from_timestamp_millis(due_ms).unwrap();
+    assert!(
+        (due - edited).num_milliseconds().abs() < 1000,
+        "the edited due time {edited} was overwritten with {due}"
+    );
+    let _ = db.close().await;
+}
+
 on_both_backends!(
     manual_checks_classify_success_error_statuses_and_network_failures,
     history_lists_newest_first_pages_stably_and_moves_the_monitors_last_status,
@@ -1563,4 +1662,5 @@ on_both_backends!(
     sigterm_with_subscribers_connected_and_a_check_in_flight_exits_cleanly,
     results_stored_in_one_batch_carry_the_ids_of_their_own_rows,
     a_batch_the_database_rejects_is_undone_whole_and_storing_resumes,
+    an_edit_made_while_a_result_waits_to_be_written_is_kept,
 );
