@@ -234,9 +234,9 @@ async fn health(settings: &Settings) -> anyhow::Result<()> {
 async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {
     let db = open_db(settings).await?;
     match action {
-        MigrateAction::Up => Migrator::up(&db, None).await?,
-        MigrateAction::Down => Migrator::down(&db, Some(1)).await?,
-        MigrateAction::Fresh => Migrator::fresh(&db).await?,
+        MigrateAction::Up => db::migrate(&db, db::Migration::Up).await?,
+        MigrateAction::Down => db::migrate(&db, db::Migration::Down).await?,
+        MigrateAction::Fresh => db::migrate(&db, db::Migration::Fresh).await?,
         MigrateAction::Status => {
             let migrations = Migrator::get_migration_with_status(&db).await?;
             for m in migrations {

@@ -632,6 +632,50 @@ fn migrate_commands_apply_list_and_revert_migrations() {
     );
 }
 
+/// `migrate up` run by several processes at once on one PostgreSQL database (by hand beside
+/// services that start and migrate): they take turns on the migration lock, every one of them
+/// succeeds, and every migration is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_commands_run_at_once_on_postgres_take_turns() {
+    let Some(db) = common::TestDb::fresh(Backend::Postgres).await else {
+        return;
+    };
+    let command = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_monitor-manager"));
+        command
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let children: Vec<_> = (0..8)
+        .map(|_| command(&["migrate", "up"]).spawn().unwrap())
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "a concurrent `migrate up` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let status = command(&["migrate", "status"]).output().unwrap();
+    let status = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        status.lines().count() >= 5 && status.lines().all(|l| l.starts_with("applied")),
+        "{status}"
+    );
+    let rows = db.count("seaql_migrations").await;
+    assert_eq!(
+        rows,
+        status.lines().count() as i64,
+        "each migration recorded once"
+    );
+}
+
 /// A database written by the previous schema (results keyed by id only) is upgraded at
 /// start: existing results keep their ids and are numbered per monitor in id order, history
 /// pages and cursors work across them, and new results continue both numberings.
@@ -733,12 +777,92 @@ async fn an_upgraded_database_keeps_its_results_and_numbers_them_per_monitor(bac
     conn.close().await.unwrap();
 }
 
+/// Monitors already stored when the service starts are shared out among its check threads:
+/// each thread loads only its own shard (filtered by the database), every monitor is on
+/// exactly one of them, and each is checked.
+async fn stored_monitors_are_loaded_once_each_by_the_check_threads_at_start(backend: Backend) {
+    use std::time::Duration;
+
+    use migration::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+
+    let Some(db) = common::TestDb::fresh(backend).await else {
+        return;
+    };
+    let url = match backend {
+        Backend::Sqlite => format!("{}?mode=rwc", db.url),
+        Backend::Postgres => db.url.clone(),
+    };
+    let conn = sea_orm::Database::connect(&url).await.unwrap();
+    migration::Migrator::up(&conn, None).await.unwrap();
+    let (yes, no) = match backend {
+        Backend::Sqlite => ("1", "0"),
+        Backend::Postgres => ("true", "false"),
+    };
+    // 20 active monitors and 5 paused ones, refused at once (port 9) so checks are quick.
+    for n in 0..25 {
+        let active = if n < 20 { yes } else { no };
+        conn.execute_unprepared(&format!(
+            "INSERT INTO monitors (name, url, timeout_seconds, interval_seconds, active, created_at, updated_at) \
+             VALUES ('m{n}', 'http://127.0.0.1:9/', 1, 1, {active}, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+        ))
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let app = App::start_on(db, &[("CHECK_THREADS", "3")]);
+    let conn = app.db.connect().await;
+    let checked = |conn: sea_orm::DatabaseConnection| async move {
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT COUNT(DISTINCT monitor_id) AS n FROM check_results".to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while checked(conn.clone()).await < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every active monitor was checked after the start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = app.log();
+    let loaded: Vec<u64> = log
+        .lines()
+        .filter(|line| line.contains("scheduler started"))
+        .filter_map(|line| line.split("monitors=").nth(1))
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    assert_eq!(loaded.len(), 3, "one scheduler per check thread: {log}");
+    assert_eq!(
+        loaded.iter().sum::<u64>(),
+        20,
+        "the active monitors, each on one thread: {loaded:?}"
+    );
+    assert!(
+        loaded.iter().all(|&n| n > 0),
+        "every thread has a share: {loaded:?}"
+    );
+    assert_eq!(
+        checked(conn.clone()).await,
+        20,
+        "paused monitors are not checked"
+    );
+}
+
 on_both_backends!(
     rest_crud_round_trip_works_and_delete_cascades,
     bad_input_gets_a_json_error_naming_the_problem_and_stores_nothing,
     graphql_crud_round_trip_works,
     graphql_bad_input_gets_bad_user_input_and_stores_nothing,
     an_upgraded_database_keeps_its_results_and_numbers_them_per_monitor,
+    stored_monitors_are_loaded_once_each_by_the_check_threads_at_start,
 );
 
 #[tokio::test]

@@ -77,9 +77,12 @@ impl<S> ShardSource<S> {
 impl<S: MonitorSource> MonitorSource for ShardSource<S> {
     async fn active(&self) -> Result<Vec<monitor::Model>, DbErr> {
         let source = self.source.clone();
-        let mut rows = joined(self.runtime.spawn(async move { source.active().await })).await?;
-        rows.retain(|row| shard_of(row.id, self.shards) == self.shard);
-        Ok(rows)
+        let (shard, shards) = (self.shard, self.shards);
+        joined(
+            self.runtime
+                .spawn(async move { source.active_in_shard(shard, shards).await }),
+        )
+        .await
     }
 
     async fn get_many(&self, ids: &[i64]) -> Result<Vec<monitor::Model>, DbErr> {

@@ -21,7 +21,7 @@ use std::{
 
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::monitor;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{sea_query::Expr, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use tokio::{
     sync::{mpsc, Semaphore},
     time::Instant,
@@ -30,6 +30,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     checker::Checker,
+    runtime::shard_of,
     store::{ResultStore, Slot},
 };
 
@@ -37,6 +38,19 @@ use crate::{
 pub trait MonitorSource: Send + Sync + 'static {
     /// Every active monitor.
     fn active(&self) -> impl Future<Output = Result<Vec<monitor::Model>, DbErr>> + Send;
+    /// The active monitors of shard `shard` of `shards` (by id, as [`shard_of`] shares them
+    /// out). By default every active monitor is read and the others are dropped.
+    fn active_in_shard(
+        &self,
+        shard: usize,
+        shards: usize,
+    ) -> impl Future<Output = Result<Vec<monitor::Model>, DbErr>> + Send {
+        async move {
+            let mut rows = self.active().await?;
+            rows.retain(|row| shard_of(row.id, shards) == shard);
+            Ok(rows)
+        }
+    }
     /// The monitors among `ids` that exist.
     fn get_many(
         &self,
@@ -48,6 +62,20 @@ impl MonitorSource for DatabaseConnection {
     async fn active(&self) -> Result<Vec<monitor::Model>, DbErr> {
         monitor::Entity::find()
             .filter(monitor::Column::Active.eq(true))
+            .all(self)
+            .await
+    }
+
+    /// Filtered by the database: each check thread reads only its own shard's rows (ids are
+    /// positive, so `id % shards` is [`shard_of`]).
+    async fn active_in_shard(
+        &self,
+        shard: usize,
+        shards: usize,
+    ) -> Result<Vec<monitor::Model>, DbErr> {
+        monitor::Entity::find()
+            .filter(monitor::Column::Active.eq(true))
+            .filter(Expr::cust(format!("id % {} = {shard}", shards.max(1))))
             .all(self)
             .await
     }
