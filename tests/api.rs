@@ -676,25 +676,42 @@ async fn migrate_commands_run_at_once_on_postgres_take_turns() {
     );
 }
 
-/// A database written by the previous schema (results keyed by id only) is upgraded at
-/// start: existing results keep their ids and are numbered per monitor in id order, history
-/// pages and cursors work across them, and new results continue both numberings.
-async fn an_upgraded_database_keeps_its_results_and_numbers_them_per_monitor(backend: Backend) {
+/// A fresh database of `backend` migrated `steps` migrations far (all of them when `None`), a
+/// connection to it, and the backend's SQL literals for true and false; `None` when the test
+/// is skipped.
+async fn migrated_db(
+    backend: Backend,
+    steps: Option<u32>,
+) -> Option<(
+    common::TestDb,
+    sea_orm::DatabaseConnection,
+    &'static str,
+    &'static str,
+)> {
     use migration::MigratorTrait;
-    use sea_orm::ConnectionTrait;
 
-    let Some(db) = common::TestDb::fresh(backend).await else {
-        return;
-    };
+    let db = common::TestDb::fresh(backend).await?;
     let url = match backend {
         Backend::Sqlite => format!("{}?mode=rwc", db.url),
         Backend::Postgres => db.url.clone(),
     };
     let conn = sea_orm::Database::connect(&url).await.unwrap();
-    migration::Migrator::up(&conn, Some(4)).await.unwrap();
+    migration::Migrator::up(&conn, steps).await.unwrap();
     let (yes, no) = match backend {
         Backend::Sqlite => ("1", "0"),
         Backend::Postgres => ("true", "false"),
+    };
+    Some((db, conn, yes, no))
+}
+
+/// A database written by the previous schema (results keyed by id only) is upgraded at
+/// start: existing results keep their ids and are numbered per monitor in id order, history
+/// pages and cursors work across them, and new results continue both numberings.
+async fn an_upgraded_database_keeps_its_results_and_numbers_them_per_monitor(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+
+    let Some((db, conn, yes, no)) = migrated_db(backend, Some(4)).await else {
+        return;
     };
     conn.execute_unprepared(&format!(
         "INSERT INTO monitors (name, url, timeout_seconds, interval_seconds, active, created_at, updated_at) \
@@ -783,21 +800,10 @@ async fn an_upgraded_database_keeps_its_results_and_numbers_them_per_monitor(bac
 async fn stored_monitors_are_loaded_once_each_by_the_check_threads_at_start(backend: Backend) {
     use std::time::Duration;
 
-    use migration::MigratorTrait;
     use sea_orm::ConnectionTrait;
 
-    let Some(db) = common::TestDb::fresh(backend).await else {
+    let Some((db, conn, yes, no)) = migrated_db(backend, None).await else {
         return;
-    };
-    let url = match backend {
-        Backend::Sqlite => format!("{}?mode=rwc", db.url),
-        Backend::Postgres => db.url.clone(),
-    };
-    let conn = sea_orm::Database::connect(&url).await.unwrap();
-    migration::Migrator::up(&conn, None).await.unwrap();
-    let (yes, no) = match backend {
-        Backend::Sqlite => ("1", "0"),
-        Backend::Postgres => ("true", "false"),
     };
     // 20 active monitors and 5 paused ones, refused at once (port 9) so checks are quick.
     for n in 0..25 {

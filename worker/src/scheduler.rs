@@ -267,7 +267,6 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         // round.
         let wake = tokio::time::sleep_until(now);
         tokio::pin!(wake);
-        let mut armed: Option<Instant> = None;
         loop {
             // Wake at most once per WAKE_COALESCE: at a steady rate the checks due within it
             // start together, sharing one wake-up of the runtime and its epoll rounds.
@@ -275,18 +274,15 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 .queue
                 .peek()
                 .map(|Reverse((due, _, _))| (*due).max(last_fire + WAKE_COALESCE));
-            if let Some(at) = next_due {
-                if armed != Some(at) {
-                    wake.as_mut().reset(at);
-                    armed = Some(at);
-                }
+            // After firing, the next wake-up is always later than the one that fired.
+            if let Some(at) = next_due.filter(|&at| at != wake.deadline()) {
+                wake.as_mut().reset(at);
             }
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 // Due checks before changes: a stream of edits must never stall the schedule.
                 _ = &mut wake, if next_due.is_some() => {
-                    armed = None;
                     last_fire = Instant::now();
                     self.fire_due(&tracker);
                 }
