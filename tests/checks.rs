@@ -1553,7 +1553,9 @@ async fn a_batch_the_database_rejects_is_undone_whole_and_storing_resumes(backen
 
 /// A monitor edited while a result for it waits to be written keeps the edit: the result is
 /// stored (numbered on without a gap), and the monitor's due time stays as the edit set it
-/// instead of being moved on from the value read before the edit.
+/// instead of being moved on from the value read before the edit. On SQLite this also covers
+/// the store's cache of monitor rows: the first result cached the monitor, and the edit comes
+/// from another connection (without the `PRAGMA data_version` check the edit is overwritten).
 async fn an_edit_made_while_a_result_waits_to_be_written_is_kept(backend: Backend) {
     use sea_orm::TransactionTrait;
 

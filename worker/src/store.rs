@@ -118,14 +118,14 @@ impl ResultStore {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let handle = match db {
             StoreDatabase::Sqlite(path) => {
-                let conn = sqlite::open(&path).map_err(|err| {
+                let store = sqlite::SqliteStore::open(&path).map_err(|err| {
                     anyhow::anyhow!(
                         "the result store cannot open the SQLite database {}: {err}",
                         path.display()
                     )
                 })?;
                 let writer = Arc::new(Writer {
-                    db: Db::Sqlite(Mutex::new(conn)),
+                    db: Db::Sqlite(Mutex::new(store)),
                     events,
                 });
                 // SQLite has one writer at a time, and its calls block: the store gets a
@@ -205,7 +205,7 @@ struct Writer {
 enum Db {
     Pool(DatabaseConnection),
     /// Locked by one batch at a time (all on the store's thread, so never contended).
-    Sqlite(Mutex<rusqlite::Connection>),
+    Sqlite(Mutex<sqlite::SqliteStore>),
 }
 
 impl Writer {
@@ -383,9 +383,10 @@ impl Writer {
     ) -> Result<(), DbErr> {
         let pending: Vec<&Pending> = todo.iter().map(|&k| &batch[k]).collect();
         let settled = match &self.db {
-            Db::Sqlite(conn) => {
-                let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                sqlite::write(&mut conn, &pending)
+            Db::Sqlite(store) => {
+                let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+                store
+                    .write(&pending)
                     .map_err(|err| DbErr::Custom(err.to_string()))?
                     .into_iter()
                     .map(Some)

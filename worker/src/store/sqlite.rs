@@ -10,7 +10,7 @@
 //! Dates are written as sqlx writes them (RFC 3339, `+00:00`), so columns written by either
 //! compare and sort alike.
 
-use std::{path::Path, time::Duration};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use entity::monitor;
@@ -36,69 +36,116 @@ const INSERT_RESULT: &str = "INSERT INTO check_results \
 const UPDATE_MONITOR: &str = "UPDATE monitors SET last_checked_at = ?2, last_up = ?3, \
      next_check_at = ?4, last_slot_at = ?5, last_seq = ?6 WHERE id = ?1";
 
-/// Opens the (migrated) database file for the store, set up like the service's other
-/// connections: WAL, `synchronous = NORMAL`, foreign keys on, a busy timeout.
-pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(conn)
+/// The store's connection, and the monitor rows as this connection last read or wrote them.
+///
+/// Every result needs its monitor's row (its last status, result number and due times). While
+/// no other connection commits, the rows this connection wrote are still exact, so a batch
+/// reads only the monitors it has not seen yet. `PRAGMA data_version` changes when another
+/// connection (the API's edits, pauses and deletions, another process) commits; the cache is
+/// then dropped and every monitor read again.
+pub(super) struct SqliteStore {
+    conn: Connection,
+    monitors: HashMap<i64, monitor::Model>,
+    /// `PRAGMA data_version` when `monitors` was last known exact.
+    data_version: Option<i64>,
 }
 
-/// One transaction: lock, read the batch's monitors, insert the results, update the monitors.
-/// Returns, per pending result in order, what became of it. On any error the transaction is
-/// rolled back (when it is dropped) and nothing of the batch is written.
-pub(super) fn write(conn: &mut Connection, batch: &[&Pending]) -> rusqlite::Result<Vec<Written>> {
-    // IMMEDIATE takes the write lock up front: a deferred transaction that reads first would
-    // fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile, instead of
-    // waiting for the busy timeout.
-    let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let ids = monitor_ids(batch.iter().copied());
-    let mut found = Vec::with_capacity(ids.len());
-    {
-        let mut select = txn.prepare_cached(SELECT_MONITOR)?;
-        for id in ids {
-            if let Some(monitor) = select.query_row([id], monitor_from_row).optional()? {
-                found.push(monitor);
+impl SqliteStore {
+    /// Opens the (migrated) database file for the store, set up like the service's other
+    /// connections: WAL, `synchronous = NORMAL`, foreign keys on, a busy timeout.
+    pub(super) fn open(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(Self {
+            conn,
+            monitors: HashMap::new(),
+            data_version: None,
+        })
+    }
+
+    /// One transaction: lock, read the batch's monitors, insert the results, update the
+    /// monitors. Returns, per pending result in order, what became of it. On any error the
+    /// transaction is rolled back (when it is dropped) and nothing of the batch is written.
+    pub(super) fn write(&mut self, batch: &[&Pending]) -> rusqlite::Result<Vec<Written>> {
+        let result = self.write_inner(batch);
+        if result.is_err() {
+            // What the cache holds may be ahead of a rolled-back transaction.
+            self.monitors.clear();
+            self.data_version = None;
+        }
+        result
+    }
+
+    fn write_inner(&mut self, batch: &[&Pending]) -> rusqlite::Result<Vec<Written>> {
+        // IMMEDIATE takes the write lock up front: a deferred transaction that reads first
+        // would fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile,
+        // instead of waiting for the busy timeout. Holding the lock, nobody else commits
+        // until this transaction ends.
+        let txn = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = txn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        if self.data_version != Some(version) {
+            self.monitors.clear();
+            self.data_version = Some(version);
+        }
+        let ids = monitor_ids(batch.iter().copied());
+        let mut found = Vec::with_capacity(ids.len());
+        {
+            let mut select = txn.prepare_cached(SELECT_MONITOR)?;
+            for id in ids {
+                if let Some(monitor) = self.monitors.get(&id) {
+                    found.push(monitor.clone());
+                } else if let Some(monitor) = select.query_row([id], monitor_from_row).optional()? {
+                    found.push(monitor);
+                }
             }
         }
-    }
-    let mut plan = Plan::new(batch.iter().copied(), found);
-    {
-        let mut insert = txn.prepare_cached(INSERT_RESULT)?;
-        for row in &mut plan.rows {
-            insert.execute(params![
-                row.monitor_id,
-                row.seq,
-                row.checked_at_ms,
-                row.up,
-                row.status_code,
-                row.response_time_ms,
-                row.error,
-            ])?;
-            row.id = txn.last_insert_rowid();
+        let mut plan = Plan::new(batch.iter().copied(), found);
+        {
+            let mut insert = txn.prepare_cached(INSERT_RESULT)?;
+            for row in &mut plan.rows {
+                insert.execute(params![
+                    row.monitor_id,
+                    row.seq,
+                    row.checked_at_ms,
+                    row.up,
+                    row.status_code,
+                    row.response_time_ms,
+                    row.error,
+                ])?;
+                row.id = txn.last_insert_rowid();
+            }
         }
-    }
-    {
-        let mut update = txn.prepare_cached(UPDATE_MONITOR)?;
-        for monitor in plan.changed_monitors() {
-            update.execute(params![
-                monitor.id,
-                monitor.last_checked_at.map(to_text),
-                monitor.last_up,
-                monitor.next_check_at.map(to_text),
-                monitor.last_slot_at.map(to_text),
-                monitor.last_seq,
-            ])?;
+        {
+            let mut update = txn.prepare_cached(UPDATE_MONITOR)?;
+            for monitor in plan.changed_monitors() {
+                update.execute(params![
+                    monitor.id,
+                    monitor.last_checked_at.map(to_text),
+                    monitor.last_up,
+                    monitor.next_check_at.map(to_text),
+                    monitor.last_slot_at.map(to_text),
+                    monitor.last_seq,
+                ])?;
+            }
         }
+        txn.commit()?;
+        // The rows as they now are in the database (the update wrote every column the plan
+        // changed).
+        self.monitors.extend(
+            plan.monitors
+                .iter()
+                .map(|(&id, monitor)| (id, monitor.clone())),
+        );
+        Ok(plan.written())
     }
-    txn.commit()?;
-    Ok(plan.written())
 }
 
 fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model> {
