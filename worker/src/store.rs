@@ -401,7 +401,7 @@ impl Writer {
     }
 }
 
-/// The monitors of a batch, each once, in id order (the order both backends lock them in).
+/// The monitors of a batch, each once, in id order.
 fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a Pending>) -> Vec<i64> {
     let mut ids: Vec<i64> = batch.into_iter().map(|p| p.monitor_id).collect();
     ids.sort_unstable();

@@ -100,8 +100,9 @@ impl SqliteStore {
         {
             let mut select = txn.prepare_cached(SELECT_MONITOR)?;
             for id in ids {
-                if let Some(monitor) = self.monitors.get(&id) {
-                    found.push(monitor.clone());
+                // Taken out of the cache: the plan holds it, and it goes back once committed.
+                if let Some(monitor) = self.monitors.remove(&id) {
+                    found.push(monitor);
                 } else if let Some(monitor) = select.query_row([id], monitor_from_row).optional()? {
                     found.push(monitor);
                 }
@@ -139,11 +140,7 @@ impl SqliteStore {
         txn.commit()?;
         // The rows as they now are in the database (the update wrote every column the plan
         // changed).
-        self.monitors.extend(
-            plan.monitors
-                .iter()
-                .map(|(&id, monitor)| (id, monitor.clone())),
-        );
+        self.monitors.extend(std::mem::take(&mut plan.monitors));
         Ok(plan.written())
     }
 }
