@@ -165,9 +165,13 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let store_db = match url.backend {
-        Backend::Sqlite => worker::StoreDatabase::Sqlite(db::sqlite_file(&db).await?),
-        Backend::Postgres => worker::StoreDatabase::Pool(db.clone()),
+    let (store_db, reads) = match url.backend {
+        Backend::Sqlite => {
+            let file = db::sqlite_file(&db).await?;
+            let reads = worker::SqliteReads::new(&file, settings.db_max_connections as usize);
+            (worker::StoreDatabase::Sqlite(file), Some(reads))
+        }
+        Backend::Postgres => (worker::StoreDatabase::Pool(db.clone()), None),
     };
     let (engine, notifier, tasks) = worker::Engine::start(db.clone(), store_db, &engine_config)?;
     tracing::info!(
@@ -179,7 +183,7 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let served = match listener {
         Some(listener) => {
             let local = listener.local_addr().context("listener has no address")?;
-            let state = api::AppState::new(db.clone(), engine, notifier, shutdown.clone());
+            let state = api::AppState::new(db.clone(), reads, engine, notifier, shutdown.clone());
             tracing::info!("listening on http://{local}");
             let server_shutdown = shutdown.clone();
             api::serve(

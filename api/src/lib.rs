@@ -13,7 +13,7 @@ use axum::{routing::get, Router};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use worker::{Engine, ScheduleNotifier};
+use worker::{Engine, ScheduleNotifier, SqliteReads};
 
 use crate::{graphql::AppSchema, service::MonitorService};
 
@@ -29,15 +29,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over a database; `engine` runs and publishes checks, `schedule` hears about
-    /// monitor changes, `shutdown` ends live streams.
+    /// State over a database; `reads` serves the hot reads on SQLite, `engine` runs and
+    /// publishes checks, `schedule` hears about monitor changes, `shutdown` ends live streams.
     pub fn new(
         db: DatabaseConnection,
+        reads: Option<SqliteReads>,
         engine: Engine,
         schedule: ScheduleNotifier,
         shutdown: CancellationToken,
     ) -> Self {
-        let monitors = MonitorService::new(db, engine, schedule);
+        let monitors = MonitorService::new(db, reads, engine, schedule);
         let schema = graphql::build_schema(monitors.clone(), shutdown.clone());
         Self {
             monitors,

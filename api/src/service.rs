@@ -4,12 +4,11 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Select, Statement,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
-use worker::{CheckRecord, CheckStatus, Engine, RunCheckError, ScheduleNotifier};
+use worker::{CheckRecord, CheckStatus, Engine, RunCheckError, ScheduleNotifier, SqliteReads};
 
 use crate::{
     domain::{MonitorPatch, NewMonitor},
@@ -55,19 +54,41 @@ pub struct Page<T> {
     pub has_next: bool,
 }
 
+impl<T> Page<T> {
+    /// The first `limit` of `rows`, read with one more than that to learn whether more follow.
+    fn of<R>(mut rows: Vec<R>, limit: u64, item: impl FnMut(R) -> T) -> Self {
+        let has_next = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        Self {
+            items: rows.into_iter().map(item).collect(),
+            has_next,
+        }
+    }
+}
+
 /// Monitor operations over one database.
 #[derive(Clone)]
 pub struct MonitorService {
     db: DatabaseConnection,
+    /// On SQLite, the hot reads (pages and single monitors) bypass sqlx (see
+    /// [`worker::sqlite_reads`]); everything else goes through `db`.
+    reads: Option<SqliteReads>,
     engine: Engine,
     schedule: ScheduleNotifier,
 }
 
 impl MonitorService {
     /// A service over `db`; `engine` runs manual checks, `schedule` hears about changes.
-    pub fn new(db: DatabaseConnection, engine: Engine, schedule: ScheduleNotifier) -> Self {
+    /// `reads` serves the hot reads on SQLite.
+    pub fn new(
+        db: DatabaseConnection,
+        reads: Option<SqliteReads>,
+        engine: Engine,
+        schedule: ScheduleNotifier,
+    ) -> Self {
         Self {
             db,
+            reads,
             engine,
             schedule,
         }
@@ -99,6 +120,19 @@ impl MonitorService {
         limit: u64,
         active: Option<bool>,
     ) -> Result<Page<Monitor>, ApiError> {
+        let rows = match &self.reads {
+            Some(reads) => reads.monitors(after, limit + 1, active).await?,
+            None => self.query_monitor_page(after, limit + 1, active).await?,
+        };
+        Ok(Page::of(rows, limit, Monitor::from))
+    }
+
+    async fn query_monitor_page(
+        &self,
+        after: Option<i64>,
+        limit: u64,
+        active: Option<bool>,
+    ) -> Result<Vec<monitor::Model>, DbErr> {
         let mut query = monitor::Entity::find().order_by_asc(monitor::Column::Id);
         if let Some(after) = after {
             query = query.filter(monitor::Column::Id.gt(after));
@@ -106,13 +140,7 @@ impl MonitorService {
         if let Some(active) = active {
             query = query.filter(monitor::Column::Active.eq(active));
         }
-        let mut rows = all_limited(&self.db, query, limit + 1).await?;
-        let has_next = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        Ok(Page {
-            items: rows.into_iter().map(Monitor::from).collect(),
-            has_next,
-        })
+        query.limit(limit).all(&self.db).await
     }
 
     /// How many monitors exist (optionally only active or paused ones).
@@ -126,10 +154,11 @@ impl MonitorService {
 
     /// The monitor with this id, if any.
     pub async fn find(&self, id: i64) -> Result<Option<Monitor>, ApiError> {
-        Ok(monitor::Entity::find_by_id(id)
-            .one(&self.db)
-            .await?
-            .map(Monitor::from))
+        let row = match &self.reads {
+            Some(reads) => reads.monitor(id).await?,
+            None => monitor::Entity::find_by_id(id).one(&self.db).await?,
+        };
+        Ok(row.map(Monitor::from))
     }
 
     /// The monitor with this id, or `NotFound`.
@@ -237,19 +266,26 @@ impl MonitorService {
         before: Option<i64>,
         limit: u64,
     ) -> Result<Page<CheckRecord>, ApiError> {
+        let rows = match &self.reads {
+            Some(reads) => reads.history(monitor_id, before, limit + 1).await?,
+            None => self.query_history(monitor_id, before, limit + 1).await?,
+        };
+        Ok(Page::of(rows, limit, CheckRecord::from))
+    }
+
+    async fn query_history(
+        &self,
+        monitor_id: i64,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<check_result::Model>, DbErr> {
         let mut query = check_result::Entity::find()
             .filter(check_result::Column::MonitorId.eq(monitor_id))
             .order_by_desc(check_result::Column::Seq);
         if let Some(before) = before {
             query = query.filter(check_result::Column::Seq.lt(before));
         }
-        let mut rows = all_limited(&self.db, query, limit + 1).await?;
-        let has_next = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        Ok(Page {
-            items: rows.into_iter().map(CheckRecord::from).collect(),
-            has_next,
-        })
+        query.limit(limit).all(&self.db).await
     }
 
     /// Checks a monitor now; the result is stored and published like a scheduled one.
@@ -279,6 +315,9 @@ impl MonitorService {
 
     /// Whether a monitor with this id exists.
     pub async fn exists(&self, id: i64) -> Result<bool, ApiError> {
+        if self.reads.is_some() {
+            return Ok(self.find(id).await?.is_some());
+        }
         let count = monitor::Entity::find_by_id(id).count(&self.db).await?;
         Ok(count > 0)
     }
@@ -314,29 +353,4 @@ fn next_check_after_patch(
         }
         None => Some(scheduled),
     }
-}
-
-/// The first `limit` rows of `query`.
-///
-/// On SQLite the limit is written into the SQL instead of bound as a parameter. SQLite's
-/// planner reads the value of a bound LIMIT, so binding one marks the prepared statement
-/// expired, and every execution parsed and planned it again: 10 % of the service's CPU at 400
-/// history reads per second. On PostgreSQL the limit stays a parameter, so one prepared
-/// statement serves every page size.
-async fn all_limited<E: EntityTrait>(
-    db: &DatabaseConnection,
-    query: Select<E>,
-    limit: u64,
-) -> Result<Vec<E::Model>, DbErr> {
-    let backend = db.get_database_backend();
-    if backend != DbBackend::Sqlite {
-        return query.limit(limit).all(db).await;
-    }
-    let statement = query.build(backend);
-    let sql = format!("{} LIMIT {limit}", statement.sql);
-    let values = statement.values.map(|values| values.0).unwrap_or_default();
-    E::find()
-        .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
-        .all(db)
-        .await
 }

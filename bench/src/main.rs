@@ -91,7 +91,9 @@
 //!
 //! ## Subcommands
 //!
-//! - `run`: one scenario, as given.
+//! - `run`: one scenario, as given. `--repeat N` runs it N times, each on a fresh service and
+//!   database, and reports the run with the median CPU per check plus every run's figure (on a
+//!   shared VM the CPU a check costs moves by a quarter from one run to the next).
 //! - `quick`: 50 monitors every 1 s, 3 s measured, 2 subscribers, SQLite. For CI: it asserts
 //!   nothing about speed and fails only when the machinery does (nothing stored, nothing
 //!   arrived, a read failed, a subscriber got nothing).
@@ -212,6 +214,10 @@ struct Load {
     /// interval (their slots then bunch up).
     #[arg(long)]
     burst: bool,
+    /// Run the scenario this many times (each on a fresh service and database) and report the
+    /// run with the median CPU per check, with every run's figure beside it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    repeat: u32,
 }
 
 /// Options every scenario takes.
@@ -239,8 +245,8 @@ struct Common {
     /// Read clients during the window.
     #[arg(long, default_value_t = 8)]
     read_clients: usize,
-    /// Read requests per second, all clients together.
-    #[arg(long, default_value_t = 40.0)]
+    /// Read requests per second, all clients together (0: no reads).
+    #[arg(long, default_value_t = 40.0, value_parser = parse_rate)]
     read_rate: f64,
     /// Extra environment for the service, KEY=VALUE (repeatable).
     #[arg(long, value_parser = parse_env)]
@@ -274,6 +280,15 @@ struct Common {
     /// Write no report file.
     #[arg(long, conflicts_with = "report")]
     no_report: bool,
+}
+
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!(
+            "expected a number of requests per second, 0 or more, got `{raw}`"
+        )),
+    }
 }
 
 fn parse_env(raw: &str) -> Result<(String, String), String> {
@@ -342,7 +357,7 @@ async fn command(command: Command) -> anyhow::Result<()> {
             });
             let report = report_path(&common, true);
             let info = RunInfo::now(describe(&env));
-            suite::run_one(&s, &env, report.as_deref(), &info).await?;
+            suite::run_repeated(&s, &env, report.as_deref(), &info, load.repeat as usize).await?;
             Ok(())
         }
         Command::Quick { common } => {

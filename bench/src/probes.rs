@@ -44,8 +44,11 @@ pub async fn reads(
     rate: f64,
     until: Instant,
 ) -> ReadResults {
+    if rate <= 0.0 {
+        return ReadResults::default();
+    }
     let clients = clients.max(1);
-    let period = Duration::from_secs_f64(clients as f64 / rate.max(0.1));
+    let period = Duration::from_secs_f64(clients as f64 / rate);
     let mut tasks = Vec::new();
     for client in 0..clients {
         let (http, base, ids) = (http.clone(), base.clone(), ids.clone());

@@ -79,6 +79,11 @@ impl Results {
         self.stored as f64 / self.duration
     }
 
+    /// Service CPU ms per result stored in the window.
+    pub fn cpu_per_check(&self) -> f64 {
+        self.service_cpu_ms / self.stored.max(1) as f64
+    }
+
     pub fn missed_fraction(&self) -> f64 {
         self.jitter.missed_slots as f64 / self.jitter.expected_slots.max(1) as f64
     }
@@ -205,11 +210,11 @@ impl Results {
             "start lag p50 / p99 / max (own grid)",
             three(&self.jitter.lag_ms),
         );
-        let per_check = self.service_cpu_ms / self.stored.max(1) as f64;
         row(
             "service CPU per stored check",
             format!(
-                "{per_check:.3} ms (service used {:.0}% of one core; {:.1} context switches per check)",
+                "{:.3} ms (service used {:.0}% of one core; {:.1} context switches per check)",
+                self.cpu_per_check(),
                 100.0 * self.service_cpu_ms / (self.duration * 1000.0),
                 self.service_switches as f64 / self.stored.max(1) as f64
             ),
@@ -256,41 +261,52 @@ impl Results {
             let _ = write!(size, "; whole file + WAL {:.0} B/row", per_row(file));
         }
         row("database bytes per stored result", size);
-        for (kind, summary) in READ_KINDS.iter().zip(&self.reads.latency_ms) {
+        if self.read_rate > 0.0 {
+            for (kind, summary) in READ_KINDS.iter().zip(&self.reads.latency_ms) {
+                row(
+                    &format!("{kind} p50 / p99"),
+                    format!(
+                        "{} / {} ({} requests)",
+                        ms(summary.p50),
+                        ms(summary.p99),
+                        summary.count
+                    ),
+                );
+            }
             row(
-                &format!("{kind} p50 / p99"),
+                "reads",
                 format!(
-                    "{} / {} ({} requests)",
-                    ms(summary.p50),
-                    ms(summary.p99),
-                    summary.count
+                    "{} clients, {:.0} requests/s in all, {} failed",
+                    self.read_clients, self.read_rate, self.reads.errors
                 ),
             );
+        } else {
+            row("reads", "none (`--read-rate 0`)".to_owned());
         }
-        row(
-            "reads",
-            format!(
-                "{} clients, {:.0} requests/s in all, {} failed",
-                self.read_clients, self.read_rate, self.reads.errors
-            ),
-        );
-        row(
-            "subscription delay p50 / p99 / max",
-            format!(
-                "{} / {} / {} ({} subscribers {}, fewest events received {}, {} error items)",
-                ms(self.sub_delay_ms.p50),
-                ms(self.sub_delay_ms.p99),
-                ms(self.sub_delay_ms.max),
-                self.subscribers,
-                if self.subscribe_each {
-                    "each to one monitor"
-                } else {
-                    "to every check"
-                },
-                self.sub_received_min,
-                self.sub_errors
-            ),
-        );
+        if self.subscribers > 0 {
+            row(
+                "subscription delay p50 / p99 / max",
+                format!(
+                    "{} / {} / {} ({} subscribers {}, fewest events received {}, {} error items)",
+                    ms(self.sub_delay_ms.p50),
+                    ms(self.sub_delay_ms.p99),
+                    ms(self.sub_delay_ms.max),
+                    self.subscribers,
+                    if self.subscribe_each {
+                        "each to one monitor"
+                    } else {
+                        "to every check"
+                    },
+                    self.sub_received_min,
+                    self.sub_errors
+                ),
+            );
+        } else {
+            row(
+                "subscription delay",
+                "no subscribers (`--subscribers 0`)".to_owned(),
+            );
+        }
         let mut log = format!("{} warnings, {} errors", self.warnings, self.errors);
         for line in self.log_lines.iter().take(3) {
             let line: String = line.chars().take(300).collect();

@@ -18,11 +18,53 @@ pub async fn run_one(
     report_path: Option<&Path>,
     info: &RunInfo,
 ) -> anyhow::Result<Results> {
-    let outcome = scenario::run(scenario, env).await;
+    run_repeated(scenario, env, report_path, info, 1).await
+}
+
+/// Runs one scenario `repeat` times (each on a fresh service and database) and reports the run
+/// with the median CPU per check (the upper of the two middle ones for an even count), with
+/// every run's figure in one more row. On a shared virtual machine the CPU a check costs moves
+/// by a quarter from one run to the next, so one run says little on its own.
+pub async fn run_repeated(
+    scenario: &Scenario,
+    env: &Env,
+    report_path: Option<&Path>,
+    info: &RunInfo,
+    repeat: usize,
+) -> anyhow::Result<Results> {
+    let mut outcome = Ok(Vec::new());
+    for n in 1..=repeat.max(1) {
+        if repeat > 1 {
+            eprintln!("bench: run {n} of {repeat}");
+        }
+        match scenario::run(scenario, env).await {
+            Ok(results) => {
+                if let Ok(runs) = &mut outcome {
+                    runs.push(results);
+                }
+            }
+            Err(err) => {
+                outcome = Err(err.context(format!("run {n} of {repeat}")));
+                break;
+            }
+        }
+    }
+    let outcome = outcome.map(median_run);
     let body = match &outcome {
-        Ok(results) => report::table(&results.rows()),
+        Ok((results, per_run)) => {
+            let mut rows = results.rows();
+            if per_run.len() > 1 {
+                let at = rows
+                    .iter()
+                    .position(|(metric, _)| metric == "service CPU per stored check")
+                    .map_or(rows.len(), |i| i + 1);
+                rows.insert(at, per_run_row(per_run));
+            }
+            report::table(&rows)
+        }
         Err(err) => format!("The run failed: {err:#}\n"),
     };
+    let outcome = outcome.map(|(results, _)| results);
     println!("\n### {}\n\n{body}", scenario.name);
     if let Some(path) = report_path {
         report::write_section(path, &scenario.name, &info.section(&scenario.name, &body))?;
@@ -33,6 +75,31 @@ pub async fn run_one(
         );
     }
     outcome
+}
+
+/// The run with the median CPU per check, and every run's CPU per check in run order.
+fn median_run(mut runs: Vec<Results>) -> (Results, Vec<f64>) {
+    let per_run: Vec<f64> = runs.iter().map(Results::cpu_per_check).collect();
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| per_run[a].total_cmp(&per_run[b]));
+    let median = order[order.len() / 2];
+    (runs.swap_remove(median), per_run)
+}
+
+fn per_run_row(per_run: &[f64]) -> (String, String) {
+    let mut sorted = per_run.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let each: Vec<String> = per_run.iter().map(|ms| format!("{ms:.3}")).collect();
+    (
+        format!("service CPU per stored check, {} runs", per_run.len()),
+        format!(
+            "min {:.3} / median {:.3} / max {:.3} ms; in run order {} ms (this table is the median run)",
+            sorted[0],
+            sorted[sorted.len() / 2],
+            sorted[sorted.len() - 1],
+            each.join(", ")
+        ),
+    )
 }
 
 /// The CI scenario's checks: the machinery worked, whatever the speed.
@@ -47,7 +114,7 @@ pub fn check_quick(results: &Results) -> anyhow::Result<()> {
     if results.reads.errors > 0 {
         problems.push(format!("{} read requests failed", results.reads.errors));
     }
-    if results.reads.latency_ms.iter().any(|s| s.count == 0) {
+    if results.read_rate > 0.0 && results.reads.latency_ms.iter().any(|s| s.count == 0) {
         problems.push("a kind of read request never succeeded".to_owned());
     }
     if results.subscribers > 0 && results.sub_received_min == 0 {

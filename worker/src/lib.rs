@@ -12,6 +12,7 @@ pub mod model;
 mod notify;
 pub mod runtime;
 pub mod scheduler;
+pub mod sqlite_reads;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -30,6 +31,7 @@ pub use events::{CheckEvent, EventBus};
 pub use model::{CheckRecord, CheckStatus};
 pub use notify::ScheduleNotifier;
 pub use scheduler::Scheduler;
+pub use sqlite_reads::SqliteReads;
 pub use store::{ResultStore, StoreDatabase, StoreError};
 
 /// Which scheduler, if any, runs in this process.

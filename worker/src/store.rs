@@ -30,6 +30,8 @@ use crate::{
 mod postgres;
 mod sqlite;
 
+pub(crate) use sqlite::monitor_from_row;
+
 /// Most results written in one transaction.
 pub const MAX_BATCH: usize = 1000;
 /// How long the writer waits for more results after the first of a batch arrives: the most

@@ -145,7 +145,7 @@ impl SqliteStore {
     }
 }
 
-fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model> {
+pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model> {
     Ok(monitor::Model {
         id: row.get(0)?,
         name: row.get(1)?,

@@ -1,0 +1,309 @@
+//! The API's hot reads on SQLite (history pages, monitor pages, one monitor), served by
+//! connections of their own instead of through sqlx.
+//!
+//! Through sqlx a read crossed threads four times: the statement to the connection's thread,
+//! the rows back (through a channel, row by row), then a ping to that thread and its answer
+//! when the connection went back to the pool. On a 2-core VM each crossing is a wake-up of a
+//! sleeping thread, and at 400 reads/s the context switches were a third of the reads' CPU.
+//! Here a read is one task on tokio's blocking pool: it takes an idle connection, steps its
+//! cached statement to the end and hands back the rows, so a read wakes one thread and is
+//! woken once.
+//!
+//! Each statement runs in its own read transaction, so a read sees everything committed
+//! before it started (WAL readers never wait for the writer). The connections are opened with
+//! `query_only`, so a read can never write.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use entity::{check_result, monitor};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Row, ToSql};
+use sea_orm::{DbErr, RuntimeErr};
+use tokio::sync::Semaphore;
+
+use crate::store::monitor_from_row;
+
+/// How long a read waits on a lock (WAL readers take one only while the write-ahead log is
+/// being recovered or reset).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle connections kept for the next reads; more are opened when more reads run at once.
+const IDLE_CONNECTIONS: usize = 4;
+
+const MONITOR_COLUMNS: &str = "id, name, url, timeout_seconds, interval_seconds, active, \
+     created_at, updated_at, last_checked_at, last_up, next_check_at, last_slot_at, last_seq";
+
+const RESULT_COLUMNS: &str =
+    "id, monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error";
+
+/// Reads of one SQLite database file, at most `max_readers` at once. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteReads {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    readers: Arc<Semaphore>,
+}
+
+impl SqliteReads {
+    /// Reads of the (migrated) database at `path`; connections are opened when first needed.
+    pub fn new(path: impl Into<PathBuf>, max_readers: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                path: path.into(),
+                idle: Mutex::new(Vec::new()),
+                readers: Arc::new(Semaphore::new(max_readers.max(1))),
+            }),
+        }
+    }
+
+    /// Up to `limit` results of one monitor, newest first, with a result number below
+    /// `before` when given.
+    pub async fn history(
+        &self,
+        monitor_id: i64,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<check_result::Model>, DbErr> {
+        let mut sql = format!("SELECT {RESULT_COLUMNS} FROM check_results WHERE monitor_id = ?1");
+        if before.is_some() {
+            sql.push_str(" AND seq < ?2");
+        }
+        push_order_and_limit(&mut sql, "seq DESC", limit);
+        self.run(move |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows = match before {
+                Some(before) => statement.query_map([monitor_id, before], result_from_row)?,
+                None => statement.query_map([monitor_id], result_from_row)?,
+            };
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Up to `limit` monitors with ids above `after`, only active or only paused ones when
+    /// `active` says so, in id order.
+    pub async fn monitors(
+        &self,
+        after: Option<i64>,
+        limit: u64,
+        active: Option<bool>,
+    ) -> Result<Vec<monitor::Model>, DbErr> {
+        let mut sql = format!("SELECT {MONITOR_COLUMNS} FROM monitors");
+        let mut conditions = Vec::new();
+        if after.is_some() {
+            conditions.push("id > ?1");
+        }
+        if active.is_some() {
+            conditions.push("active = ?2");
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        push_order_and_limit(&mut sql, "id", limit);
+        self.run(move |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            // Numbered parameters: the ones the SQL does not name are left unbound.
+            let mut rows = Vec::new();
+            let mut bound = Vec::<(usize, &dyn ToSql)>::new();
+            if let Some(after) = &after {
+                bound.push((1, after));
+            }
+            if let Some(active) = &active {
+                bound.push((2, active));
+            }
+            for (index, value) in bound {
+                statement.raw_bind_parameter(index, value)?;
+            }
+            let mut cursor = statement.raw_query();
+            while let Some(row) = cursor.next()? {
+                rows.push(monitor_from_row(row)?);
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// The monitor with this id, if any.
+    pub async fn monitor(&self, id: i64) -> Result<Option<monitor::Model>, DbErr> {
+        self.run(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {MONITOR_COLUMNS} FROM monitors WHERE id = ?1"
+            ))?;
+            let mut rows = statement.query_map([id], monitor_from_row)?;
+            rows.next().transpose()
+        })
+        .await
+    }
+
+    /// Runs `read` on an idle connection (or a new one) on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, DbErr> {
+        // Held by the blocking task, not by this future: a client that goes away cannot let
+        // more reads run than allowed.
+        let permit = self
+            .inner
+            .readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DbErr::Custom("the SQLite readers are closed".into()))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = inner.connection()?;
+            let result = read(&conn).map_err(to_db_err);
+            inner.put_back(conn);
+            result
+        })
+        .await
+        .map_err(|err| DbErr::Custom(format!("a SQLite read did not finish: {err}")))?
+    }
+}
+
+impl Inner {
+    fn connection(&self) -> Result<Connection, DbErr> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open(&self.path).map_err(|err| {
+                DbErr::Conn(RuntimeErr::Internal(format!(
+                    "cannot open the SQLite database for reading: {err}"
+                )))
+            }),
+        }
+    }
+
+    fn put_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+    }
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+/// The LIMIT is written into the SQL, not bound: SQLite's planner reads a bound LIMIT's value,
+/// so a cached statement with a bound LIMIT is parsed and planned again at every execution.
+fn push_order_and_limit(sql: &mut String, order: &str, limit: u64) {
+    sql.push_str(" ORDER BY ");
+    sql.push_str(order);
+    sql.push_str(" LIMIT ");
+    sql.push_str(&limit.to_string());
+}
+
+fn result_from_row(row: &Row<'_>) -> rusqlite::Result<check_result::Model> {
+    Ok(check_result::Model {
+        id: row.get(0)?,
+        monitor_id: row.get(1)?,
+        seq: row.get(2)?,
+        checked_at_ms: row.get(3)?,
+        up: row.get(4)?,
+        status_code: row.get(5)?,
+        response_time_ms: row.get(6)?,
+        error: row.get(7)?,
+    })
+}
+
+/// A busy or unreadable database is "unavailable" to clients; anything else is internal.
+fn to_db_err(err: rusqlite::Error) -> DbErr {
+    let unavailable = matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen)
+    );
+    let message = format!("SQLite read failed: {err}");
+    if unavailable {
+        DbErr::Conn(RuntimeErr::Internal(message))
+    } else {
+        DbErr::Custom(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = "CREATE TABLE check_results (id INTEGER PRIMARY KEY, \
+         checked_at_ms integer NOT NULL, monitor_id integer NOT NULL, \
+         response_time_ms integer NOT NULL, status_code integer, up boolean NOT NULL, \
+         error text, seq integer NOT NULL)";
+
+    fn database() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        for seq in 1..=5 {
+            conn.execute(
+                "INSERT INTO check_results (checked_at_ms, monitor_id, response_time_ms, \
+                 status_code, up, error, seq) VALUES (?1, 7, 3, 200, 1, NULL, ?2)",
+                [1_000 * seq, seq],
+            )
+            .unwrap();
+        }
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn history_pages_go_newest_first_and_continue_below_a_result_number() {
+        let (_dir, path) = database();
+        let reads = SqliteReads::new(&path, 2);
+        let seqs = |rows: Vec<check_result::Model>| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(reads.history(7, None, 2).await.unwrap()), [5, 4]);
+        assert_eq!(
+            seqs(reads.history(7, Some(4), 10).await.unwrap()),
+            [3, 2, 1]
+        );
+        assert!(reads.history(8, None, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_database_that_cannot_be_opened_is_unavailable_and_a_broken_one_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = SqliteReads::new(dir.path().join("no/such.db"), 2);
+        assert!(matches!(
+            missing.history(1, None, 50).await,
+            Err(DbErr::Conn(_))
+        ));
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![7u8; 8192]).unwrap();
+        let broken = SqliteReads::new(&garbage, 2);
+        assert!(matches!(
+            broken.monitor(1).await,
+            Err(DbErr::Custom(message)) if message.contains("not a database")
+        ));
+    }
+
+    #[test]
+    fn a_read_connection_cannot_write() {
+        let (_dir, path) = database();
+        let conn = open(&path).unwrap();
+        let err = conn
+            .execute("DELETE FROM check_results", [])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("readonly"), "{err}");
+    }
+}
