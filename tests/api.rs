@@ -376,6 +376,18 @@ async fn graphql_crud_round_trip_works(backend: Backend) {
         paused["data"]["monitors"]["nodes"],
         json!([{"name": "m0"}, {"name": "m2"}])
     );
+    // Both filters at once: paused monitors after the first one.
+    let paused_after = app
+        .graphql(
+            "query($after: String) { monitors(active: false, after: $after) { nodes { name } pageInfo { hasNextPage } } }",
+            json!({"after": ids[0]}),
+        )
+        .await;
+    assert_eq!(
+        paused_after["data"]["monitors"],
+        json!({"nodes": [{"name": "m2"}], "pageInfo": {"hasNextPage": false}}),
+        "{paused_after}"
+    );
 
     // Partial update changes only what is given.
     let update = format!("mutation($id: ID!, $input: UpdateMonitorInput!) {{ updateMonitor(id: $id, input: $input) {{ {MONITOR_FIELDS} }} }}");

@@ -315,8 +315,8 @@ impl MonitorService {
 
     /// Whether a monitor with this id exists.
     pub async fn exists(&self, id: i64) -> Result<bool, ApiError> {
-        if self.reads.is_some() {
-            return Ok(self.find(id).await?.is_some());
+        if let Some(reads) = &self.reads {
+            return Ok(reads.monitor_exists(id).await?);
         }
         let count = monitor::Entity::find_by_id(id).count(&self.db).await?;
         Ok(count > 0)

@@ -284,9 +284,9 @@ struct Common {
 
 fn parse_rate(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        Ok(rate) if rate == 0.0 || (0.01..=100_000.0).contains(&rate) => Ok(rate),
         _ => Err(format!(
-            "expected a number of requests per second, 0 or more, got `{raw}`"
+            "expected requests per second: 0 (no reads) or 0.01 to 100000, got `{raw}`"
         )),
     }
 }

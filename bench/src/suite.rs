@@ -43,8 +43,12 @@ pub async fn run_repeated(
                     runs.push(results);
                 }
             }
-            Err(err) => {
+            Err(err) if repeat > 1 => {
                 outcome = Err(err.context(format!("run {n} of {repeat}")));
+                break;
+            }
+            Err(err) => {
+                outcome = Err(err);
                 break;
             }
         }

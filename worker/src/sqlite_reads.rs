@@ -20,7 +20,7 @@ use std::{
 };
 
 use entity::{check_result, monitor};
-use rusqlite::{Connection, ErrorCode, OpenFlags, Row, ToSql};
+use rusqlite::{params_from_iter, types::Value, Connection, ErrorCode, OpenFlags, Row};
 use sea_orm::{DbErr, RuntimeErr};
 use tokio::sync::Semaphore;
 
@@ -29,9 +29,6 @@ use crate::store::monitor_from_row;
 /// How long a read waits on a lock (WAL readers take one only while the write-ahead log is
 /// being recovered or reset).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Idle connections kept for the next reads; more are opened when more reads run at once.
-const IDLE_CONNECTIONS: usize = 4;
 
 const MONITOR_COLUMNS: &str = "id, name, url, timeout_seconds, interval_seconds, active, \
      created_at, updated_at, last_checked_at, last_up, next_check_at, last_slot_at, last_seq";
@@ -47,12 +44,14 @@ pub struct SqliteReads {
 
 struct Inner {
     path: PathBuf,
+    /// Connections not in use (at most `max_readers`, opened as reads first need them).
     idle: Mutex<Vec<Connection>>,
     readers: Arc<Semaphore>,
 }
 
 impl SqliteReads {
-    /// Reads of the (migrated) database at `path`; connections are opened when first needed.
+    /// Reads of the (migrated) database at `path`, at most `max_readers` at once, each on a
+    /// connection of its own; connections are opened when first needed and then kept.
     pub fn new(path: impl Into<PathBuf>, max_readers: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -98,10 +97,10 @@ impl SqliteReads {
         let mut sql = format!("SELECT {MONITOR_COLUMNS} FROM monitors");
         let mut conditions = Vec::new();
         if after.is_some() {
-            conditions.push("id > ?1");
+            conditions.push("id > ?");
         }
         if active.is_some() {
-            conditions.push("active = ?2");
+            conditions.push("active = ?");
         }
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
@@ -109,24 +108,13 @@ impl SqliteReads {
         }
         push_order_and_limit(&mut sql, "id", limit);
         self.run(move |conn| {
-            let mut statement = conn.prepare_cached(&sql)?;
-            // Numbered parameters: the ones the SQL does not name are left unbound.
-            let mut rows = Vec::new();
-            let mut bound = Vec::<(usize, &dyn ToSql)>::new();
-            if let Some(after) = &after {
-                bound.push((1, after));
-            }
-            if let Some(active) = &active {
-                bound.push((2, active));
-            }
-            for (index, value) in bound {
-                statement.raw_bind_parameter(index, value)?;
-            }
-            let mut cursor = statement.raw_query();
-            while let Some(row) = cursor.next()? {
-                rows.push(monitor_from_row(row)?);
-            }
-            Ok(rows)
+            let values = after
+                .map(Value::Integer)
+                .into_iter()
+                .chain(active.map(|active| Value::Integer(i64::from(active))));
+            conn.prepare_cached(&sql)?
+                .query_map(params_from_iter(values), monitor_from_row)?
+                .collect()
         })
         .await
     }
@@ -139,6 +127,15 @@ impl SqliteReads {
             ))?;
             let mut rows = statement.query_map([id], monitor_from_row)?;
             rows.next().transpose()
+        })
+        .await
+    }
+
+    /// Whether a monitor with this id exists.
+    pub async fn monitor_exists(&self, id: i64) -> Result<bool, DbErr> {
+        self.run(move |conn| {
+            conn.prepare_cached("SELECT 1 FROM monitors WHERE id = ?1")?
+                .exists([id])
         })
         .await
     }
@@ -187,11 +184,14 @@ impl Inner {
         }
     }
 
+    /// A connection goes back after every read, failed or not: a statement is reset when its
+    /// rows are dropped, and no read opens a transaction. (The readers' permits bound how many
+    /// connections exist.)
     fn put_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE_CONNECTIONS {
-            idle.push(conn);
-        }
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
     }
 }
 
