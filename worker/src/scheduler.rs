@@ -135,6 +135,15 @@ impl CheckRunner for LocalRunner {
 /// too.
 pub(crate) const WAKE_COALESCE: Duration = Duration::from_millis(20);
 
+/// How far ahead of the last wake-up the scheduler keeps a second timer armed, shorter than
+/// any check's timeout (whole seconds). tokio's time driver wakes its own thread (a write to
+/// its eventfd, then one more epoll round) for every timer registered while no other timer is
+/// pending (tokio 1.54, `runtime/time/mod.rs`, `reregister`), and once the scheduler's wake-up
+/// has fired nothing else is pending between ticks: each check's timeout did that, about one
+/// system call per check. With this timer pending, a timeout registers later than the
+/// driver's next wake-up and needs no wake.
+const TIMER_GUARD: Duration = Duration::from_millis(500);
+
 /// Longest window over which overdue monitors are spread at start.
 const MAX_START_SPREAD: Duration = Duration::from_secs(60);
 
@@ -267,6 +276,8 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         // round.
         let wake = tokio::time::sleep_until(now);
         tokio::pin!(wake);
+        let guard = tokio::time::sleep_until(now + TIMER_GUARD);
+        tokio::pin!(guard);
         loop {
             // Wake at most once per WAKE_COALESCE: at a steady rate the checks due within it
             // start together, sharing one wake-up of the runtime and its epoll rounds.
@@ -284,8 +295,13 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 // Due checks before changes: a stream of edits must never stall the schedule.
                 _ = &mut wake, if next_due.is_some() => {
                     last_fire = Instant::now();
+                    // Moved on before the checks start, so it is pending when they register
+                    // their timeouts.
+                    guard.as_mut().reset(last_fire + TIMER_GUARD);
                     self.fire_due(&tracker);
                 }
+                // Nothing was due for a while; it waits for the next wake-up to be armed again.
+                _ = &mut guard, if !guard.is_elapsed() => {}
                 received = changes.recv_many(&mut changed, 1024) => {
                     if received == 0 {
                         // Nobody can report changes any more; keep running the schedule.
