@@ -43,12 +43,12 @@ pub async fn run_repeated(
                     runs.push(results);
                 }
             }
-            Err(err) if repeat > 1 => {
-                outcome = Err(err.context(format!("run {n} of {repeat}")));
-                break;
-            }
             Err(err) => {
-                outcome = Err(err);
+                outcome = Err(if repeat > 1 {
+                    err.context(format!("run {n} of {repeat}"))
+                } else {
+                    err
+                });
                 break;
             }
         }

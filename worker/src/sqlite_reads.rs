@@ -24,14 +24,11 @@ use rusqlite::{params_from_iter, types::Value, Connection, ErrorCode, OpenFlags,
 use sea_orm::{DbErr, RuntimeErr};
 use tokio::sync::Semaphore;
 
-use crate::store::monitor_from_row;
+use crate::store::{monitor_from_row, MONITOR_COLUMNS, SELECT_MONITOR};
 
 /// How long a read waits on a lock (WAL readers take one only while the write-ahead log is
 /// being recovered or reset).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-const MONITOR_COLUMNS: &str = "id, name, url, timeout_seconds, interval_seconds, active, \
-     created_at, updated_at, last_checked_at, last_up, next_check_at, last_slot_at, last_seq";
 
 const RESULT_COLUMNS: &str =
     "id, monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error";
@@ -122,9 +119,7 @@ impl SqliteReads {
     /// The monitor with this id, if any.
     pub async fn monitor(&self, id: i64) -> Result<Option<monitor::Model>, DbErr> {
         self.run(move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {MONITOR_COLUMNS} FROM monitors WHERE id = ?1"
-            ))?;
+            let mut statement = conn.prepare_cached(SELECT_MONITOR)?;
             let mut rows = statement.query_map([id], monitor_from_row)?;
             rows.next().transpose()
         })

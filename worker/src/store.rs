@@ -30,7 +30,7 @@ use crate::{
 mod postgres;
 mod sqlite;
 
-pub(crate) use sqlite::monitor_from_row;
+pub(crate) use sqlite::{monitor_from_row, MONITOR_COLUMNS, SELECT_MONITOR};
 
 /// Most results written in one transaction.
 pub const MAX_BATCH: usize = 1000;

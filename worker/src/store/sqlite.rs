@@ -25,9 +25,23 @@ use super::{monitor_ids, Pending, Plan, Written};
 /// How long a batch waits for another connection's write lock before "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const SELECT_MONITOR: &str = "SELECT id, name, url, timeout_seconds, interval_seconds, active, \
-     created_at, updated_at, last_checked_at, last_up, next_check_at, last_slot_at, last_seq \
-     FROM monitors WHERE id = ?1";
+/// The column list, written once for the two constants below (`concat!` takes literals only).
+macro_rules! monitor_columns {
+    () => {
+        "id, name, url, timeout_seconds, interval_seconds, active, created_at, updated_at, \
+         last_checked_at, last_up, next_check_at, last_slot_at, last_seq"
+    };
+}
+
+/// The monitors' columns in the order [`monitor_from_row`] reads them.
+pub(crate) const MONITOR_COLUMNS: &str = monitor_columns!();
+
+/// One monitor by id, decoded by [`monitor_from_row`].
+pub(crate) const SELECT_MONITOR: &str = concat!(
+    "SELECT ",
+    monitor_columns!(),
+    " FROM monitors WHERE id = ?1"
+);
 
 const INSERT_RESULT: &str = "INSERT INTO check_results \
      (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error) \
