@@ -9,20 +9,8 @@
 //!
 //! Dates are written as sqlx writes them (RFC 3339, `+00:00`), so columns written by either
 //! compare and sort alike.
-//!
-//! Checkpoints (copying the write-ahead log back into the database file, with two fsyncs) run
-//! on a thread and connection of their own, not inside the store's commits. SQLite's automatic
-//! checkpoint runs in the `COMMIT` that takes the log past 1,000 pages, so that batch, and every
-//! result queued behind it, waited for the copy and the fsyncs: at 100,000 monitors (each result
-//! dirties two or three pages of its own) that was four or five times a second, and the
-//! live subscribers' p99 delay rose to the checkpoint's length once batches grew.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::mpsc::{self, SyncSender, TrySendError},
-    time::Duration,
-};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use entity::monitor;
@@ -36,12 +24,6 @@ use super::{monitor_ids, Pending, Plan, Written};
 
 /// How long a batch waits for another connection's write lock before "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Results stored between two checkpoints. A result dirties one to three pages (its monitor's
-/// row, the next-due index, the result's leaf), so the log holds at most a few thousand pages,
-/// near SQLite's own 1,000-page threshold at 100,000 monitors and fewer fsyncs at small
-/// counts, where a batch's pages repeat.
-const CHECKPOINT_EVERY: usize = 1_000;
 
 /// The column list, written once for the two constants below (`concat!` takes literals only).
 macro_rules! monitor_columns {
@@ -80,10 +62,6 @@ pub(super) struct SqliteStore {
     monitors: HashMap<i64, monitor::Model>,
     /// `PRAGMA data_version` when `monitors` was last known exact.
     data_version: Option<i64>,
-    /// Asks the checkpoint thread for a checkpoint; `None` when SQLite checkpoints itself.
-    checkpoints: Option<SyncSender<()>>,
-    /// Results committed since the last checkpoint was asked for.
-    since_checkpoint: usize,
 }
 
 impl SqliteStore {
@@ -98,23 +76,10 @@ impl SqliteStore {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let checkpoints = match Checkpointer::start(path) {
-            Ok(checkpoints) => {
-                // This connection's commits no longer checkpoint; the thread does.
-                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-                Some(checkpoints)
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "no checkpoint thread; SQLite checkpoints in the store's commits");
-                None
-            }
-        };
         Ok(Self {
             conn,
             monitors: HashMap::new(),
             data_version: None,
-            checkpoints,
-            since_checkpoint: 0,
         })
     }
 
@@ -123,37 +88,12 @@ impl SqliteStore {
     /// transaction is rolled back (when it is dropped) and nothing of the batch is written.
     pub(super) fn write(&mut self, batch: &[&Pending]) -> rusqlite::Result<Vec<Written>> {
         let result = self.write_inner(batch);
-        match &result {
-            Ok(_) => self.committed(batch.len()),
-            Err(_) => {
-                // What the cache holds may be ahead of a rolled-back transaction.
-                self.monitors.clear();
-                self.data_version = None;
-            }
+        if result.is_err() {
+            // What the cache holds may be ahead of a rolled-back transaction.
+            self.monitors.clear();
+            self.data_version = None;
         }
         result
-    }
-
-    /// Asks for a checkpoint once enough results went into the log since the last one.
-    fn committed(&mut self, results: usize) {
-        self.since_checkpoint += results;
-        if self.since_checkpoint < CHECKPOINT_EVERY {
-            return;
-        }
-        self.since_checkpoint = 0;
-        if let Some(checkpoints) = &self.checkpoints {
-            match checkpoints.try_send(()) {
-                // Full: one is asked for already and covers these pages too.
-                Ok(()) | Err(TrySendError::Full(())) => {}
-                Err(TrySendError::Disconnected(())) => {
-                    tracing::warn!("the checkpoint thread has stopped; SQLite checkpoints in the store's commits again");
-                    self.checkpoints = None;
-                    if let Err(err) = self.conn.pragma_update(None, "wal_autocheckpoint", 1000) {
-                        tracing::warn!(error = %err, "cannot turn SQLite's automatic checkpoints back on");
-                    }
-                }
-            }
-        }
     }
 
     fn write_inner(&mut self, batch: &[&Pending]) -> rusqlite::Result<Vec<Written>> {
@@ -217,40 +157,6 @@ impl SqliteStore {
         self.monitors.extend(std::mem::take(&mut plan.monitors));
         Ok(plan.written())
     }
-}
-
-/// The thread that checkpoints the store's log, on a connection of its own.
-struct Checkpointer;
-
-impl Checkpointer {
-    /// Opens the checkpoint connection and starts its thread; it runs a checkpoint whenever
-    /// asked through the returned sender, and ends when the sender is dropped.
-    fn start(path: &Path) -> anyhow::Result<SyncSender<()>> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        let (asks, asked) = mpsc::sync_channel::<()>(1);
-        let path: PathBuf = path.to_owned();
-        std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || {
-                while asked.recv().is_ok() {
-                    if let Err(err) = checkpoint(&conn) {
-                        tracing::warn!(path = %path.display(), error = %err, "SQLite checkpoint failed; the next one retries");
-                    }
-                }
-            })?;
-        Ok(asks)
-    }
-}
-
-/// Copies what it can of the log into the database file without waiting for the writer or
-/// readers (`PASSIVE`): frames a reader still needs stay for the next round, and the writer
-/// starts the log over once everything in it is copied.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
 
 pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model> {
@@ -317,50 +223,9 @@ fn to_text(at: DateTime<Utc>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use chrono::Timelike;
 
     use super::*;
-
-    #[test]
-    fn the_log_is_checkpointed_by_its_own_thread_not_in_the_stores_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        Connection::open(&path).unwrap();
-        let mut store = SqliteStore::open(&path).unwrap();
-        let db_bytes = || std::fs::metadata(&path).unwrap().len();
-        store
-            .conn
-            .execute_batch("CREATE TABLE blobs (b BLOB)")
-            .unwrap();
-        // 1,200 commits of a page each: past the 1,000 pages at which SQLite's own
-        // checkpoint would have copied the log into the database file.
-        for _ in 0..1_200 {
-            store
-                .conn
-                .execute("INSERT INTO blobs VALUES (zeroblob(4000))", [])
-                .unwrap();
-        }
-        assert!(
-            db_bytes() < 100_000,
-            "checkpointed in a commit: {}",
-            db_bytes()
-        );
-        store.committed(CHECKPOINT_EVERY - 1);
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(db_bytes() < 100_000, "checkpointed before it was due");
-        store.committed(1);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while db_bytes() < 1_200 * 4_000 {
-            assert!(
-                Instant::now() < deadline,
-                "no checkpoint: {} bytes",
-                db_bytes()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 
     #[test]
     fn dates_are_written_as_sqlx_writes_them_and_read_back() {
