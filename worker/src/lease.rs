@@ -26,8 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::amqp::{JobMessage, Publisher};
 
 /// Shortest time between the starts of two rounds (unless the last one claimed a full batch).
-/// The in-process scheduler wakes at most every 50 ms; this stays at the 20 ms the
-/// distributed figures of BENCHMARKS.md were measured with.
+/// Each round is two queries and a publish; slots due within the gap share one.
 pub const ROUND_GAP: Duration = Duration::from_millis(20);
 /// Longest sleep between two rounds.
 pub const MAX_SLEEP: Duration = Duration::from_secs(2);
