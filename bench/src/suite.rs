@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 
 use crate::{
     database::Backend,
@@ -32,28 +32,23 @@ pub async fn run_repeated(
     info: &RunInfo,
     repeat: usize,
 ) -> anyhow::Result<Results> {
-    let mut outcome = Ok(Vec::new());
-    for n in 1..=repeat.max(1) {
-        if repeat > 1 {
-            eprintln!("bench: run {n} of {repeat}");
-        }
-        match scenario::run(scenario, env).await {
-            Ok(results) => {
-                if let Ok(runs) = &mut outcome {
-                    runs.push(results);
-                }
+    let outcome = async {
+        let mut runs = Vec::new();
+        for n in 1..=repeat.max(1) {
+            if repeat > 1 {
+                eprintln!("bench: run {n} of {repeat}");
             }
-            Err(err) => {
-                outcome = Err(if repeat > 1 {
-                    err.context(format!("run {n} of {repeat}"))
-                } else {
-                    err
-                });
-                break;
-            }
+            let results = scenario::run(scenario, env).await;
+            runs.push(if repeat > 1 {
+                results.with_context(|| format!("run {n} of {repeat}"))?
+            } else {
+                results?
+            });
         }
+        anyhow::Ok(runs)
     }
-    let outcome = outcome.map(median_run);
+    .await
+    .map(median_run);
     let body = match &outcome {
         Ok((results, per_run)) => {
             let mut rows = results.rows();
