@@ -124,6 +124,13 @@ pub struct Settings {
     #[arg(long, env = "CHECK_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256), global = true)]
     pub check_threads: u32,
 
+    /// Worker threads of the runtime that serves the API (and the database pool and, on
+    /// PostgreSQL, the result store). 0: half the CPU cores (at least one) when this process
+    /// also runs checks on threads of their own (`serve` without RABBITMQ_URL), every core
+    /// otherwise.
+    #[arg(long, env = "API_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256), global = true)]
+    pub api_threads: u32,
+
     /// RabbitMQ URL (amqp://USER:PASSWORD@HOST:5672/%2f). When set, check jobs and events
     /// travel through RabbitMQ (distributed mode); when unset, through in-process channels.
     #[arg(long, env = "RABBITMQ_URL", global = true, hide_env_values = true)]

@@ -489,6 +489,28 @@ async fn graphql_bad_input_gets_bad_user_input_and_stores_nothing(backend: Backe
             "{query}: {answer}"
         );
     }
+    // Parsed queries are cached by their text; a query that does not parse is never cached,
+    // and a cached one is still checked against each request's variables (the cases above
+    // all sent one query text).
+    for _ in 0..2 {
+        let broken = app
+            .graphql("{ monitors(first: 1) { nodes { id }", json!({}))
+            .await;
+        assert_eq!(
+            broken["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{broken}"
+        );
+        let page = "query($first: Int) { monitors(first: $first) { nodes { id } } }";
+        let answer = app.graphql(page, json!({"first": 1})).await;
+        assert_eq!(answer["data"]["monitors"]["nodes"], json!([]), "{answer}");
+        for first in [json!("1"), json!(-1)] {
+            let answer = app.graphql(page, json!({ "first": first })).await;
+            assert_eq!(
+                answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+                "{first}: {answer}"
+            );
+        }
+    }
     let not_found = app
         .graphql(
             "mutation { updateMonitor(id: \"77\", input: { name: \"x\" }) { id } }",

@@ -24,6 +24,8 @@ pub struct AppState {
     pub monitors: MonitorService,
     /// The GraphQL schema, holding the same service.
     pub schema: AppSchema,
+    /// Parsed GraphQL queries, by their text.
+    pub documents: graphql::DocumentCache,
     /// Cancelled at shutdown: live streams (subscriptions, `/ws`) end cleanly.
     pub shutdown: CancellationToken,
 }
@@ -43,6 +45,7 @@ impl AppState {
         Self {
             monitors,
             schema,
+            documents: graphql::DocumentCache::default(),
             shutdown,
         }
     }

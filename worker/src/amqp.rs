@@ -76,7 +76,7 @@ impl From<&Job> for JobMessage {
     fn from(job: &Job) -> Self {
         Self {
             monitor_id: job.monitor_id,
-            url: job.url.to_string(),
+            url: job.url.as_str().to_owned(),
             timeout_ms: u64::try_from(job.timeout.as_millis()).unwrap_or(u64::MAX),
             due: job.slot.due,
             next: job.slot.next,

@@ -29,7 +29,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    checker::Checker,
+    checker::{CheckUrl, Checker},
     runtime::shard_of,
     store::{ResultStore, Slot},
 };
@@ -98,7 +98,7 @@ impl MonitorSource for DatabaseConnection {
 #[derive(Debug, Clone)]
 pub struct Job {
     pub monitor_id: i64,
-    pub url: Arc<str>,
+    pub url: CheckUrl,
     pub timeout: Duration,
     /// The slot this check is for.
     pub slot: Slot,
@@ -119,7 +119,7 @@ pub struct LocalRunner {
 
 impl CheckRunner for LocalRunner {
     async fn run(&self, job: Job) {
-        let outcome = self.checker.check(&job.url, job.timeout).await;
+        let outcome = self.checker.check_url(&job.url, job.timeout).await;
         self.store
             .submit(job.monitor_id, outcome, Some(job.slot))
             .await;
@@ -155,7 +155,7 @@ const MAX_START_SPREAD: Duration = Duration::from_secs(60);
 /// What the scheduler needs to know about one monitor.
 #[derive(Debug, Clone)]
 struct Scheduled {
-    url: Arc<str>,
+    url: CheckUrl,
     timeout: Duration,
     interval: Duration,
     /// The due time of the queued slot, on the scheduler's clock.
@@ -286,10 +286,9 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         loop {
             // Wake at most once per WAKE_COALESCE: at a steady rate the checks due within it
             // start together, sharing one wake-up of the runtime and its epoll rounds.
-            let next_due = self
-                .queue
-                .peek()
-                .map(|Reverse((due, _, _))| (*due).max(last_fire + WAKE_COALESCE));
+            let next_due = self.queue.peek().map(|Reverse((due, _, _))| {
+                on_wake_grid((*due).max(last_fire + Duration::from_nanos(1)))
+            });
             // After firing, the next wake-up is always later than the one that fired.
             if let Some(at) = next_due.filter(|&at| at != wake.deadline()) {
                 wake.as_mut().reset(at);
@@ -377,7 +376,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
     fn insert(&mut self, row: &monitor::Model, due: Instant) {
         self.next_generation += 1;
         let scheduled = Scheduled {
-            url: Arc::from(row.url.as_str()),
+            url: CheckUrl::new(&row.url),
             timeout: Duration::from_secs(row.timeout_seconds.max(1) as u64),
             interval: interval_of(row),
             due,
@@ -439,6 +438,19 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             });
         }
     }
+}
+
+/// The first point at or after `at` of a grid of [`WAKE_COALESCE`] steps shared by every
+/// scheduler of this process.
+fn on_wake_grid(at: Instant) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let Some(since) = at.checked_duration_since(epoch) else {
+        return at;
+    };
+    let step = WAKE_COALESCE.as_nanos();
+    let steps = since.as_nanos().div_ceil(step);
+    epoch + Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))
 }
 
 /// The first slot of the grid `due + k * interval` (k >= 1) that lies after `now`.

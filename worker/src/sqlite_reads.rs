@@ -150,15 +150,11 @@ impl SqliteReads {
             .await
             .map_err(|_| DbErr::Custom("the SQLite readers are closed".into()))?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let conn = inner.connection()?;
-            let result = read(&conn).map_err(to_db_err);
-            inner.put_back(conn);
-            result
-        })
-        .await
-        .map_err(|err| DbErr::Custom(format!("a SQLite read did not finish: {err}")))?
+        let _permit = permit;
+        let conn = inner.connection()?;
+        let result = read(&conn).map_err(to_db_err);
+        inner.put_back(conn);
+        result
     }
 }
 

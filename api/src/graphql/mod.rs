@@ -10,6 +10,9 @@ mod types;
 use async_graphql::http::{
     WebSocket as GraphQLSession, WebSocketProtocols, WsMessage, ALL_WEBSOCKET_PROTOCOLS,
 };
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::ParseRequestError;
 use async_graphql::{Schema, ID};
 use async_graphql_axum::{rejection::GraphQLRejection, GraphQLRequest, GraphQLResponse};
@@ -24,6 +27,7 @@ use axum::{
 };
 
 use futures_util::{SinkExt, StreamExt};
+use hashlink::LruCache;
 
 pub use mutation::Mutation;
 pub use query::Query;
@@ -143,7 +147,9 @@ pub async fn graphql_handler(
         Ok(request) => request,
         Err(GraphQLRejection(err)) => return request_error(err),
     };
-    let mut response = state.schema.execute(request.into_inner()).await;
+    let mut request = request.into_inner();
+    state.documents.prepare(&mut request);
+    let mut response = state.schema.execute(request).await;
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
@@ -151,6 +157,49 @@ pub async fn graphql_handler(
         }
     }
     GraphQLResponse::from(response).into_response()
+}
+
+/// Most query documents kept parsed.
+const CACHED_DOCUMENTS: usize = 256;
+/// Longest query text kept parsed, in bytes.
+const MAX_CACHED_QUERY: usize = 4 * 1024;
+
+/// Parsed query documents of `POST /graphql`, by query text, least recently used dropped
+/// first. Clients send the same few queries again and again (a dashboard polls with one), and
+/// async-graphql's parser is a tenth of such a read's CPU; a cached document is cloned
+/// instead. The checks that depend on more than the text (depth, complexity with the
+/// request's variables, the rest of validation) run for every request as before.
+#[derive(Clone)]
+pub struct DocumentCache(Arc<Mutex<LruCache<String, ExecutableDocument>>>);
+
+impl Default for DocumentCache {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(LruCache::new(CACHED_DOCUMENTS))))
+    }
+}
+
+impl DocumentCache {
+    /// Gives `request` its parsed document: the cached one, or a fresh parse that is then
+    /// cached. A query that does not parse is left to the schema, which reports the error.
+    pub fn prepare(&self, request: &mut async_graphql::Request) {
+        if request.query.len() > MAX_CACHED_QUERY {
+            return;
+        }
+        let cached = self.lock().get(&request.query).cloned();
+        match cached {
+            Some(document) => request.set_parsed_query(document),
+            None => {
+                if let Ok(document) = request.parsed_query() {
+                    let document = document.clone();
+                    self.lock().insert(request.query.clone(), document);
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, ExecutableDocument>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A request that is not a GraphQL request at all (bad JSON, wrong content type, too large):
