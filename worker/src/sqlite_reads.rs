@@ -5,9 +5,8 @@
 //! the rows back (through a channel, row by row), then a ping to that thread and its answer
 //! when the connection went back to the pool. On a 2-core VM each crossing is a wake-up of a
 //! sleeping thread, and at 400 reads/s the context switches were a third of the reads' CPU.
-//! Here a read is one task on tokio's blocking pool: it takes an idle connection, steps its
-//! cached statement to the end and hands back the rows, so a read wakes one thread and is
-//! woken once.
+//! Here a read runs on the task that asks for it: it takes an idle connection, steps its
+//! cached statement to the end and hands back the rows, without waking any other thread.
 //!
 //! Each statement runs in its own read transaction, so a read sees everything committed
 //! before it started (WAL readers never wait for the writer). The connections are opened with
@@ -43,7 +42,7 @@ struct Inner {
     path: PathBuf,
     /// Connections not in use (at most `max_readers`, opened as reads first need them).
     idle: Mutex<Vec<Connection>>,
-    readers: Arc<Semaphore>,
+    readers: Semaphore,
 }
 
 impl SqliteReads {
@@ -54,7 +53,7 @@ impl SqliteReads {
             inner: Arc::new(Inner {
                 path: path.into(),
                 idle: Mutex::new(Vec::new()),
-                readers: Arc::new(Semaphore::new(max_readers.max(1))),
+                readers: Semaphore::new(max_readers.max(1)),
             }),
         }
     }
@@ -135,25 +134,28 @@ impl SqliteReads {
         .await
     }
 
-    /// Runs `read` on an idle connection (or a new one) on the blocking pool.
-    async fn run<T: Send + 'static>(
+    /// Runs `read` on an idle connection (or a new one), on the calling task.
+    ///
+    /// Not on tokio's blocking pool: the hand-off there and back was two wake-ups of sleeping
+    /// threads per read, which on the VMs of BENCHMARKS.md cost more CPU than the read itself
+    /// (0.34 against 0.22 ms of service CPU per one-monitor read at 40 reads/s, 0.47 against
+    /// 0.31-0.34 ms per history page of 50). A read is bounded (one row, or a page of at most
+    /// 1,000 rows by an index), takes well under a millisecond from the page cache, and WAL
+    /// readers do not wait for the writer, so it holds the API worker about as long as
+    /// encoding a large response would.
+    async fn run<T>(
         &self,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, DbErr> {
-        // Held by the blocking task, not by this future: a client that goes away cannot let
-        // more reads run than allowed.
-        let permit = self
+        let _permit = self
             .inner
             .readers
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|_| DbErr::Custom("the SQLite readers are closed".into()))?;
-        let inner = self.inner.clone();
-        let _permit = permit;
-        let conn = inner.connection()?;
+        let conn = self.inner.connection()?;
         let result = read(&conn).map_err(to_db_err);
-        inner.put_back(conn);
+        self.inner.put_back(conn);
         result
     }
 }
