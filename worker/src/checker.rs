@@ -63,22 +63,19 @@ pub struct CheckUrl(Arc<ParsedUrl>);
 #[derive(Debug)]
 struct ParsedUrl {
     text: Box<str>,
-    /// `None` when the text is not a URL (every check of it is DOWN with "invalid URL").
-    url: Option<Url>,
-    /// What a plain `http` request to it needs, when it takes the plain path.
+    /// What a plain `http` request to it needs, when it takes the plain path (the URL parsed
+    /// and checked); `None` for every other URL, which is parsed at each check.
     plain: Option<PlainTarget>,
 }
 
 impl CheckUrl {
     pub fn new(text: &str) -> Self {
-        let url = Url::parse(text).ok();
-        let plain = url
-            .as_ref()
-            .filter(|url| takes_plain_path(url))
-            .and_then(|url| PlainTarget::of(url).ok());
+        let plain = Url::parse(text)
+            .ok()
+            .filter(takes_plain_path)
+            .and_then(|url| PlainTarget::of(&url).ok());
         Self(Arc::new(ParsedUrl {
             text: text.into(),
-            url,
             plain,
         }))
     }
@@ -87,9 +84,14 @@ impl CheckUrl {
     pub fn as_str(&self) -> &str {
         &self.0.text
     }
+
+    fn parse(&self) -> Result<Url, Failure> {
+        Url::parse(&self.0.text).map_err(|_| Failure::InvalidUrl)
+    }
 }
 
-/// Where a plain `http` GET goes and what it sends.
+/// Where a plain `http` GET goes and what it sends: slices of one copy of the normalised URL
+/// (about 300 bytes a monitor in all), so a check only bumps reference counts.
 #[derive(Debug, Clone)]
 struct PlainTarget {
     /// `Host`: the host, and the port when the URL names one.
@@ -102,20 +104,18 @@ struct PlainTarget {
 
 impl PlainTarget {
     fn of(url: &Url) -> Result<Self, Failure> {
-        let host = url.host_str().ok_or(Failure::InvalidUrl)?;
-        let host = match url.port() {
-            Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
-            None => HeaderValue::from_str(host),
+        let text = Bytes::copy_from_slice(url.as_str().as_bytes());
+        let slice = |from: Position, to: Position| text.slice(url[..from].len()..url[..to].len());
+        let host = slice(Position::BeforeHost, Position::AfterPort);
+        if host.is_empty() {
+            return Err(Failure::InvalidUrl);
         }
-        .map_err(|_| Failure::InvalidUrl)?;
-        let authority =
-            Uri::try_from(&url[..Position::BeforePath]).map_err(|_| Failure::InvalidUrl)?;
-        let path = Uri::try_from(&url[Position::BeforePath..Position::AfterQuery])
-            .map_err(|_| Failure::InvalidUrl)?;
         Ok(Self {
-            host,
-            authority,
-            path,
+            host: HeaderValue::from_maybe_shared(host).map_err(|_| Failure::InvalidUrl)?,
+            authority: Uri::from_maybe_shared(slice(Position::BeforeScheme, Position::BeforePath))
+                .map_err(|_| Failure::InvalidUrl)?,
+            path: Uri::from_maybe_shared(slice(Position::BeforePath, Position::AfterQuery))
+                .map_err(|_| Failure::InvalidUrl)?,
         })
     }
 
@@ -219,34 +219,58 @@ impl Checker {
 
     /// GETs `url`, following at most [`MAX_REDIRECTS`] redirects, to the final status.
     async fn follow(&self, first: &CheckUrl) -> Result<StatusCode, Failure> {
-        let mut url = first.0.url.clone().ok_or(Failure::InvalidUrl)?;
+        // The current hop's URL, parsed only when needed: a plain URL's first hop goes out
+        // from its prepared target, and is parsed only to resolve a redirect against it.
+        let mut url: Option<Url> = None;
         let mut redirects = 0;
         loop {
-            let (status, location) = match url.scheme() {
-                "http" if takes_plain_path(&url) => match &first.0.plain {
-                    Some(target) if redirects == 0 => self.get_plain(target).await?,
-                    _ => self.get_plain(&PlainTarget::of(&url)?).await?,
-                },
-                "http" | "https" => self.get_client(&url).await?,
-                _ if redirects == 0 => return Err(Failure::InvalidUrl),
-                other => return Err(Failure::RedirectScheme(other.to_owned())),
+            let prepared = if url.is_none() {
+                first.0.plain.as_ref()
+            } else {
+                None
+            };
+            let (status, location) = match prepared {
+                Some(target) => self.get_plain(target).await?,
+                None => {
+                    let current = match url.take() {
+                        Some(current) => current,
+                        None => first.parse()?,
+                    };
+                    let answer = match current.scheme() {
+                        "http" if takes_plain_path(&current) => {
+                            self.get_plain(&PlainTarget::of(&current)?).await?
+                        }
+                        "http" | "https" => self.get_client(&current).await?,
+                        _ if redirects == 0 => return Err(Failure::InvalidUrl),
+                        other => return Err(Failure::RedirectScheme(other.to_owned())),
+                    };
+                    url = Some(current);
+                    answer
+                }
             };
             // The statuses reqwest and browsers follow; another 3xx is the final answer, and
             // so is a redirect without a usable Location.
             let followed = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
-            let next = location
+            let Some(target) = location
                 .as_ref()
                 .and_then(|value| value.to_str().ok())
-                .and_then(|target| url.join(target).ok());
-            match next {
-                Some(next) if followed => {
+                .filter(|_| followed)
+            else {
+                return Ok(status);
+            };
+            let base = match url.take() {
+                Some(base) => base,
+                None => first.parse()?,
+            };
+            match base.join(target) {
+                Ok(next) => {
                     if redirects == MAX_REDIRECTS {
                         return Err(Failure::TooManyRedirects);
                     }
                     redirects += 1;
-                    url = next;
+                    url = Some(next);
                 }
-                _ => return Ok(status),
+                Err(_) => return Ok(status),
             }
         }
     }
