@@ -61,7 +61,11 @@ pub fn main(cli: Cli) -> ExitCode {
 /// events from the store, requests) no longer wakes a second worker to share it.
 fn api_threads(settings: &Settings, command: &Command) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let own_check_threads = matches!(command, Command::Serve) && settings.rabbitmq_url.is_none();
+    let distributed = settings
+        .rabbitmq_url
+        .as_deref()
+        .is_some_and(|url| !url.trim().is_empty());
+    let own_check_threads = matches!(command, Command::Serve) && !distributed;
     match settings.api_threads {
         0 if own_check_threads => (cores / 2).max(1),
         0 => cores,

@@ -29,6 +29,9 @@ use crate::store::{monitor_from_row, MONITOR_COLUMNS, SELECT_MONITOR};
 /// being recovered or reset).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most rows a read may return and still run on the calling task (see [`SqliteReads::run`]).
+pub const INLINE_ROWS: u64 = 101;
+
 const RESULT_COLUMNS: &str =
     "id, monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error";
 
@@ -42,7 +45,7 @@ struct Inner {
     path: PathBuf,
     /// Connections not in use (at most `max_readers`, opened as reads first need them).
     idle: Mutex<Vec<Connection>>,
-    readers: Semaphore,
+    readers: Arc<Semaphore>,
 }
 
 impl SqliteReads {
@@ -53,7 +56,7 @@ impl SqliteReads {
             inner: Arc::new(Inner {
                 path: path.into(),
                 idle: Mutex::new(Vec::new()),
-                readers: Semaphore::new(max_readers.max(1)),
+                readers: Arc::new(Semaphore::new(max_readers.max(1))),
             }),
         }
     }
@@ -71,7 +74,7 @@ impl SqliteReads {
             sql.push_str(" AND seq < ?2");
         }
         push_order_and_limit(&mut sql, "seq DESC", limit);
-        self.run(move |conn| {
+        self.run(limit, move |conn| {
             let mut statement = conn.prepare_cached(&sql)?;
             let rows = match before {
                 Some(before) => statement.query_map([monitor_id, before], result_from_row)?,
@@ -103,7 +106,7 @@ impl SqliteReads {
             sql.push_str(&conditions.join(" AND "));
         }
         push_order_and_limit(&mut sql, "id", limit);
-        self.run(move |conn| {
+        self.run(limit, move |conn| {
             let values = after
                 .map(Value::Integer)
                 .into_iter()
@@ -117,7 +120,7 @@ impl SqliteReads {
 
     /// The monitor with this id, if any.
     pub async fn monitor(&self, id: i64) -> Result<Option<monitor::Model>, DbErr> {
-        self.run(move |conn| {
+        self.run(1, move |conn| {
             let mut statement = conn.prepare_cached(SELECT_MONITOR)?;
             let mut rows = statement.query_map([id], monitor_from_row)?;
             rows.next().transpose()
@@ -127,36 +130,51 @@ impl SqliteReads {
 
     /// Whether a monitor with this id exists.
     pub async fn monitor_exists(&self, id: i64) -> Result<bool, DbErr> {
-        self.run(move |conn| {
+        self.run(1, move |conn| {
             conn.prepare_cached("SELECT 1 FROM monitors WHERE id = ?1")?
                 .exists([id])
         })
         .await
     }
 
-    /// Runs `read` on an idle connection (or a new one), on the calling task.
+    /// Runs `read` on an idle connection (or a new one): on the calling task when it reads
+    /// at most [`INLINE_ROWS`] rows, on tokio's blocking pool otherwise.
     ///
-    /// Not on tokio's blocking pool: the hand-off there and back was two wake-ups of sleeping
-    /// threads per read, which on the VMs of BENCHMARKS.md cost more CPU than the read itself
-    /// (0.34 against 0.22 ms of service CPU per one-monitor read at 40 reads/s, 0.47 against
-    /// 0.31-0.34 ms per history page of 50). A read is bounded (one row, or a page of at most
-    /// 1,000 rows by an index), takes well under a millisecond from the page cache, and WAL
-    /// readers do not wait for the writer, so it holds the API worker about as long as
-    /// encoding a large response would.
-    async fn run<T>(
+    /// The hand-off to the blocking pool and back is two wake-ups of sleeping threads, which
+    /// on the VMs of BENCHMARKS.md cost more CPU than a small read itself (0.34 against
+    /// 0.22 ms of service CPU per one-monitor read at 40 reads/s, 0.47 against 0.31-0.34 ms per
+    /// history page of 50). A small read takes well under a millisecond from the page cache,
+    /// and WAL readers do not wait for the writer, so it holds the API worker about as long as
+    /// encoding a response would. Larger pages (up to 1,000 rows each, and a GraphQL query may
+    /// ask for many) keep off the API's workers.
+    async fn run<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        rows: u64,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, DbErr> {
-        let _permit = self
+        // Held by whoever runs the read, not by this future: a client that goes away cannot
+        // let more reads run than allowed.
+        let permit = self
             .inner
             .readers
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| DbErr::Custom("the SQLite readers are closed".into()))?;
-        let conn = self.inner.connection()?;
-        let result = read(&conn).map_err(to_db_err);
-        self.inner.put_back(conn);
-        result
+        let inner = self.inner.clone();
+        let run = move || {
+            let _permit = permit;
+            let conn = inner.connection()?;
+            let result = read(&conn).map_err(to_db_err);
+            inner.put_back(conn);
+            result
+        };
+        if rows <= INLINE_ROWS {
+            return run();
+        }
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|err| DbErr::Custom(format!("a SQLite read did not finish: {err}")))?
     }
 }
 
@@ -270,6 +288,11 @@ mod tests {
             [3, 2, 1]
         );
         assert!(reads.history(8, None, 10).await.unwrap().is_empty());
+        // A page larger than INLINE_ROWS is read on the blocking pool, with the same answer.
+        assert_eq!(
+            seqs(reads.history(7, None, INLINE_ROWS + 1).await.unwrap()),
+            [5, 4, 3, 2, 1]
+        );
     }
 
     #[tokio::test]

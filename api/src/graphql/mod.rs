@@ -148,8 +148,11 @@ pub async fn graphql_handler(
         Err(GraphQLRejection(err)) => return request_error(err),
     };
     let mut request = request.into_inner();
-    state.documents.prepare(&mut request);
+    let parsed = state.documents.prepare(&mut request);
     let mut response = state.schema.execute(request).await;
+    if let Some(parsed) = parsed.filter(|_| response.errors.is_empty()) {
+        state.documents.keep(parsed);
+    }
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
@@ -160,15 +163,18 @@ pub async fn graphql_handler(
 }
 
 /// Most query documents kept parsed.
-const CACHED_DOCUMENTS: usize = 256;
-/// Longest query text kept parsed, in bytes.
-const MAX_CACHED_QUERY: usize = 4 * 1024;
+const CACHED_DOCUMENTS: usize = 128;
+/// Longest query text kept parsed, in bytes: with the count above, at most about 15 MB of
+/// parsed documents whatever clients send (a 1 KiB query of bare fields parses to about 100 KB).
+const MAX_CACHED_QUERY: usize = 1024;
 
 /// Parsed query documents of `POST /graphql`, by query text, least recently used dropped
 /// first. Clients send the same few queries again and again (a dashboard polls with one), and
 /// async-graphql's parser is a tenth of such a read's CPU; a cached document is cloned
-/// instead. The checks that depend on more than the text (depth, complexity with the
-/// request's variables, the rest of validation) run for every request as before.
+/// instead. A document is cached only once a request with it got an answer without errors, so
+/// queries that fail to parse or validate never take a place. The checks that depend on more
+/// than the text (depth, complexity with the request's variables, the rest of validation) run
+/// for every request as before.
 #[derive(Clone)]
 pub struct DocumentCache(Arc<Mutex<LruCache<String, ExecutableDocument>>>);
 
@@ -179,22 +185,28 @@ impl Default for DocumentCache {
 }
 
 impl DocumentCache {
-    /// Gives `request` its parsed document: the cached one, or a fresh parse that is then
-    /// cached. A query that does not parse is left to the schema, which reports the error.
-    pub fn prepare(&self, request: &mut async_graphql::Request) {
+    /// Gives `request` its cached document, or parses it; a fresh parse is returned, to be
+    /// kept with [`DocumentCache::keep`] if the request succeeds. A query that does not parse
+    /// is left to the schema, which reports the error.
+    pub fn prepare(
+        &self,
+        request: &mut async_graphql::Request,
+    ) -> Option<(String, ExecutableDocument)> {
         if request.query.len() > MAX_CACHED_QUERY {
-            return;
+            return None;
         }
         let cached = self.lock().get(&request.query).cloned();
-        match cached {
-            Some(document) => request.set_parsed_query(document),
-            None => {
-                if let Ok(document) = request.parsed_query() {
-                    let document = document.clone();
-                    self.lock().insert(request.query.clone(), document);
-                }
-            }
+        if let Some(document) = cached {
+            request.set_parsed_query(document);
+            return None;
         }
+        let document = request.parsed_query().ok()?.clone();
+        Some((request.query.clone(), document))
+    }
+
+    /// Keeps a document that [`DocumentCache::prepare`] parsed.
+    pub fn keep(&self, (query, document): (String, ExecutableDocument)) {
+        self.lock().insert(query, document);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, ExecutableDocument>> {
