@@ -61,16 +61,20 @@ pub fn main(cli: Cli) -> ExitCode {
 /// events from the store, requests) no longer wakes a second worker to share it.
 fn api_threads(settings: &Settings, command: &Command) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let distributed = settings
-        .rabbitmq_url
-        .as_deref()
-        .is_some_and(|url| !url.trim().is_empty());
-    let own_check_threads = matches!(command, Command::Serve) && !distributed;
+    let own_check_threads = matches!(command, Command::Serve) && rabbitmq_url(settings).is_none();
     match settings.api_threads {
         0 if own_check_threads => (cores / 2).max(1),
         0 => cores,
         n => n as usize,
     }
+}
+
+/// `RABBITMQ_URL` when it is set to something: blank counts as unset (distributed mode off).
+fn rabbitmq_url(settings: &Settings) -> Option<&str> {
+    settings
+        .rabbitmq_url
+        .as_deref()
+        .filter(|url| !url.trim().is_empty())
 }
 
 fn init_tracing() {
@@ -112,10 +116,7 @@ fn engine_config(
     role: Role,
     backend: Backend,
 ) -> anyhow::Result<worker::EngineConfig> {
-    let amqp = settings
-        .rabbitmq_url
-        .as_ref()
-        .filter(|url| !url.trim().is_empty())
+    let amqp = rabbitmq_url(settings)
         .map(|url| config::amqp(url, &settings.rabbitmq_prefix))
         .transpose()
         .map_err(anyhow::Error::msg)?;
@@ -238,11 +239,7 @@ async fn health(settings: &Settings) -> anyhow::Result<()> {
     sea_orm::ConnectionTrait::execute_unprepared(&db, "SELECT 1")
         .await
         .context("the database does not answer")?;
-    if let Some(url) = settings
-        .rabbitmq_url
-        .as_ref()
-        .filter(|u| !u.trim().is_empty())
-    {
+    if let Some(url) = rabbitmq_url(settings) {
         let amqp = config::amqp(url, &settings.rabbitmq_prefix).map_err(anyhow::Error::msg)?;
         tokio::time::timeout(
             Duration::from_secs(5),

@@ -224,18 +224,11 @@ impl Checker {
         let mut url: Option<Url> = None;
         let mut redirects = 0;
         loop {
-            let prepared = if url.is_none() {
-                first.0.plain.as_ref()
-            } else {
-                None
-            };
+            let prepared = first.0.plain.as_ref().filter(|_| url.is_none());
             let (status, location) = match prepared {
                 Some(target) => self.get_plain(target).await?,
                 None => {
-                    let current = match url.take() {
-                        Some(current) => current,
-                        None => first.parse()?,
-                    };
+                    let current = url.take().map_or_else(|| first.parse(), Ok)?;
                     let answer = match current.scheme() {
                         "http" if takes_plain_path(&current) => {
                             self.get_plain(&PlainTarget::of(&current)?).await?
@@ -258,10 +251,7 @@ impl Checker {
             else {
                 return Ok(status);
             };
-            let base = match url.take() {
-                Some(base) => base,
-                None => first.parse()?,
-            };
+            let base = url.take().map_or_else(|| first.parse(), Ok)?;
             match base.join(target) {
                 Ok(next) => {
                     if redirects == MAX_REDIRECTS {
