@@ -97,6 +97,10 @@
 //! - `quick`: 50 monitors every 1 s, 3 s measured, 2 subscribers, SQLite. For CI: it asserts
 //!   nothing about speed and fails only when the machinery does (nothing stored, nothing
 //!   arrived, a read failed, a subscriber got nothing).
+//! - `reference`: no service; a bare client's GETs per second and client CPU per GET against
+//!   the target, with a fresh connection each and with keep-alive: the machine's yardstick,
+//!   to set beside the figures for a bare client (about 0.025 ms of CPU per fresh
+//!   GET) when comparing figures taken on different VMs.
 //! - `suite`: 1,000 monitors at 10 s, 10,000 at 10 s, 100,000 at 50 s on SQLite and on
 //!   PostgreSQL, then an overload search per backend: from `--overload-start` checks/s
 //!   (monitors every `--overload-interval` s) the rate doubles until the p99 start lag
@@ -107,13 +111,14 @@ mod database;
 mod history;
 mod probes;
 mod procs;
+mod reference;
 mod report;
 mod scenario;
 mod stats;
 mod suite;
 mod target;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
@@ -184,6 +189,23 @@ enum Command {
         clients: usize,
         #[command(flatten)]
         common: Common,
+    },
+    /// The machine's yardstick: a bare client's GETs per second and CPU per GET against the
+    /// target, with a fresh connection each and with keep-alive (no service runs).
+    Reference {
+        /// Seconds measured per mode.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        duration: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        clients: u64,
+        /// Markdown file to write the results into [default: BENCHMARKS.md at the workspace
+        /// root].
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write no report file.
+        #[arg(long, conflicts_with = "report")]
+        no_report: bool,
     },
     /// The target server (started by the bench itself).
     #[command(hide = true)]
@@ -427,6 +449,31 @@ async fn command(command: Command) -> anyhow::Result<()> {
             let report = report_path(&common, true);
             let info = RunInfo::now(describe(&env));
             suite::suite(&options, &env, report.as_deref(), &info).await
+        }
+        Command::Reference {
+            duration,
+            clients,
+            report,
+            no_report,
+        } => {
+            let info = RunInfo::now(format!(
+                "{} (not run: this section measures the machine)",
+                procs::workspace_version()
+            ));
+            let rows = reference::run(Duration::from_secs(duration), clients as usize).await?;
+            let table = report::table(&rows);
+            let name = "reference: a bare client on this machine";
+            println!("\n### {name}\n\n{table}");
+            let path = match (no_report, report) {
+                (true, _) => None,
+                (false, Some(path)) => Some(path),
+                (false, None) => Some(procs::workspace_root().join("BENCHMARKS.md")),
+            };
+            if let Some(path) = path {
+                report::write_section(&path, name, &info.section(name, &table))?;
+                eprintln!("bench: wrote section `{name}` of {}", path.display());
+            }
+            Ok(())
         }
         Command::Target { .. } => unreachable!("handled in main"),
     }
