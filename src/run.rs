@@ -193,7 +193,14 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
             let reads = worker::SqliteReads::new(&file, settings.db_max_connections as usize);
             (worker::StoreDatabase::Sqlite(file), Some(reads))
         }
-        Backend::Postgres => (worker::StoreDatabase::Pool(db.clone()), None),
+        Backend::Postgres => (
+            worker::StoreDatabase::Pool {
+                db: db.clone(),
+                // Without RabbitMQ this process runs every check, so it stores every result.
+                sole_writer: engine_config.amqp.is_none(),
+            },
+            None,
+        ),
     };
     let (engine, notifier, tasks) = worker::Engine::start(db.clone(), store_db, &engine_config)?;
     tracing::info!(

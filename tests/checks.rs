@@ -1652,6 +1652,61 @@ async fn an_edit_made_while_a_result_waits_to_be_written_is_kept(backend: Backen
     let _ = db.close().await;
 }
 
+/// A monitor renamed between two checks is published under its new name. On PostgreSQL the
+/// result store keeps the monitor rows it wrote (in a process without RabbitMQ) instead of
+/// reading them for every batch: the rename changes neither the due time nor the result
+/// count, so only the write's `updated_at` condition tells the store its row is stale (without
+/// it, the second frame carries the old name). On SQLite, `PRAGMA data_version` does.
+async fn a_monitor_renamed_between_checks_is_published_under_its_new_name(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app!(backend);
+    let probe = app.create_monitor(&target.url("/ok"), 60, 5, false).await;
+    let body = |name: &str| json!({"name": name, "url": target.url("/ok"), "timeout_seconds": 5, "interval_seconds": 60, "active": false});
+    let (status, created) = app
+        .json(Method::POST, "/monitors", Some(body("before the rename")))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let x = created["id"].as_i64().unwrap();
+    let mut socket = open_live_seed_ws(&app, probe).await;
+
+    let mut names = Vec::new();
+    for rename in [None, Some("after the rename"), Some("renamed again")] {
+        if let Some(name) = rename {
+            let (status, updated) = app
+                .json(Method::PUT, &format!("/monitors/{x}"), Some(body(name)))
+                .await;
+            assert_eq!(status, 200, "{updated}");
+        }
+        check_now(&app, x).await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let frame = next_ws_frame(&mut socket, deadline)
+                .await
+                .unwrap_or_else(|| panic!("no frame for monitor {x}; names so far {names:?}"));
+            if frame["service_id"] == x {
+                names.push(frame["name"].clone());
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        names,
+        vec![
+            json!("before the rename"),
+            json!("after the rename"),
+            json!("renamed again")
+        ]
+    );
+    let (status, stored) = app.json(Method::GET, &format!("/monitors/{x}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["name"], "renamed again", "{stored}");
+    assert_eq!(
+        history(&app, x, 10).await.len(),
+        3,
+        "every check is stored once"
+    );
+}
+
 on_both_backends!(
     manual_checks_classify_success_error_statuses_and_network_failures,
     history_lists_newest_first_pages_stably_and_moves_the_monitors_last_status,
@@ -1665,4 +1720,5 @@ on_both_backends!(
     results_stored_in_one_batch_carry_the_ids_of_their_own_rows,
     a_batch_the_database_rejects_is_undone_whole_and_storing_resumes,
     an_edit_made_while_a_result_waits_to_be_written_is_kept,
+    a_monitor_renamed_between_checks_is_published_under_its_new_name,
 );

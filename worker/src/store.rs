@@ -98,7 +98,12 @@ enum Fate {
 /// Where the store writes.
 pub enum StoreDatabase {
     /// A sea-orm pool (PostgreSQL): several batches are written at once.
-    Pool(DatabaseConnection),
+    Pool {
+        db: DatabaseConnection,
+        /// This process is the only one storing results (no RabbitMQ), so the store may keep
+        /// the monitor rows it wrote instead of reading them for every batch.
+        sole_writer: bool,
+    },
     /// A SQLite database file (already migrated), written through a connection of the
     /// store's own on the store's own thread.
     Sqlite(PathBuf),
@@ -138,9 +143,9 @@ impl ResultStore {
             }
             // PostgreSQL takes several transactions at once (batches lock different
             // monitors), so its round trips and commits overlap.
-            StoreDatabase::Pool(pool) => {
+            StoreDatabase::Pool { db, sole_writer } => {
                 let writer = Arc::new(Writer {
-                    db: Db::Pool(pool),
+                    db: Db::Postgres(postgres::PgStore::new(&db, sole_writer)),
                     events,
                 });
                 tokio::spawn(writer.run(rx, stop, PARALLEL_WRITES))
@@ -205,7 +210,7 @@ struct Writer {
 }
 
 enum Db {
-    Pool(DatabaseConnection),
+    Postgres(postgres::PgStore),
     /// Locked by one batch at a time (all on the store's thread, so never contended).
     Sqlite(Mutex<sqlite::SqliteStore>),
 }
@@ -394,7 +399,7 @@ impl Writer {
                     .map(Some)
                     .collect()
             }
-            Db::Pool(db) => postgres::write(db, &pending).await?,
+            Db::Postgres(store) => store.write(&pending).await?,
         };
         for (&k, outcome) in todo.iter().zip(settled) {
             outcomes[k] = outcome;

@@ -1,7 +1,7 @@
-//! The PostgreSQL store: a batch in two statements and two round trips, without an explicit
-//! transaction.
+//! The PostgreSQL store: a batch in one statement and one round trip in the steady state,
+//! two when some of its monitors must be read first; no explicit transaction.
 //!
-//! 1. Read the batch's monitors.
+//! 1. Read the batch's monitors, except those whose rows this store already holds (below).
 //! 2. Work out the batch ([`Plan`]) from them, then write it with one statement: a
 //!    conditional update of the monitors, and the insert of the results of the monitors that
 //!    update moved. The statement is atomic on its own.
@@ -21,23 +21,57 @@
 //! the same read with one array parameter (`id = ANY($1)`) stalled for 100-800 ms at a time
 //! while a burst of 10,000 newly activated monitors was stored (measured; the `IN` list did
 //! not).
+//!
+//! Two things keep a batch to one round trip:
+//!
+//! - **Connections of its own.** The store keeps the pooled connections it writes on checked
+//!   out between batches (at most one per batch in flight). A connection handed back to sqlx's
+//!   pool is pinged on the way back, always: one more round trip and one more spawned task
+//!   per statement. A kept connection that sat unused for [`IDLE_RECHECK`] goes back to the
+//!   pool (which pings it before lending it again), and one in use for [`KEEP_AT_MOST`] too,
+//!   so connections still age out of the pool as usual. A connection that failed is closed.
+//! - **The rows it wrote.** When this process is the only one storing results (no RabbitMQ),
+//!   the store keeps each monitor's row as it last read or wrote it, and reads only the
+//!   monitors it does not hold. The write's condition also compares `updated_at`, which every
+//!   edit, pause and resume sets: a held row that another writer changed (an edit, a
+//!   deletion, another process) fails the condition, is dropped and read again in a further
+//!   round, so it costs a round trip and is never written over. With several processes
+//!   storing results (distributed mode) each monitor's results land on any worker, held rows
+//!   would mostly be stale, and every batch is read as before.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, Statement,
+    error::{ConnAcquireErr, RuntimeErr},
+    sqlx::{self, pool::PoolConnection, postgres::PgRow, PgPool, Postgres, Row as _},
+    DatabaseConnection, DbErr, FromQueryResult, QueryResult,
 };
 use serde::Serialize;
 
-use super::{monitor_ids, Pending, Plan, Written};
+use super::{monitor_ids, Pending, Plan, Written, MONITOR_COLUMNS};
+
+/// A kept connection unused this long goes back to the pool, which pings a connection idle
+/// for 30 s before lending it (`src/db.rs`), so a connection a server restart or a firewall
+/// dropped is not written on.
+pub const IDLE_RECHECK: Duration = Duration::from_secs(20);
+/// A kept connection goes back to the pool after this long, so the pool's own ageing (its
+/// maximum lifetime, a closed pool) still applies to it.
+pub const KEEP_AT_MOST: Duration = Duration::from_secs(600);
+/// Most monitor rows held; past it they are all dropped and read again as batches need
+/// them (rows of deleted monitors are otherwise dropped only when the monitor next has a
+/// result).
+pub const MAX_HELD_ROWS: usize = 250_000;
 
 const WRITE_BATCH: &str = "\
 WITH v AS (
     SELECT * FROM json_to_recordset($1::text::json) AS v(
-        id bigint, seen_seq integer, seen_next timestamptz,
+        id bigint, seen_seq integer, seen_next timestamptz, seen_updated timestamptz,
         last_checked_at timestamptz, last_up boolean, next_check_at timestamptz,
         last_slot_at timestamptz, last_seq integer)
 ), moved AS (
@@ -46,7 +80,7 @@ WITH v AS (
         next_check_at = v.next_check_at, last_slot_at = v.last_slot_at, last_seq = v.last_seq
     FROM v
     WHERE m.id = ANY (ARRAY(SELECT id FROM v)) AND m.id = v.id AND m.last_seq = v.seen_seq
-      AND m.next_check_at IS NOT DISTINCT FROM v.seen_next
+      AND m.next_check_at IS NOT DISTINCT FROM v.seen_next AND m.updated_at = v.seen_updated
     RETURNING m.id
 )
 INSERT INTO check_results (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error)
@@ -57,12 +91,17 @@ FROM json_to_recordset($2::text::json) AS r(
 WHERE r.monitor_id IN (SELECT id FROM moved)
 RETURNING id, monitor_id, seq";
 
+/// What the write compares a monitor with: its `last_seq`, `next_check_at` and `updated_at`
+/// as the store saw them.
+type Seen = (i32, Option<DateTime<Utc>>, DateTime<Utc>);
+
 /// A monitor's move: what it was when read, and what it becomes.
 #[derive(Serialize)]
 struct Move {
     id: i64,
     seen_seq: i32,
     seen_next: Option<DateTime<Utc>>,
+    seen_updated: DateTime<Utc>,
     last_checked_at: Option<DateTime<Utc>>,
     last_up: Option<bool>,
     next_check_at: Option<DateTime<Utc>>,
@@ -82,72 +121,226 @@ struct NewRow<'a> {
     error: Option<&'a str>,
 }
 
-/// Writes a batch once: per pending result, what became of it, or `None` when its monitor
-/// changed after it was read (nothing of that monitor was written; it takes another round).
-pub(super) async fn write(
-    db: &DatabaseConnection,
-    batch: &[&Pending],
-) -> Result<Vec<Option<Written>>, DbErr> {
-    let ids = monitor_ids(batch.iter().copied());
-    let found = monitor::Entity::find()
-        .filter(monitor::Column::Id.is_in(ids))
-        .all(db)
-        .await?;
-    let seen: HashMap<i64, (i32, Option<DateTime<Utc>>)> = found
-        .iter()
-        .map(|m| (m.id, (m.last_seq, m.next_check_at)))
-        .collect();
-    let mut plan = Plan::new(batch.iter().copied(), found);
-    let mut changed = HashSet::new();
-    if !plan.rows.is_empty() {
-        let moves: Vec<Move> = plan
-            .changed_monitors()
-            .into_iter()
-            .filter_map(|m| {
-                let (seen_seq, seen_next) = *seen.get(&m.id)?;
-                Some(Move {
-                    id: m.id,
-                    seen_seq,
-                    seen_next,
-                    last_checked_at: m.last_checked_at,
-                    last_up: m.last_up,
-                    next_check_at: m.next_check_at,
-                    last_slot_at: m.last_slot_at,
-                    last_seq: m.last_seq,
-                })
-            })
-            .collect();
-        let rows: Vec<NewRow> = plan.rows.iter().map(new_row).collect();
-        let (moves, rows) = match (serde_json::to_string(&moves), serde_json::to_string(&rows)) {
-            (Ok(moves), Ok(rows)) => (moves, rows),
-            (Err(err), _) | (_, Err(err)) => return Err(DbErr::Custom(err.to_string())),
-        };
-        let inserted = db
-            .query_all_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                WRITE_BATCH,
-                [moves.into(), rows.into()],
-            ))
-            .await?;
-        let mut ids: HashMap<(i32, i32), i64> = HashMap::with_capacity(inserted.len());
-        for row in inserted {
-            let key = (row.try_get("", "monitor_id")?, row.try_get("", "seq")?);
-            ids.insert(key, row.try_get("", "id")?);
+/// A connection the store keeps checked out.
+struct Kept {
+    conn: PoolConnection<Postgres>,
+    taken_at: Instant,
+    used_at: Instant,
+}
+
+/// The PostgreSQL store: its pool, the connections it keeps and the rows it holds.
+pub(super) struct PgStore {
+    pool: PgPool,
+    kept: Mutex<Vec<Kept>>,
+    /// Monitor rows as this store last read or wrote them; `None` when other processes store
+    /// results too.
+    held: Option<Mutex<HashMap<i64, monitor::Model>>>,
+}
+
+impl PgStore {
+    /// A store on `db`'s pool; `hold_rows` when this process is the only one storing results.
+    pub(super) fn new(db: &DatabaseConnection, hold_rows: bool) -> Self {
+        Self {
+            pool: db.get_postgres_connection_pool().clone(),
+            kept: Mutex::new(Vec::new()),
+            held: hold_rows.then(|| Mutex::new(HashMap::new())),
         }
-        for row in &mut plan.rows {
-            match ids.get(&(row.monitor_id, row.seq)) {
-                Some(&id) => row.id = id,
-                None => {
-                    changed.insert(i64::from(row.monitor_id));
+    }
+
+    /// Writes a batch once: per pending result, what became of it, or `None` when its monitor
+    /// changed after it was read (nothing of that monitor was written; it takes another
+    /// round).
+    pub(super) async fn write(&self, batch: &[&Pending]) -> Result<Vec<Option<Written>>, DbErr> {
+        let mut kept = self.take_connection().await?;
+        let result = self.write_on(&mut kept.conn, batch).await;
+        match result {
+            Ok(_) => {
+                kept.used_at = Instant::now();
+                lock(&self.kept).push(kept);
+            }
+            Err(_) => {
+                // Its state is unknown: closed, not handed back. The rows held may be ahead
+                // of what was written.
+                kept.conn.close_on_drop();
+                if let Some(held) = &self.held {
+                    lock(held).clear();
                 }
             }
         }
+        result
     }
-    Ok(batch
-        .iter()
-        .zip(plan.written())
-        .map(|(pending, outcome)| (!changed.contains(&pending.monitor_id)).then_some(outcome))
-        .collect())
+
+    /// A kept connection, or one from the pool.
+    async fn take_connection(&self) -> Result<Kept, DbErr> {
+        loop {
+            let Some(kept) = lock(&self.kept).pop() else {
+                break;
+            };
+            if kept.used_at.elapsed() < IDLE_RECHECK && kept.taken_at.elapsed() < KEEP_AT_MOST {
+                return Ok(kept);
+            }
+            // Back to the pool, which checks it before lending it again.
+            drop(kept);
+        }
+        let conn = self.pool.acquire().await.map_err(|err| match err {
+            sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            other => connection_error(other),
+        })?;
+        let now = Instant::now();
+        Ok(Kept {
+            conn,
+            taken_at: now,
+            used_at: now,
+        })
+    }
+
+    async fn write_on(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        batch: &[&Pending],
+    ) -> Result<Vec<Option<Written>>, DbErr> {
+        let ids = monitor_ids(batch.iter().copied());
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        match &self.held {
+            Some(held) => {
+                let mut held = lock(held);
+                for id in ids {
+                    // Taken out: the plan holds it, and it goes back once written.
+                    match held.remove(&id) {
+                        Some(row) => found.push(row),
+                        None => missing.push(id),
+                    }
+                }
+            }
+            None => missing = ids,
+        }
+        if !missing.is_empty() {
+            found.extend(read_monitors(conn, &missing).await?);
+        }
+        let seen: HashMap<i64, Seen> = found
+            .iter()
+            .map(|m| (m.id, (m.last_seq, m.next_check_at, m.updated_at)))
+            .collect();
+        let mut plan = Plan::new(batch.iter().copied(), found);
+        let mut changed = HashSet::new();
+        if !plan.rows.is_empty() {
+            let moves: Vec<Move> = plan
+                .changed_monitors()
+                .into_iter()
+                .filter_map(|m| {
+                    let &(seen_seq, seen_next, seen_updated) = seen.get(&m.id)?;
+                    Some(Move {
+                        id: m.id,
+                        seen_seq,
+                        seen_next,
+                        seen_updated,
+                        last_checked_at: m.last_checked_at,
+                        last_up: m.last_up,
+                        next_check_at: m.next_check_at,
+                        last_slot_at: m.last_slot_at,
+                        last_seq: m.last_seq,
+                    })
+                })
+                .collect();
+            let rows: Vec<NewRow> = plan.rows.iter().map(new_row).collect();
+            let (moves, rows) = match (serde_json::to_string(&moves), serde_json::to_string(&rows))
+            {
+                (Ok(moves), Ok(rows)) => (moves, rows),
+                (Err(err), _) | (_, Err(err)) => return Err(DbErr::Custom(err.to_string())),
+            };
+            let inserted = sqlx::query(WRITE_BATCH)
+                .bind(moves)
+                .bind(rows)
+                .fetch_all(&mut **conn)
+                .await
+                .map_err(query_error)?;
+            let mut ids: HashMap<(i32, i32), i64> = HashMap::with_capacity(inserted.len());
+            for row in inserted {
+                let key = (
+                    row.try_get("monitor_id").map_err(query_error)?,
+                    row.try_get("seq").map_err(query_error)?,
+                );
+                ids.insert(key, row.try_get("id").map_err(query_error)?);
+            }
+            for row in &mut plan.rows {
+                match ids.get(&(row.monitor_id, row.seq)) {
+                    Some(&id) => row.id = id,
+                    None => {
+                        changed.insert(i64::from(row.monitor_id));
+                    }
+                }
+            }
+        }
+        if let Some(held) = &self.held {
+            let mut held = lock(held);
+            if held.len() + plan.monitors.len() > MAX_HELD_ROWS {
+                held.clear();
+            }
+            // The rows as they now are in the database (the write set every column the plan
+            // changed; a monitor with nothing to insert was not changed), except those another
+            // writer changed: they are read again.
+            held.extend(
+                std::mem::take(&mut plan.monitors)
+                    .into_iter()
+                    .filter(|(id, _)| !changed.contains(id)),
+            );
+        }
+        Ok(batch
+            .iter()
+            .zip(plan.written())
+            .map(|(pending, outcome)| (!changed.contains(&pending.monitor_id)).then_some(outcome))
+            .collect())
+    }
+}
+
+/// Reads monitors by id (an `IN` list: see the module's documentation). The statement is not
+/// kept prepared: its text changes with the number of ids.
+async fn read_monitors(
+    conn: &mut PoolConnection<Postgres>,
+    ids: &[i64],
+) -> Result<Vec<monitor::Model>, DbErr> {
+    let mut sql = String::with_capacity(MONITOR_COLUMNS.len() + 40 + ids.len() * 7);
+    sql.push_str("SELECT ");
+    sql.push_str(MONITOR_COLUMNS);
+    sql.push_str(" FROM monitors WHERE id IN (");
+    for k in 1..=ids.len() {
+        if k > 1 {
+            sql.push(',');
+        }
+        sql.push('$');
+        sql.push_str(&k.to_string());
+    }
+    sql.push(')');
+    // Only placeholders were added to the fixed text; the ids travel as parameters.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+    for &id in ids {
+        query = query.bind(id);
+    }
+    let rows: Vec<PgRow> = query.fetch_all(&mut **conn).await.map_err(query_error)?;
+    rows.into_iter()
+        .map(|row| monitor::Model::from_query_result(&QueryResult::from(row), ""))
+        .collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A failed statement: the connection's failure (the server gone, a broken socket) when it
+/// is one, so the store waits for the database instead of giving up.
+fn query_error(err: sqlx::Error) -> DbErr {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+            connection_error(err)
+        }
+        other => DbErr::Query(RuntimeErr::SqlxError(Arc::new(other))),
+    }
+}
+
+fn connection_error(err: sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err)))
 }
 
 fn new_row(row: &check_result::Model) -> NewRow<'_> {
