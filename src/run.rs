@@ -196,7 +196,8 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
         Backend::Postgres => (
             worker::StoreDatabase::Pool {
                 db: db.clone(),
-                // Without RabbitMQ this process runs every check, so it stores every result.
+                // Without RabbitMQ this process runs every check, so it stores every result
+                // (another process writing too costs rounds, never correctness).
                 sole_writer: engine_config.amqp.is_none(),
             },
             None,

@@ -1707,6 +1707,37 @@ async fn a_monitor_renamed_between_checks_is_published_under_its_new_name(backen
     );
 }
 
+/// With a database pool of one connection the API keeps answering while results are stored:
+/// on PostgreSQL the result store keeps the connections it writes on between batches, but
+/// never more than a quarter of the pool (none of a pool this small), so it never holds the
+/// connection the API needs (which would wait out the pool's 5 s and fail).
+async fn a_pool_of_one_connection_still_serves_the_api_while_checks_are_stored(backend: Backend) {
+    let target = Target::start().await;
+    let Some(app) = App::spawn_with(backend, &[("DB_MAX_CONNECTIONS", "1")]).await else {
+        return;
+    };
+    let monitor = app.create_monitor(&target.url("/ok"), 1, 5, true).await;
+    for round in 0..4 {
+        eventually(WAIT, "results stored and listed", || async {
+            (history(&app, monitor, 10).await.len() > round).then_some(())
+        })
+        .await;
+        let (status, body) = app
+            .json(Method::GET, &format!("/monitors/{monitor}"), None)
+            .await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let (status, body) = app
+            .json(Method::POST, &format!("/monitors/{monitor}/check"), None)
+            .await;
+        assert_eq!(status, 200, "round {round}: {body}");
+    }
+    assert!(
+        !app.log().contains("pool timed out"),
+        "nothing waited out the pool: {}",
+        app.log()
+    );
+}
+
 on_both_backends!(
     manual_checks_classify_success_error_statuses_and_network_failures,
     history_lists_newest_first_pages_stably_and_moves_the_monitors_last_status,
@@ -1721,4 +1752,5 @@ on_both_backends!(
     a_batch_the_database_rejects_is_undone_whole_and_storing_resumes,
     an_edit_made_while_a_result_waits_to_be_written_is_kept,
     a_monitor_renamed_between_checks_is_published_under_its_new_name,
+    a_pool_of_one_connection_still_serves_the_api_while_checks_are_stored,
 );

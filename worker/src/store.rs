@@ -1,5 +1,6 @@
 //! The result store: one task that gathers check results into batches and writes them (on
-//! PostgreSQL two statements per batch, several batches at once; on SQLite one transaction of
+//! PostgreSQL one statement per batch, after a read of the monitors it does not hold, several
+//! batches at once; on SQLite one transaction of
 //! cached single-row statements on the store's own connection and thread),
 //! moves each monitor's `last_*` columns and next due time forward, detects status changes
 //! and then publishes the events.
@@ -145,7 +146,7 @@ impl ResultStore {
             // monitors), so its round trips and commits overlap.
             StoreDatabase::Pool { db, sole_writer } => {
                 let writer = Arc::new(Writer {
-                    db: Db::Postgres(postgres::PgStore::new(&db, sole_writer)),
+                    db: Db::Postgres(postgres::PgStore::new(&db, sole_writer, PARALLEL_WRITES)),
                     events,
                 });
                 tokio::spawn(writer.run(rx, stop, PARALLEL_WRITES))

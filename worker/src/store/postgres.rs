@@ -6,35 +6,36 @@
 //!    conditional update of the monitors, and the insert of the results of the monitors that
 //!    update moved. The statement is atomic on its own.
 //!
-//! The update only moves a monitor that is still as it was read (its `last_seq` and
-//! `next_check_at`: every stored result moves `last_seq`, and edits, pauses and the
-//! distributed scheduler's leases move `next_check_at`; nothing else that the plan reads
-//! changes). A monitor another writer changed in between is read again and its results
-//! planned again, in a further round. Before, a batch was five round trips (`BEGIN`,
-//! `SELECT ... FOR UPDATE`, insert, update, `COMMIT`) of SQL whose text grew with the batch.
+//! The update only moves a monitor that is still as the store saw it: its `last_seq` (every
+//! stored result moves it), its `next_check_at` (edits, pauses and the distributed
+//! scheduler's leases move it) and its `updated_at` (every edit, pause and resume sets it).
+//! A monitor another writer changed in between is read again and its results planned again,
+//! in a further round. Before, a batch was five round trips (`BEGIN`, `SELECT ... FOR
+//! UPDATE`, insert, update, `COMMIT`) of SQL whose text grew with the batch.
 //!
 //! The write has a fixed text (the batch travels as two JSON parameters), so each connection
 //! prepares it once. It finds the monitors through their primary key (`id = ANY(...)`), so a
 //! batch costs index lookups whatever the table holds: joined to the JSON rows alone, the
 //! planner (which guesses 100 rows for them) scanned the whole `monitors` table, and at
-//! 100,000 monitors and 2,000 checks/s results reached subscribers 110 ms late (p50). The read is sea-orm's `IN` list:
-//! the same read with one array parameter (`id = ANY($1)`) stalled for 100-800 ms at a time
-//! while a burst of 10,000 newly activated monitors was stored (measured; the `IN` list did
-//! not).
+//! 100,000 monitors and 2,000 checks/s results reached subscribers 110 ms late (p50). The
+//! read is an `IN` list of placeholders: the same read with one array parameter
+//! (`id = ANY($1)`) stalled for 100-800 ms at a time while a burst of 10,000 newly activated
+//! monitors was stored (measured; the `IN` list did not). The list is padded to a power of
+//! two (repeating its last id), so a connection keeps at most 11 prepared texts of it.
 //!
 //! Two things keep a batch to one round trip:
 //!
 //! - **Connections of its own.** The store keeps the pooled connections it writes on checked
-//!   out between batches (at most one per batch in flight). A connection handed back to sqlx's
-//!   pool is pinged on the way back, always: one more round trip and one more spawned task
-//!   per statement. A kept connection that sat unused for [`IDLE_RECHECK`] goes back to the
-//!   pool (which pings it before lending it again), and one in use for [`KEEP_AT_MOST`] too,
-//!   so connections still age out of the pool as usual. A connection that failed is closed.
+//!   out between batches (at most one per batch in flight, and at most a quarter of the pool:
+//!   none with fewer than 4 connections). A connection handed back to sqlx's pool is pinged
+//!   on the way back, always: one more round trip and one more spawned task per statement. A
+//!   kept connection unused for [`IDLE_RECHECK`] or kept for [`KEEP_AT_MOST`] goes back to the
+//!   pool at the next batch (which pings it, and lends it again only after a check if it
+//!   idles), so connections still age out. One whose connection failed is closed.
 //! - **The rows it wrote.** When this process is the only one storing results (no RabbitMQ),
 //!   the store keeps each monitor's row as it last read or wrote it, and reads only the
-//!   monitors it does not hold. The write's condition also compares `updated_at`, which every
-//!   edit, pause and resume sets: a held row that another writer changed (an edit, a
-//!   deletion, another process) fails the condition, is dropped and read again in a further
+//!   monitors it does not hold. A held row that another writer changed (an edit, a deletion,
+//!   another process) fails the write's condition, is dropped and read again in a further
 //!   round, so it costs a round trip and is never written over. With several processes
 //!   storing results (distributed mode) each monitor's results land on any worker, held rows
 //!   would mostly be stale, and every batch is read as before.
@@ -128,10 +129,20 @@ struct Kept {
     used_at: Instant,
 }
 
+impl Kept {
+    /// Still to be used: not idle long enough to have been dropped by a server restart, a
+    /// proxy or a firewall, and not kept past its time.
+    fn fresh(&self) -> bool {
+        self.used_at.elapsed() < IDLE_RECHECK && self.taken_at.elapsed() < KEEP_AT_MOST
+    }
+}
+
 /// The PostgreSQL store: its pool, the connections it keeps and the rows it holds.
 pub(super) struct PgStore {
     pool: PgPool,
     kept: Mutex<Vec<Kept>>,
+    /// Most connections kept between batches.
+    keep: usize,
     /// Monitor rows as this store last read or wrote them; `None` when other processes store
     /// results too.
     held: Option<Mutex<HashMap<i64, monitor::Model>>>,
@@ -139,10 +150,15 @@ pub(super) struct PgStore {
 
 impl PgStore {
     /// A store on `db`'s pool; `hold_rows` when this process is the only one storing results.
-    pub(super) fn new(db: &DatabaseConnection, hold_rows: bool) -> Self {
+    /// `parallel` batches may be in flight at once.
+    pub(super) fn new(db: &DatabaseConnection, hold_rows: bool, parallel: usize) -> Self {
+        let pool = db.get_postgres_connection_pool().clone();
+        // The API and the scheduler need the rest of the pool.
+        let keep = parallel.min(pool.options().get_max_connections() as usize / 4);
         Self {
-            pool: db.get_postgres_connection_pool().clone(),
+            pool,
             kept: Mutex::new(Vec::new()),
+            keep,
             held: hold_rows.then(|| Mutex::new(HashMap::new())),
         }
     }
@@ -153,19 +169,21 @@ impl PgStore {
     pub(super) async fn write(&self, batch: &[&Pending]) -> Result<Vec<Option<Written>>, DbErr> {
         let mut kept = self.take_connection().await?;
         let result = self.write_on(&mut kept.conn, batch).await;
-        match result {
+        match &result {
             Ok(_) => {
                 kept.used_at = Instant::now();
-                lock(&self.kept).push(kept);
-            }
-            Err(_) => {
-                // Its state is unknown: closed, not handed back. The rows held may be ahead
-                // of what was written.
-                kept.conn.close_on_drop();
-                if let Some(held) = &self.held {
-                    lock(held).clear();
+                let mut all = lock(&self.kept);
+                // Those gone stale while others were used go back to the pool (dropped).
+                all.retain(Kept::fresh);
+                if all.len() < self.keep {
+                    all.push(kept);
                 }
             }
+            // A connection that failed is closed, not handed back in an unknown state. (The
+            // batch's held rows were taken out and are read again; the others are exact.)
+            Err(DbErr::Conn(_)) => kept.conn.close_on_drop(),
+            // The database refused the statement: the connection is sound, back to the pool.
+            Err(_) => {}
         }
         result
     }
@@ -176,7 +194,7 @@ impl PgStore {
             let Some(kept) = lock(&self.kept).pop() else {
                 break;
             };
-            if kept.used_at.elapsed() < IDLE_RECHECK && kept.taken_at.elapsed() < KEEP_AT_MOST {
+            if kept.fresh() {
                 return Ok(kept);
             }
             // Back to the pool, which checks it before lending it again.
@@ -295,17 +313,21 @@ impl PgStore {
     }
 }
 
-/// Reads monitors by id (an `IN` list: see the module's documentation). The statement is not
-/// kept prepared: its text changes with the number of ids.
+/// Reads monitors by id (an `IN` list: see the module's documentation), padded to a power of
+/// two by repeating the last id, so the prepared texts stay few.
 async fn read_monitors(
     conn: &mut PoolConnection<Postgres>,
     ids: &[i64],
 ) -> Result<Vec<monitor::Model>, DbErr> {
-    let mut sql = String::with_capacity(MONITOR_COLUMNS.len() + 40 + ids.len() * 7);
+    let Some(&last) = ids.last() else {
+        return Ok(Vec::new());
+    };
+    let padded = ids.len().next_power_of_two();
+    let mut sql = String::with_capacity(MONITOR_COLUMNS.len() + 40 + padded * 7);
     sql.push_str("SELECT ");
     sql.push_str(MONITOR_COLUMNS);
     sql.push_str(" FROM monitors WHERE id IN (");
-    for k in 1..=ids.len() {
+    for k in 1..=padded {
         if k > 1 {
             sql.push(',');
         }
@@ -314,9 +336,9 @@ async fn read_monitors(
     }
     sql.push(')');
     // Only placeholders were added to the fixed text; the ids travel as parameters.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-    for &id in ids {
-        query = query.bind(id);
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for k in 0..padded {
+        query = query.bind(ids.get(k).copied().unwrap_or(last));
     }
     let rows: Vec<PgRow> = query.fetch_all(&mut **conn).await.map_err(query_error)?;
     rows.into_iter()
@@ -328,14 +350,26 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A failed statement: the connection's failure (the server gone, a broken socket) when it
-/// is one, so the store waits for the database instead of giving up.
+/// A failed statement: the connection's failure (a broken socket, the server shutting down
+/// or restarting, sqlx's connection gone) when it is one, so the store waits for the database
+/// instead of giving up after three tries.
 fn query_error(err: sqlx::Error) -> DbErr {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
-            connection_error(err)
-        }
-        other => DbErr::Query(RuntimeErr::SqlxError(Arc::new(other))),
+    let connection_lost = match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception) and 57P01-57P03 (admin or crash shutdown, cannot
+        // connect now), which PostgreSQL sends before it closes a connection.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    };
+    if connection_lost {
+        connection_error(err)
+    } else {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
     }
 }
 
