@@ -234,9 +234,7 @@ impl PgStore {
             }
             None => missing = ids,
         }
-        if !missing.is_empty() {
-            found.extend(read_monitors(conn, &missing).await?);
-        }
+        found.extend(read_monitors(conn, &missing).await?);
         let seen: HashMap<i64, Seen> = found
             .iter()
             .map(|m| (m.id, (m.last_seq, m.next_check_at, m.updated_at)))
@@ -314,7 +312,7 @@ impl PgStore {
 }
 
 /// Reads monitors by id (an `IN` list: see the module's documentation), padded to a power of
-/// two by repeating the last id, so the prepared texts stay few.
+/// two by repeating the last id, so the prepared texts stay few. No ids: no query.
 async fn read_monitors(
     conn: &mut PoolConnection<Postgres>,
     ids: &[i64],
