@@ -158,6 +158,43 @@ pub struct Settings {
         global = true
     )]
     pub shutdown_grace_seconds: u64,
+
+    /// Browser origins (comma-separated, or `*`) allowed to call the API and open its
+    /// WebSockets from another origin; the service's own origin is always allowed.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "", global = true)]
+    pub cors_allowed_origins: String,
+
+    /// Host names (comma-separated, `*.example.com` for subdomains, or `*` for any) the API
+    /// answers to besides IP addresses and `localhost`; other `Host` headers get 421.
+    #[arg(long, env = "ALLOWED_HOSTS", default_value = "", global = true)]
+    pub allowed_hosts: String,
+
+    /// Most connections the API keeps open at once (HTTP and WebSocket); more wait to be
+    /// accepted. Lowered to fit the open-file limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections: u32,
+
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a request may take, body and answer included (WebSockets excepted).
+    #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub request_timeout_seconds: u64,
+
+    /// Seconds a GraphQL WebSocket client has to send `connection_init`.
+    #[arg(long, env = "WS_INIT_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub ws_init_timeout_seconds: u64,
+
+    /// Most subscriptions open on one GraphQL WebSocket.
+    #[arg(long, env = "WS_MAX_SUBSCRIPTIONS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub ws_max_subscriptions: u32,
+
+    /// Seconds between the server's WebSocket keep-alive pings; a client silent for two
+    /// intervals is disconnected.
+    #[arg(long, env = "WS_KEEPALIVE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub ws_keepalive_seconds: u64,
 }
 
 /// Parses the command line and environment (after loading `.env`). On a mistake it prints

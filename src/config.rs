@@ -58,6 +58,25 @@ pub fn database_url(settings: &Settings) -> Result<DatabaseUrl, String> {
     Ok(DatabaseUrl { url, backend })
 }
 
+/// The edge policy: origins, hosts and connection limits.
+pub fn edge(settings: &Settings) -> Result<api::edge::EdgeConfig, String> {
+    use api::edge::{AllowedHosts, EdgeConfig, Limits, Origins};
+    use std::time::Duration;
+    Ok(EdgeConfig {
+        cors_allowed_origins: Origins::parse(&settings.cors_allowed_origins)?,
+        allowed_hosts: AllowedHosts::parse(&settings.allowed_hosts)?,
+        limits: Limits {
+            max_connections: settings.max_connections as usize,
+            header_read_timeout: Duration::from_secs(settings.header_read_timeout_seconds),
+            request_timeout: Duration::from_secs(settings.request_timeout_seconds),
+            ws_init_timeout: Duration::from_secs(settings.ws_init_timeout_seconds),
+            ws_max_subscriptions: settings.ws_max_subscriptions as usize,
+            ws_keepalive: Duration::from_secs(settings.ws_keepalive_seconds),
+            ..Limits::default()
+        },
+    })
+}
+
 /// Checks a RabbitMQ URL and prefix.
 pub fn amqp(url: &str, prefix: &str) -> Result<worker::AmqpConfig, String> {
     let url = url.trim();

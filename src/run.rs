@@ -160,6 +160,7 @@ fn engine_config(
 async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let url = config::database_url(settings).map_err(anyhow::Error::msg)?;
     let engine_config = engine_config(settings, role, url.backend)?;
+    let edge = config::edge(settings).map_err(anyhow::Error::msg)?;
     if settings.auto_migrate {
         // On a connection of its own, closed before the pool opens: a SQLite connection that
         // was open across a schema change can return NULL for a column the change added
@@ -213,7 +214,8 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let served = match listener {
         Some(listener) => {
             let local = listener.local_addr().context("listener has no address")?;
-            let state = api::AppState::new(db.clone(), reads, engine, notifier, shutdown.clone());
+            let state =
+                api::AppState::new(db.clone(), reads, engine, notifier, shutdown.clone(), edge);
             tracing::info!("listening on http://{local}");
             let server_shutdown = shutdown.clone();
             api::serve(

@@ -2,12 +2,13 @@
 //! REST routes of both seeds, all thin adapters over one [`service::MonitorService`].
 
 pub mod domain;
+pub mod edge;
 pub mod error;
 pub mod graphql;
 pub mod rest;
 pub mod service;
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use axum::{routing::get, serve::ListenerExt, Router};
 use sea_orm::DatabaseConnection;
@@ -28,17 +29,21 @@ pub struct AppState {
     pub documents: graphql::DocumentCache,
     /// Cancelled at shutdown: live streams (subscriptions, `/ws`) end cleanly.
     pub shutdown: CancellationToken,
+    /// Origins, hosts and connection limits.
+    pub edge: Arc<edge::EdgeConfig>,
 }
 
 impl AppState {
     /// State over a database; `reads` serves the hot reads on SQLite, `engine` runs and
-    /// publishes checks, `schedule` hears about monitor changes, `shutdown` ends live streams.
+    /// publishes checks, `schedule` hears about monitor changes, `shutdown` ends live streams,
+    /// `edge` holds the edge policy.
     pub fn new(
         db: DatabaseConnection,
         reads: Option<SqliteReads>,
         engine: Engine,
         schedule: ScheduleNotifier,
         shutdown: CancellationToken,
+        edge: edge::EdgeConfig,
     ) -> Self {
         let monitors = MonitorService::new(db, reads, engine, schedule);
         let schema = graphql::build_schema(monitors.clone(), shutdown.clone());
@@ -47,6 +52,7 @@ impl AppState {
             schema,
             documents: graphql::DocumentCache::default(),
             shutdown,
+            edge: Arc::new(edge),
         }
     }
 }

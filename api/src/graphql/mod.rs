@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries, mutations and subscriptions over the monitor service, the
 //! `POST /graphql` handler and GraphiQL on `GET /graphql`.
 
+pub mod limits;
 mod mutation;
 mod paging;
 mod query;
