@@ -211,11 +211,13 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
         scheduling = ?engine_config.scheduling,
         "started"
     );
+    let mut sockets = None;
     let served = match listener {
         Some(listener) => {
             let local = listener.local_addr().context("listener has no address")?;
             let state =
                 api::AppState::new(db.clone(), reads, engine, notifier, shutdown.clone(), edge);
+            sockets = Some(state.sockets.clone());
             tracing::info!("listening on http://{local}");
             let server_shutdown = shutdown.clone();
             api::serve(
@@ -236,7 +238,15 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     // flight (up to the grace period), write what is queued.
     shutdown.cancel();
     let grace = Duration::from_secs(settings.shutdown_grace_seconds);
-    tasks.shutdown(grace).await;
+    // WebSockets close (1012) as soon as `shutdown` is cancelled; their close frames and the
+    // peers' replies pass while the worker winds down.
+    let sockets_closed = async {
+        if let Some(sockets) = sockets {
+            sockets.close();
+            let _ = tokio::time::timeout(grace, sockets.wait()).await;
+        }
+    };
+    tokio::join!(tasks.shutdown(grace), sockets_closed);
     served?;
     let _ = tokio::time::timeout(grace, db.close()).await;
     tracing::info!("shut down cleanly");

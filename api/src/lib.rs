@@ -7,13 +7,14 @@ pub mod error;
 pub mod graphql;
 pub mod rest;
 pub mod service;
+pub mod socket;
 
 use std::{future::Future, sync::Arc};
 
 use axum::{routing::get, serve::ListenerExt, Router};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use worker::{Engine, ScheduleNotifier, SqliteReads};
 
 use crate::{graphql::AppSchema, service::MonitorService};
@@ -27,15 +28,17 @@ pub struct AppState {
     pub schema: AppSchema,
     /// Parsed GraphQL queries, by their text.
     pub documents: graphql::DocumentCache,
-    /// Cancelled at shutdown: live streams (subscriptions, `/ws`) end cleanly.
+    /// Cancelled at shutdown: WebSockets (subscriptions, `/ws`) close with 1012.
     pub shutdown: CancellationToken,
+    /// Open WebSocket sessions; shutdown waits (briefly) for their close frames to go out.
+    pub sockets: TaskTracker,
     /// Origins, hosts and connection limits.
     pub edge: Arc<edge::EdgeConfig>,
 }
 
 impl AppState {
     /// State over a database; `reads` serves the hot reads on SQLite, `engine` runs and
-    /// publishes checks, `schedule` hears about monitor changes, `shutdown` ends live streams,
+    /// publishes checks, `schedule` hears about monitor changes, `shutdown` closes WebSockets,
     /// `edge` holds the edge policy.
     pub fn new(
         db: DatabaseConnection,
@@ -46,12 +49,13 @@ impl AppState {
         edge: edge::EdgeConfig,
     ) -> Self {
         let monitors = MonitorService::new(db, reads, engine, schedule);
-        let schema = graphql::build_schema(monitors.clone(), shutdown.clone());
+        let schema = graphql::build_schema(monitors.clone());
         Self {
             monitors,
             schema,
             documents: graphql::DocumentCache::default(),
             shutdown,
+            sockets: TaskTracker::new(),
             edge: Arc::new(edge),
         }
     }

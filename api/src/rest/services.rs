@@ -2,16 +2,17 @@
 //! the `/ws` WebSocket that pushes one message per check. Keys are exactly the seed's.
 
 use axum::{
+    body::Bytes,
     extract::{
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade},
         Path, RawQuery, State,
     },
-    http::StatusCode,
-    response::Response,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     Json,
 };
 use chrono::{DateTime, Utc};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde::Serialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use worker::{CheckRecord, CheckStatus};
@@ -21,7 +22,12 @@ use super::{
     checks::limit_param,
     monitors::{parse_monitor_fields, MonitorKeys},
 };
-use crate::{error::ApiError, service::Monitor, AppState};
+use crate::{
+    error::ApiError,
+    service::Monitor,
+    socket::{self, Beat, KeepAlive, SERVICE_RESTART},
+    AppState,
+};
 
 /// `Timeout` used when a `/services` body has none.
 pub const DEFAULT_SERVICE_TIMEOUT_SECONDS: i64 = 10;
@@ -178,30 +184,58 @@ struct WsCheck<'a> {
     latency: i64,
 }
 
-/// `GET /ws`: one JSON text frame per check performed, from any monitor.
-pub async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| push_checks(socket, state))
+/// `GET /ws`: one JSON text frame per check performed, from any monitor. A foreign `Origin`
+/// gets 403; messages from the client are read (for close, pings and the size limit) and
+/// otherwise ignored.
+pub async fn ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match socket::accept(&state, &headers, upgrade) {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused.into_response(),
+    };
+    // Held until the socket ends, so shutdown waits for its close frame.
+    let tracked = state.sockets.token();
+    upgrade.on_upgrade(move |ws| async move {
+        let _tracked = tracked;
+        push_checks(ws, state).await;
+    })
 }
 
-async fn push_checks(socket: WebSocket, state: AppState) {
+/// Pushes check events until the client goes, the server stops (1012), the client sends a
+/// message over the limit (1009) or stays silent for two keep-alive intervals (1001).
+async fn push_checks(mut ws: WebSocket, state: AppState) {
     let mut events = state.monitors.engine().subscribe();
-    let (mut sink, mut incoming) = socket.split();
+    let limits = state.edge.limits.clone();
+    let mut keepalive = KeepAlive::new(limits.ws_keepalive);
     let shutdown = state.shutdown.clone();
-    loop {
+    let close = loop {
         tokio::select! {
-            _ = shutdown.cancelled() => {
-                let frame = CloseFrame { code: 1001, reason: "server shutting down".into() };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                break;
-            }
-            message = incoming.next() => match message {
-                // Pings are answered by the WebSocket layer; other frames are ignored.
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
+            biased;
+            _ = shutdown.cancelled() => break Some((SERVICE_RESTART, "service restart".to_owned())),
+            message = ws.recv() => {
+                keepalive.heard();
+                match message {
+                    // Pings are answered by the WebSocket layer; other messages are ignored.
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(err)) => break socket::close_for_read_error(err, &limits),
+                    Some(Ok(_)) => {}
+                }
+            },
+            beat = keepalive.beat() => match beat {
+                Beat::Dead => break Some((socket::GOING_AWAY, keepalive.dead_reason())),
+                Beat::Ping => {
+                    if ws.send(Message::Ping(Bytes::new())).await.is_err() {
+                        break None;
+                    }
+                }
             },
             event = events.recv() => {
                 // Every event already waiting goes out with this one, in one write.
                 let mut next = Some(event);
+                let mut ended = false;
                 while let Some(event) = next.take() {
                     let text = match event {
                         Ok(event) => serde_json::to_string(&WsCheck {
@@ -215,13 +249,14 @@ async fn push_checks(socket: WebSocket, state: AppState) {
                             "error": "this client fell behind; some checks were not sent",
                             "missed": missed,
                         })),
+                        // The engine stopped: the server is going down.
                         Err(RecvError::Closed) => {
-                            let _ = sink.flush().await;
-                            return;
+                            ended = true;
+                            break;
                         }
                     };
                     if let Ok(text) = text {
-                        if sink.feed(Message::Text(text.into())).await.is_err() {
+                        if ws.feed(Message::Text(text.into())).await.is_err() {
                             return;
                         }
                     }
@@ -232,10 +267,20 @@ async fn push_checks(socket: WebSocket, state: AppState) {
                         Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
                     };
                 }
-                if sink.flush().await.is_err() {
-                    break;
+                if ws.flush().await.is_err() {
+                    return;
+                }
+                if ended {
+                    break Some((SERVICE_RESTART, "service restart".to_owned()));
                 }
             }
+        }
+    };
+    match close {
+        Some((code, reason)) => socket::close(&mut ws, code, &reason).await,
+        // Sends the reply to the client's close frame, when there was one.
+        None => {
+            let _ = ws.flush().await;
         }
     }
 }
