@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::{edge::Limits, AppState};
@@ -94,17 +94,18 @@ pub fn close_for_read_error(error: axum::Error, limits: &Limits) -> Option<(u16,
 }
 
 /// Closes with `code` and `reason` (cut to what a close frame holds), then reads until the
-/// peer's close reply, the end of the stream or [`CLOSE_LINGER`], discarding what comes, so
-/// the peer reads the frame before the connection goes.
+/// peer's close reply or the end of the stream, discarding what comes, so the peer reads the
+/// frame before the connection goes; all within [`CLOSE_LINGER`].
 pub async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame {
         code,
         reason: truncate(reason, MAX_REASON).into(),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
-        return;
-    }
+    // Bounded as a whole: a peer that reads nothing cannot hold the socket open.
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
         while let Some(Ok(message)) = socket.next().await {
             if matches!(message, Message::Close(_)) {
                 break;
@@ -112,6 +113,12 @@ pub async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         }
     })
     .await;
+}
+
+/// Flushes what is queued (such as the reply to the peer's close frame), within
+/// [`CLOSE_LINGER`].
+pub async fn flush_briefly(socket: &mut WebSocket) {
+    let _ = tokio::time::timeout(CLOSE_LINGER, socket.flush()).await;
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
@@ -168,6 +175,13 @@ impl KeepAlive {
         } else {
             Beat::Ping
         }
+    }
+
+    /// Longest a write may wait for the peer to take data in: two intervals, like silence.
+    /// A peer that reads nothing for that long is gone (its socket is dropped, since no
+    /// close frame could pass).
+    pub fn write_limit(&self) -> Duration {
+        self.period * 2
     }
 
     /// The reason given when the peer is closed as dead.

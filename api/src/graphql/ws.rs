@@ -11,7 +11,7 @@
 //! clients with retries resubscribe. One operation over `ws_max_subscriptions` gets an
 //! `error` for its id and the connection stays.
 
-use std::{sync::Arc, task::Poll};
+use std::{sync::Arc, task::Poll, time::Duration};
 
 use async_graphql::{Data, Request, Response, ServerError};
 use axum::{
@@ -222,7 +222,9 @@ async fn serve(mut ws: WebSocket, state: AppState, protocol: Protocol) {
         data: Arc::new(Data::default()),
         operations: StreamMap::new(),
     };
+    let write_limit = keepalive.write_limit();
     let flow = loop {
+        // Each step's writes are bounded by `write_limit` (see `bounded`).
         let flow = tokio::select! {
             biased;
             _ = shutdown.cancelled() => Flow::Close(SERVICE_RESTART, "service restart".into()),
@@ -234,25 +236,32 @@ async fn serve(mut ws: WebSocket, state: AppState, protocol: Protocol) {
                         Some((code, reason)) => Flow::Close(code, reason),
                         None => Flow::End,
                     },
-                    Some(Ok(Message::Text(text))) => session.receive(&mut ws, text.as_bytes()).await,
-                    Some(Ok(Message::Binary(bytes))) => session.receive(&mut ws, &bytes).await,
+                    Some(Ok(Message::Text(text))) => {
+                        bounded(write_limit, session.receive(&mut ws, text.as_bytes())).await
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        bounded(write_limit, session.receive(&mut ws, &bytes)).await
+                    }
                     Some(Ok(_)) => Flow::Continue,
                 }
             },
             Some((id, event)) = session.operations.next(), if !session.operations.is_empty() => {
-                session.deliver_ready(&mut ws, id, event).await
+                bounded(write_limit, session.deliver_ready(&mut ws, id, event)).await
             },
             _ = &mut init_deadline, if !session.initialised => {
                 Flow::Close(4408, "Connection initialisation timeout".into())
             },
             beat = keepalive.beat() => match beat {
                 Beat::Dead => Flow::Close(socket::GOING_AWAY, keepalive.dead_reason()),
-                Beat::Ping => session.ping(&mut ws).await,
+                Beat::Ping => bounded(write_limit, session.ping(&mut ws)).await,
             },
         };
         match flow {
             Flow::Continue => {
-                if ws.flush().await.is_err() {
+                if !matches!(
+                    tokio::time::timeout(write_limit, ws.flush()).await,
+                    Ok(Ok(()))
+                ) {
                     break Flow::End;
                 }
             }
@@ -265,9 +274,7 @@ async fn serve(mut ws: WebSocket, state: AppState, protocol: Protocol) {
     match flow {
         Flow::Close(code, reason) => socket::close(&mut ws, code, &reason).await,
         // Sends the reply to a peer's close frame, when there was one.
-        _ => {
-            let _ = ws.flush().await;
-        }
+        _ => socket::flush_briefly(&mut ws).await,
     }
 }
 
@@ -450,6 +457,12 @@ impl Session {
         }
         Flow::Continue
     }
+}
+
+/// Runs a step whose writes wait for the peer; a peer that takes nothing in for `limit` is
+/// gone.
+async fn bounded(limit: Duration, step: impl std::future::Future<Output = Flow>) -> Flow {
+    tokio::time::timeout(limit, step).await.unwrap_or(Flow::End)
 }
 
 /// Errors without a code are the client's mistake (parse, validation, limits), as

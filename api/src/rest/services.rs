@@ -1,6 +1,8 @@
 //! The second seed's API: `/services` (a service is a monitor, the same row), its logs, and
 //! the `/ws` WebSocket that pushes one message per check. Keys are exactly the seed's.
 
+use std::sync::Arc;
+
 use axum::{
     body::Bytes,
     extract::{
@@ -14,8 +16,11 @@ use axum::{
 use chrono::{DateTime, Utc};
 use futures_util::SinkExt;
 use serde::Serialize;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use worker::{CheckRecord, CheckStatus};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
+use worker::{CheckEvent, CheckRecord, CheckStatus};
 
 use super::{
     body::{path_id, JsonObject},
@@ -227,51 +232,21 @@ async fn push_checks(mut ws: WebSocket, state: AppState) {
             beat = keepalive.beat() => match beat {
                 Beat::Dead => break Some((socket::GOING_AWAY, keepalive.dead_reason())),
                 Beat::Ping => {
-                    if ws.send(Message::Ping(Bytes::new())).await.is_err() {
-                        break None;
+                    let ping = ws.send(Message::Ping(Bytes::new()));
+                    if !matches!(tokio::time::timeout(keepalive.write_limit(), ping).await, Ok(Ok(()))) {
+                        return;
                     }
                 }
             },
             event = events.recv() => {
-                // Every event already waiting goes out with this one, in one write.
-                let mut next = Some(event);
-                let mut ended = false;
-                while let Some(event) = next.take() {
-                    let text = match event {
-                        Ok(event) => serde_json::to_string(&WsCheck {
-                            service_id: event.result.monitor_id,
-                            name: &event.monitor.name,
-                            old_status: status_text(event.previous),
-                            new_status: event.result.status.as_str(),
-                            latency: event.result.response_time_ms,
-                        }),
-                        Err(RecvError::Lagged(missed)) => serde_json::to_string(&serde_json::json!({
-                            "error": "this client fell behind; some checks were not sent",
-                            "missed": missed,
-                        })),
-                        // The engine stopped: the server is going down.
-                        Err(RecvError::Closed) => {
-                            ended = true;
-                            break;
-                        }
-                    };
-                    if let Ok(text) = text {
-                        if ws.feed(Message::Text(text.into())).await.is_err() {
-                            return;
-                        }
+                let limit = keepalive.write_limit();
+                match tokio::time::timeout(limit, push(&mut ws, &mut events, event)).await {
+                    Ok(Pushed::Sent) => {}
+                    Ok(Pushed::Stopped) => {
+                        break Some((SERVICE_RESTART, "service restart".to_owned()))
                     }
-                    next = match events.try_recv() {
-                        Ok(event) => Some(Ok(event)),
-                        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
-                        Err(TryRecvError::Empty) => None,
-                        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                    };
-                }
-                if ws.flush().await.is_err() {
-                    return;
-                }
-                if ended {
-                    break Some((SERVICE_RESTART, "service restart".to_owned()));
+                    // Gone, or took nothing in for two keep-alive intervals.
+                    Ok(Pushed::Gone) | Err(_) => return,
                 }
             }
         }
@@ -279,8 +254,62 @@ async fn push_checks(mut ws: WebSocket, state: AppState) {
     match close {
         Some((code, reason)) => socket::close(&mut ws, code, &reason).await,
         // Sends the reply to the client's close frame, when there was one.
-        None => {
-            let _ = ws.flush().await;
+        None => socket::flush_briefly(&mut ws).await,
+    }
+}
+
+/// What [`push`] did.
+enum Pushed {
+    Sent,
+    /// The engine stopped: the server is going down.
+    Stopped,
+    /// The client is gone.
+    Gone,
+}
+
+/// Writes `first` and every event already waiting after it, with one flush.
+async fn push(
+    ws: &mut WebSocket,
+    events: &mut broadcast::Receiver<Arc<CheckEvent>>,
+    first: Result<Arc<CheckEvent>, RecvError>,
+) -> Pushed {
+    let mut next = Some(first);
+    let mut stopped = false;
+    while let Some(event) = next.take() {
+        let text = match event {
+            Ok(event) => serde_json::to_string(&WsCheck {
+                service_id: event.result.monitor_id,
+                name: &event.monitor.name,
+                old_status: status_text(event.previous),
+                new_status: event.result.status.as_str(),
+                latency: event.result.response_time_ms,
+            }),
+            Err(RecvError::Lagged(missed)) => serde_json::to_string(&serde_json::json!({
+                "error": "this client fell behind; some checks were not sent",
+                "missed": missed,
+            })),
+            Err(RecvError::Closed) => {
+                stopped = true;
+                break;
+            }
+        };
+        if let Ok(text) = text {
+            if ws.feed(Message::Text(text.into())).await.is_err() {
+                return Pushed::Gone;
+            }
         }
+        next = match events.try_recv() {
+            Ok(event) => Some(Ok(event)),
+            Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+        };
+    }
+    if ws.flush().await.is_err() {
+        return Pushed::Gone;
+    }
+    match stopped {
+        true => Pushed::Stopped,
+        false => Pushed::Sent,
     }
 }
