@@ -192,3 +192,17 @@ impl KeepAlive {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn a_reason_is_cut_at_a_character_boundary_within_the_limit() {
+        assert_eq!(truncate("short", 123), "short");
+        let long = "é".repeat(100); // 200 bytes
+        let cut = truncate(&long, 123);
+        assert_eq!(cut.len(), 122);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
