@@ -58,7 +58,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
-/// The fields of a JSON object body, read by name with type checks.
+/// The fields of a JSON object body, read by name with type checks; [`Self::allow_only`]
+/// refuses keys a route does not read (a misspelt or unsupported field is not silently lost).
 #[derive(Debug)]
 pub struct Fields {
     map: Map<String, Value>,
@@ -68,18 +69,55 @@ pub struct Fields {
 impl Fields {
     /// Makes key look-ups ignore ASCII case (the second seed's `/services` body).
     pub fn case_insensitive(mut self) -> Self {
-        self.map = self
-            .map
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
         self.case_insensitive = true;
         self
     }
 
+    /// Refuses any key not in `allowed` (ignoring ASCII case when [`Self::case_insensitive`]),
+    /// naming it as sent and listing the keys accepted, and, ignoring case, a key sent twice
+    /// in two spellings.
+    pub fn allow_only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        let mut seen: Vec<(&str, &str)> = Vec::with_capacity(self.map.len());
+        for key in self.map.keys() {
+            let Some(known) = allowed.iter().find(|a| self.same_key(a, key)) else {
+                return Err(ApiError::BadRequest(
+                    format!(
+                        "unknown field `{}`; allowed: {}",
+                        shown_key(key),
+                        allowed.join(", ")
+                    )
+                    .into(),
+                ));
+            };
+            if let Some((_, first)) = seen.iter().find(|(k, _)| k == known) {
+                return Err(ApiError::BadRequest(
+                    format!(
+                        "field `{known}` is given twice (as `{}` and `{}`)",
+                        shown_key(first),
+                        shown_key(key)
+                    )
+                    .into(),
+                ));
+            }
+            seen.push((known, key));
+        }
+        Ok(())
+    }
+
+    fn same_key(&self, a: &str, b: &str) -> bool {
+        if self.case_insensitive {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    }
+
     fn get(&self, key: &str) -> Option<&Value> {
         let value = if self.case_insensitive {
-            self.map.get(&key.to_ascii_lowercase())
+            self.map
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
         } else {
             self.map.get(key)
         };
@@ -145,6 +183,15 @@ pub fn parse_field<R, T>(
 /// A resource id from the path.
 pub fn path_id(raw: &str) -> Result<i64, ApiError> {
     parse_id(raw).map_err(|problem| ApiError::invalid("id", problem))
+}
+
+/// A client's key for an error message: control characters escaped, at most 64 characters.
+fn shown_key(key: &str) -> String {
+    let mut shown: String = key.chars().take(64).flat_map(char::escape_debug).collect();
+    if key.chars().nth(64).is_some() {
+        shown.push_str("...");
+    }
+    shown
 }
 
 fn wrong_type(key: &'static str, expected: &str, got: &Value) -> ApiError {

@@ -36,6 +36,10 @@ const SERVICE_KEYS: MonitorKeys = MonitorKeys {
     interval: "interval",
 };
 
+/// Every key a `POST /services` body may have (matched ignoring case): the seed's four, and
+/// `active` as on `/monitors`.
+const SERVICE_BODY_KEYS: &[&str] = &["name", "url", "interval", "Timeout", "active"];
+
 /// The `POST /services` answer.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -139,6 +143,7 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<CreatedService>), ApiError> {
     let body = body.case_insensitive();
+    body.allow_only(SERVICE_BODY_KEYS)?;
     let active = body.opt_bool("active")?.unwrap_or(true);
     let new = parse_monitor_fields(
         &body,
