@@ -7,6 +7,7 @@ pub mod error;
 pub mod graphql;
 pub mod rest;
 pub mod service;
+pub mod url_password;
 
 use std::{future::Future, sync::Arc};
 
