@@ -99,6 +99,14 @@ async fn unknown_body_keys_are_refused_by_name_and_nothing_changes(backend: Back
         body["error"],
         "field `name` is given twice (as `NAME` and `name`)"
     );
+    let read =
+        json!({"name": "svc", "url": "http://127.0.0.1:9/", "interval": 30, "LastCheck": "x"});
+    let (status, body) = app.json(Method::POST, "/services", Some(read)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "read-only field `LastCheck`; allowed: name, url, interval, Timeout, active"
+    );
     let fine = json!({"NAME": "svc", "Url": "http://127.0.0.1:9/", "INTERVAL": 30, "timeout": 4});
     let (status, body) = app.json(Method::POST, "/services", Some(fine)).await;
     assert_eq!(status, 201, "{body}");
