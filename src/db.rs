@@ -36,7 +36,7 @@ pub async fn connect(
 ) -> anyhow::Result<DatabaseConnection> {
     match url.backend {
         Backend::Sqlite => {
-            db_errors::sqlite_file(url)?;
+            db_errors::sqlite_database_path(url)?;
         }
         Backend::Postgres => db_errors::probe_postgres(url).await?,
     }
@@ -82,7 +82,7 @@ pub struct SqliteLock {
 /// sidecar file, not the database: SQLite's own fcntl locks on the database would be dropped if
 /// this process closed a second descriptor of it.
 pub fn lock_sqlite(url: &DatabaseUrl) -> anyhow::Result<SqliteLock> {
-    let database = db_errors::sqlite_file(url)?;
+    let database = db_errors::sqlite_database_path(url)?;
     let mut lock_path = database.clone().into_os_string();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);

@@ -20,7 +20,7 @@ use crate::config::{Backend, DatabaseUrl};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The file a SQLite URL names, once its directory is known to exist.
-pub fn sqlite_file(url: &DatabaseUrl) -> anyhow::Result<PathBuf> {
+pub fn sqlite_database_path(url: &DatabaseUrl) -> anyhow::Result<PathBuf> {
     let options = SqliteConnectOptions::from_str(&url.url).map_err(|err| {
         anyhow::anyhow!(
             "DATABASE_URL `{}` is not a valid SQLite URL: {err}",

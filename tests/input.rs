@@ -154,6 +154,11 @@ async fn control_characters_invisible_names_and_port_zero_are_refused_over_rest_
         ),
         (
             "name",
+            " \u{3000} ",
+            "name must contain a visible character",
+        ),
+        (
+            "name",
             "\u{200B}\u{200D}",
             "name must contain a visible character",
         ),

@@ -21,10 +21,10 @@ impl MonitorName {
     /// are looked for before trimming, so a trailing newline or tab is refused, not dropped.
     pub fn parse(raw: &str) -> Result<Self, String> {
         no_control_characters(raw)?;
-        let name = raw.trim();
-        if name.is_empty() {
+        if raw.is_empty() {
             return Err("must not be empty".into());
         }
+        let name = raw.trim();
         if name.chars().count() > NAME_MAX_CHARS {
             return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
         }
@@ -260,14 +260,19 @@ mod tests {
                 "{bad:?}"
             );
         }
-        // Whitespace of every kind is trimmed away first.
-        for blank in ["\u{00A0}\u{2003}\u{3000}", "\u{2028}\u{2029}", " \u{205F} "] {
+        for blank in [
+            "   ",
+            "\u{00A0}\u{2003}\u{3000}",
+            "\u{2028}\u{2029}",
+            " \u{205F} ",
+        ] {
             assert_eq!(
                 MonitorName::parse(blank),
-                Err("must not be empty".to_owned()),
+                Err("must contain a visible character".to_owned()),
                 "{blank:?}"
             );
         }
+        assert_eq!(MonitorName::parse(""), Err("must not be empty".to_owned()));
     }
 
     #[test]
