@@ -138,7 +138,7 @@ fn postgres_problem(err: &sqlx::Error, options: &PgConnectOptions, target: &str)
                 Some("3D000") => {
                     let name = options.get_database().unwrap_or(user);
                     format!(
-                        "the PostgreSQL database `{name}` does not exist on {target}; create it (createdb {}, or CREATE DATABASE {}) or point DATABASE_URL at another database",
+                        "the PostgreSQL database `{name}` does not exist on {target}; create it (createdb {}, or CREATE DATABASE {}) or point DATABASE_URL (or DB_NAME) at another database",
                         shell_word(name),
                         sql_identifier(name)
                     )

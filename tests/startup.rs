@@ -86,7 +86,7 @@ async fn a_missing_postgres_database_names_it_and_createdb() {
         let run = run(dir.path(), &url, args);
         assert_fails_with(
             &run,
-            &format!("the PostgreSQL database `{name}` does not exist on {target}; create it (createdb {name}, or CREATE DATABASE {name}) or point DATABASE_URL at another database"),
+            &format!("the PostgreSQL database `{name}` does not exist on {target}; create it (createdb {name}, or CREATE DATABASE {name}) or point DATABASE_URL (or DB_NAME) at another database"),
         );
     }
 }
