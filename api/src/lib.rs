@@ -9,6 +9,7 @@ pub mod rest;
 pub mod server;
 pub mod service;
 pub mod socket;
+pub mod url_password;
 
 use std::{future::Future, sync::Arc};
 

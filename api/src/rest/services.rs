@@ -49,6 +49,21 @@ const SERVICE_KEYS: MonitorKeys = MonitorKeys {
     interval: "interval",
 };
 
+/// Every key a `POST /services` body may have (matched ignoring case): the seed's four, and
+/// `active` as on `/monitors`.
+const SERVICE_BODY_KEYS: &[&str] = &["name", "url", "interval", "Timeout", "active"];
+
+/// Keys a service read shows (either listing's spelling) that no write sets.
+const SERVICE_READ_ONLY_KEYS: &[&str] = &[
+    "id",
+    "LastStatus",
+    "CreatedAt",
+    "LastCheck",
+    "last_status",
+    "created_at",
+    "last_state",
+];
+
 /// The `POST /services` answer.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -152,6 +167,7 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<CreatedService>), ApiError> {
     let body = body.case_insensitive();
+    body.allow_only(SERVICE_BODY_KEYS, SERVICE_READ_ONLY_KEYS)?;
     let active = body.opt_bool("active")?.unwrap_or(true);
     let new = parse_monitor_fields(
         &body,
