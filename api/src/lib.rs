@@ -62,6 +62,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql/ws", get(graphql::graphql_ws))
         .route(
+            graphql::graphiql::ASSETS_PATH,
+            get(graphql::graphiql::asset),
+        )
+        .route(
             "/graphql",
             get(graphql::graphiql).post(graphql::graphql_handler),
         )

@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries, mutations and subscriptions over the monitor service, the
 //! `POST /graphql` handler and GraphiQL on `GET /graphql`.
 
+pub mod graphiql;
 pub mod limits;
 mod mutation;
 mod paging;
@@ -23,7 +24,7 @@ use axum::{
         State, WebSocketUpgrade,
     },
     http::{header::SEC_WEBSOCKET_PROTOCOL, HeaderMap, StatusCode},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     Json,
 };
 
@@ -239,13 +240,7 @@ fn request_error(err: ParseRequestError) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /graphql`: GraphiQL.
-pub async fn graphiql() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Monitor Manager")
-            .finish(),
-    )
+/// `GET /graphql`: GraphiQL, served from the binary's own assets ([`graphiql`]).
+pub async fn graphiql() -> Response {
+    graphiql::page()
 }
