@@ -160,7 +160,10 @@ fn engine_config(
 async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let url = config::database_url(settings).map_err(anyhow::Error::msg)?;
     let engine_config = engine_config(settings, role, url.backend)?;
-    let edge = config::edge(settings).map_err(anyhow::Error::msg)?;
+    let mut edge = config::edge(settings).map_err(anyhow::Error::msg)?;
+    if role.serves_http() {
+        edge.limits.max_connections = connections_that_fit(settings, edge.limits.max_connections);
+    }
     if settings.auto_migrate {
         // On a connection of its own, closed before the pool opens: a SQLite connection that
         // was open across a schema change can return NULL for a column the change added
@@ -211,36 +214,85 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
         scheduling = ?engine_config.scheduling,
         "started"
     );
-    let served = match listener {
+    let grace = Duration::from_secs(settings.shutdown_grace_seconds);
+    let mut server = match listener {
         Some(listener) => {
             let local = listener.local_addr().context("listener has no address")?;
             let state =
                 api::AppState::new(db.clone(), reads, engine, notifier, shutdown.clone(), edge);
             tracing::info!("listening on http://{local}");
             let server_shutdown = shutdown.clone();
-            api::serve(
+            Some(tokio::spawn(api::serve(
                 listener,
                 state,
                 async move { server_shutdown.cancelled().await },
-            )
-            .await
-            .context("HTTP server failed")
+                grace - worker::EngineTasks::write_margin(grace),
+            )))
         }
         None => {
             drop((engine, notifier));
-            shutdown.cancelled().await;
-            Ok(())
+            None
         }
     };
-    // However the server ended, stop the worker in order: no new checks, finish the ones in
-    // flight (up to the grace period), write what is queued.
+    // Runs until shutdown is asked for, or until the server fails.
+    let failed = match &mut server {
+        Some(handle) => tokio::select! {
+            served = handle => Some(served),
+            () = shutdown.cancelled() => None,
+        },
+        None => {
+            shutdown.cancelled().await;
+            None
+        }
+    };
+    // However it ended, stop in order within the one grace period: the server drains its
+    // requests while the worker stops scheduling, finishes the checks in flight (abandoning
+    // those past the grace) and writes what is queued.
     shutdown.cancel();
-    let grace = Duration::from_secs(settings.shutdown_grace_seconds);
-    tasks.shutdown(grace).await;
-    served?;
-    let _ = tokio::time::timeout(grace, db.close()).await;
+    let deadline = tokio::time::Instant::now() + grace;
+    let drained = async {
+        match (failed, server) {
+            (Some(served), _) => served,
+            (None, Some(handle)) => handle.await,
+            (None, None) => Ok(Ok(())),
+        }
+    };
+    let served = tasks.shutdown(deadline, grace, drained).await;
+    served
+        .context("HTTP server stopped unexpectedly")?
+        .context("HTTP server failed")?;
+    let _ = tokio::time::timeout_at(deadline, db.close()).await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// File descriptors kept free of the API's connections, beside one per check in flight and
+/// per database connection: the broker, the listener, log files, DNS.
+const RESERVED_FILES: u64 = 128;
+
+/// Raises the open-file limit to its hard limit and returns how many connections the API may
+/// hold within it, so connections never take the descriptors that checks and the database
+/// need.
+fn connections_that_fit(settings: &Settings, wanted: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read or raise the open-file limit");
+            return wanted;
+        }
+    };
+    let reserved = u64::from(settings.check_concurrency)
+        + u64::from(settings.db_max_connections)
+        + RESERVED_FILES;
+    let fit = usize::try_from(limit.saturating_sub(reserved).max(16)).unwrap_or(usize::MAX);
+    if fit < wanted {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_connections = fit,
+            "MAX_CONNECTIONS lowered to fit the open-file limit beside CHECK_CONCURRENCY and DB_MAX_CONNECTIONS; raise the limit (ulimit -n) to allow more"
+        );
+    }
+    wanted.min(fit)
 }
 
 /// `health`: can the database (and the broker) be reached?

@@ -377,10 +377,20 @@ async fn graphql_crud_round_trip_works(backend: Backend) {
         json!([{"name": "m0"}, {"name": "m2"}])
     );
     // Both filters at once: paused monitors after the first one.
+    let first = app
+        .graphql(
+            "{ monitors(first: 1) { edges { cursor node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        first["data"]["monitors"]["edges"][0]["node"]["id"],
+        ids[0].as_str()
+    );
     let paused_after = app
         .graphql(
             "query($after: String) { monitors(active: false, after: $after) { nodes { name } pageInfo { hasNextPage } } }",
-            json!({"after": ids[0]}),
+            json!({"after": first["data"]["monitors"]["edges"][0]["cursor"]}),
         )
         .await;
     assert_eq!(

@@ -6,11 +6,12 @@ pub mod edge;
 pub mod error;
 pub mod graphql;
 pub mod rest;
+pub mod server;
 pub mod service;
 
 use std::{future::Future, sync::Arc};
 
-use axum::{routing::get, serve::ListenerExt, Router};
+use axum::{routing::get, Router};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,9 @@ pub struct AppState {
     /// The GraphQL schema, holding the same service.
     pub schema: AppSchema,
     /// Parsed GraphQL queries, by their text.
-    pub documents: graphql::DocumentCache,
+    pub documents: graphql::http::DocumentCache,
+    /// Apollo's persisted queries, by their hash.
+    pub persisted: graphql::http::PersistedQueries,
     /// Cancelled at shutdown: live streams (subscriptions, `/ws`) end cleanly.
     pub shutdown: CancellationToken,
     /// Origins, hosts and connection limits.
@@ -50,16 +53,18 @@ impl AppState {
         Self {
             monitors,
             schema,
-            documents: graphql::DocumentCache::default(),
+            documents: Default::default(),
+            persisted: Default::default(),
             shutdown,
             edge: Arc::new(edge),
         }
     }
 }
 
-/// Every route of the server.
+/// Every route of the server, behind the edge checks.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors = server::cors(&state.edge.cors_allowed_origins);
+    let mut router = Router::new()
         .route("/graphql/ws", get(graphql::graphql_ws))
         .route(
             graphql::graphiql::ASSETS_PATH,
@@ -67,32 +72,29 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/graphql",
-            get(graphql::graphiql).post(graphql::graphql_handler),
+            get(graphql::http::get).post(graphql::http::post).layer(
+                axum::extract::DefaultBodyLimit::max(graphql::http::BODY_LIMIT_BYTES),
+            ),
         )
         .merge(rest::routes())
         .fallback(rest::no_route)
         .method_not_allowed_fallback(rest::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone());
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    router.layer(axum::middleware::from_fn_with_state(
+        state,
+        server::edge_checks,
+    ))
 }
 
-/// Serves until `shutdown` completes, then lets requests in flight finish.
-///
-/// Accepted connections get `TCP_NODELAY`. Responses and subscription messages are written
-/// whole and flushed, so there is nothing for Nagle's algorithm to gain, and it held back a
-/// short segment while earlier data was unacknowledged: when a subscriber's batch of events
-/// went out in two writes, the second waited for the client's delayed ACK, about 40 ms (at
-/// 100,000 monitors every 60 s, subscription delay p99 56 ms against 15 ms without it).
+/// Serves until `shutdown` completes, then lets requests in flight finish for up to `grace`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, state, shutdown, grace).await
 }

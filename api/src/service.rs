@@ -152,6 +152,33 @@ impl MonitorService {
         Ok(query.count(&self.db).await?)
     }
 
+    /// How many results a monitor has. Results are numbered 1, 2, 3, ... per monitor and only
+    /// the oldest are ever removed, so the count is the span of the numbers kept: two lookups
+    /// at the ends of the `(monitor_id, seq)` index, whatever the history's length.
+    pub async fn result_count(&self, monitor_id: i64) -> Result<u64, ApiError> {
+        use sea_orm::sea_query::{Expr, Func};
+        let span: Option<(Option<i32>, Option<i32>)> = check_result::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::expr(Func::min(Expr::col(check_result::Column::Seq))),
+                "lo",
+            )
+            .column_as(
+                Expr::expr(Func::max(Expr::col(check_result::Column::Seq))),
+                "hi",
+            )
+            .filter(check_result::Column::MonitorId.eq(monitor_id))
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(match span {
+            Some((Some(lo), Some(hi))) => {
+                u64::try_from(i64::from(hi) - i64::from(lo) + 1).unwrap_or(0)
+            }
+            _ => 0,
+        })
+    }
+
     /// The monitor with this id, if any.
     pub async fn find(&self, id: i64) -> Result<Option<Monitor>, ApiError> {
         let row = match &self.reads {

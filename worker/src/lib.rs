@@ -281,30 +281,51 @@ async fn log_failure(run: impl std::future::Future<Output = Result<(), sea_orm::
 }
 
 impl EngineTasks {
-    /// Stops scheduling and consuming, lets checks in flight finish for up to `grace`,
-    /// writes what is queued, sends the last events, and returns.
-    pub async fn shutdown(self, grace: Duration) {
+    /// The part of a shutdown grace kept for writing queued results: work in flight gets
+    /// the rest.
+    pub fn write_margin(grace: Duration) -> Duration {
+        Duration::from_secs(1).min(grace / 2)
+    }
+
+    /// Stops scheduling and consuming, lets checks in flight finish while `alongside` runs
+    /// (the API's requests in flight, whose checks need the store), then writes what is
+    /// queued, sends the last events, and returns by `deadline`. Checks still running
+    /// [`Self::write_margin`] before it are abandoned.
+    pub async fn shutdown<T>(
+        self,
+        deadline: tokio::time::Instant,
+        grace: Duration,
+        alongside: impl std::future::Future<Output = T>,
+    ) -> T {
+        use tokio::time::timeout_at;
+        let checks_deadline = deadline - Self::write_margin(grace);
         self.stop_scheduling.cancel();
         self.checks.close();
-        if tokio::time::timeout(grace, self.checks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                running = self.checks.len(),
-                "checks still running after the shutdown grace period; abandoning them"
-            );
-        }
-        for task in self.background {
-            if tokio::time::timeout(grace, task).await.is_err() {
-                tracing::warn!("a background task did not stop in time");
+        let checks = async {
+            if timeout_at(checks_deadline, self.checks.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    running = self.checks.len(),
+                    "checks still running after the shutdown grace period; abandoning them"
+                );
             }
-        }
+            for task in self.background {
+                if timeout_at(checks_deadline, task).await.is_err() {
+                    tracing::warn!("a background task did not stop in time");
+                }
+            }
+        };
+        let (output, ()) = tokio::join!(alongside, checks);
         self.stop_store.cancel();
-        let _ = self.store.await;
+        if timeout_at(deadline, self.store).await.is_err() {
+            tracing::warn!("queued results were not all written within the shutdown grace period");
+        }
         self.stop_forwarding.cancel();
         if let Some(forwarder) = self.forwarder {
-            let _ = tokio::time::timeout(grace, forwarder).await;
+            let _ = timeout_at(deadline, forwarder).await;
         }
+        output
     }
 }

@@ -1,11 +1,14 @@
 //! `Query`: monitors and check history.
 
-use async_graphql::{connection::Connection, Context, Object, ID};
+use async_graphql::{Context, Object, ID};
 
 use super::{
-    paging::{check_results_page, monitors_page, PageArgs},
+    paging::{
+        check_results_page, monitors_page, page_complexity, MonitorConnection, PageArgs,
+        ResultConnection,
+    },
     parse_gql_id,
-    types::{CheckResult, Monitor},
+    types::Monitor,
 };
 use crate::{error::IntoGraphql, service::MonitorService};
 
@@ -14,6 +17,7 @@ pub struct Query;
 #[Object]
 impl Query {
     /// Monitors, oldest first.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn monitors(
         &self,
         ctx: &Context<'_>,
@@ -22,7 +26,7 @@ impl Query {
         #[graphql(desc = "Only active (true) or only paused (false) monitors.")] active: Option<
             bool,
         >,
-    ) -> async_graphql::Result<Connection<i64, Monitor>> {
+    ) -> async_graphql::Result<MonitorConnection> {
         monitors_page(ctx, PageArgs { first, after }, active).await
     }
 
@@ -34,13 +38,14 @@ impl Query {
     }
 
     /// One monitor's check history, newest first.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn check_results(
         &self,
         ctx: &Context<'_>,
         monitor_id: ID,
         #[graphql(desc = "How many results (0 to 1000, default 50).")] first: Option<i32>,
         #[graphql(desc = "Return results older than this cursor.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<i64, CheckResult>> {
+    ) -> async_graphql::Result<ResultConnection> {
         let monitor_id = parse_gql_id("monitorId", &monitor_id)?;
         check_results_page(ctx, monitor_id, PageArgs { first, after }).await
     }

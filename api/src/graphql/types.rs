@@ -1,10 +1,35 @@
 //! GraphQL output types: thin wrappers over the service's API types.
 
-use async_graphql::{connection::Connection, Context, Enum, Object, ID};
+use async_graphql::{
+    Context, Enum, InputValueError, InputValueResult, Object, Scalar, ScalarType, Value, ID,
+};
 use chrono::{DateTime, Utc};
 
-use super::paging::{check_results_page, PageArgs};
+use super::paging::{check_results_page, page_complexity, PageArgs, ResultConnection};
 use crate::service;
+
+/// A point in time: RFC 3339 in UTC with `Z`, as REST writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+/// A point in time, RFC 3339 in UTC (`2026-12-03T16:19:14.123Z`).
+#[Scalar(name = "DateTime")]
+impl ScalarType for Timestamp {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(text) => DateTime::parse_from_rfc3339(text)
+                .map(|at| Self(at.with_timezone(&Utc)))
+                .map_err(|_| {
+                    InputValueError::custom("must be an RFC 3339 time such as 2026-12-03T16:19:14Z")
+                }),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    }
+}
 
 /// UP or DOWN.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -42,27 +67,28 @@ impl Monitor {
     async fn active(&self) -> bool {
         self.0.active
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
     }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
     }
     /// When the newest check ran; null until the first.
-    async fn last_checked_at(&self) -> Option<DateTime<Utc>> {
-        self.0.last_checked_at
+    async fn last_checked_at(&self) -> Option<Timestamp> {
+        self.0.last_checked_at.map(Timestamp)
     }
     /// Status of the newest check; null until the first.
     async fn last_status(&self) -> Option<CheckStatus> {
         self.0.last_status.map(Into::into)
     }
     /// This monitor's check history, newest first.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn check_results(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "How many results (0 to 1000, default 50).")] first: Option<i32>,
         #[graphql(desc = "Return results older than this cursor.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<i64, CheckResult>> {
+    ) -> async_graphql::Result<ResultConnection> {
         check_results_page(ctx, self.0.id, PageArgs { first, after }).await
     }
 }
@@ -94,7 +120,7 @@ impl CheckResult {
         self.0.error.as_deref()
     }
     /// When the check started.
-    async fn checked_at(&self) -> DateTime<Utc> {
-        self.0.checked_at
+    async fn checked_at(&self) -> Timestamp {
+        Timestamp(self.0.checked_at)
     }
 }
