@@ -154,6 +154,101 @@ async fn apollo_persisted_queries_retry_with_the_query_then_run_by_hash(backend:
     run_script(&app, "apollo.mjs");
 }
 
+/// GraphiQL's page and files as a browser gets them, checked without a browser (and so without
+/// node or Chromium).
+async fn graphiql_and_its_assets_come_from_the_binary_with_their_headers(backend: Backend) {
+    let Some(db) = TestDb::fresh(backend).await else {
+        return;
+    };
+    let app = App::start_on(db, &[]);
+    let page = app
+        .http
+        .get(app.url("/graphql"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .expect("GET /graphql");
+    assert_eq!(page.status(), 200);
+    let header = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header(&page, "content-type").starts_with("text/html"));
+    let csp = header(&page, "content-security-policy");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self';"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<title>Monitor Manager</title>"), "{html}");
+    assert!(
+        !html.contains("://"),
+        "the page names no other origin: {html}"
+    );
+    let scripts: Vec<&str> = html
+        .split("src=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(scripts.len(), 4, "{html}");
+
+    for (path, content_type, cache) in [
+        (
+            "/graphql/assets/graphiql-3.8.2.min.js",
+            "text/javascript",
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            "/graphql/assets/graphiql-3.8.2.min.css",
+            "text/css",
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            "/graphql/assets/react-18.3.1.production.min.js",
+            "text/javascript",
+            "public, max-age=31536000, immutable",
+        ),
+        ("/graphql/assets/start.js", "text/javascript", "no-cache"),
+        (
+            "/graphql/assets/LICENSE-graphiql.txt",
+            "text/plain",
+            "no-cache",
+        ),
+    ] {
+        let response = app.http.get(app.url(path)).send().await.expect(path);
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(
+            header(&response, "content-type").starts_with(content_type),
+            "{path}: {}",
+            header(&response, "content-type")
+        );
+        assert_eq!(header(&response, "cache-control"), cache, "{path}");
+        assert_eq!(header(&response, "x-content-type-options"), "nosniff");
+        assert!(!response.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    for script in scripts {
+        let response = app.http.get(app.url(script)).send().await.expect(script);
+        assert_eq!(response.status(), 200, "the page's {script}");
+    }
+
+    for unknown in [
+        "/graphql/assets/nope.js",
+        "/graphql/assets/..%2FCargo.toml",
+        "/graphql/assets/graphiql-3.8.1.min.js",
+    ] {
+        let (status, body) = app.json(reqwest::Method::GET, unknown, None).await;
+        assert_eq!(status, 404, "{unknown}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
+}
+
 /// Sends SIGTERM to a server and waits (up to 15 s) for it to exit.
 fn terminate(server: &mut Proc) {
     let _ = Command::new("kill")
@@ -229,7 +324,8 @@ async fn a_graphql_ws_client_resubscribes_by_itself_after_a_restart(backend: Bac
         base,
         "the restarted server took another port"
     );
-    writeln!(stdin, "RESTARTED").expect("tell the script the server is back");
+    // A script that already failed has closed its stdin; its output says why, below.
+    let _ = writeln!(stdin, "RESTARTED");
 
     let status = wait_for_exit(&mut child, script);
     // The reader thread ends at the script's end of output, which ends this loop.
@@ -247,6 +343,7 @@ async fn a_graphql_ws_client_resubscribes_by_itself_after_a_restart(backend: Bac
 }
 
 on_both_backends!(
+    graphiql_and_its_assets_come_from_the_binary_with_their_headers,
     graphiql_loads_offline_in_chromium_and_runs_queries_and_subscriptions,
     standard_introspection_with_every_option_matches_schema_graphql,
     urql_runs_a_query_over_get,
