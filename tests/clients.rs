@@ -230,6 +230,24 @@ async fn graphiql_and_its_assets_come_from_the_binary_with_their_headers(backend
         assert_eq!(header(&response, "x-content-type-options"), "nosniff");
         assert!(!response.bytes().await.unwrap().is_empty(), "{path}");
     }
+    // Gzipped for clients that accept it, as published for the others.
+    let path = "/graphql/assets/graphiql-3.8.2.min.js";
+    let plain = app.http.get(app.url(path)).send().await.expect(path);
+    assert_eq!(header(&plain, "vary"), "accept-encoding");
+    assert_eq!(header(&plain, "content-encoding"), "");
+    let plain = plain.bytes().await.unwrap();
+    let gzipped = app
+        .http
+        .get(app.url(path))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .expect(path);
+    assert_eq!(header(&gzipped, "content-encoding"), "gzip");
+    assert_eq!(header(&gzipped, "vary"), "accept-encoding");
+    let gzipped = gzipped.bytes().await.unwrap();
+    assert!(gzipped.starts_with(&[0x1f, 0x8b]) && gzipped.len() < plain.len() / 3);
+
     for script in scripts {
         let response = app.http.get(app.url(script)).send().await.expect(script);
         assert_eq!(response.status(), 200, "the page's {script}");
