@@ -72,6 +72,10 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/graphql/ws", get(graphql::graphql_ws))
         .route(
+            graphql::graphiql::ASSETS_PATH,
+            get(graphql::graphiql::asset),
+        )
+        .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::post).layer(
                 axum::extract::DefaultBodyLimit::max(graphql::http::BODY_LIMIT_BYTES),

@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries, mutations and subscriptions over the monitor service, and
 //! GraphiQL; [`http`] serves `/graphql`, [`ws`] serves `/graphql/ws`.
 
+pub mod graphiql;
 pub mod http;
 pub mod limits;
 mod mutation;
@@ -11,7 +12,7 @@ mod types;
 pub mod ws;
 
 use async_graphql::{Schema, ID};
-use axum::response::Html;
+use axum::response::Response;
 
 pub use mutation::Mutation;
 pub use query::Query;
@@ -53,13 +54,7 @@ pub(crate) fn parse_gql_id(name: &'static str, id: &ID) -> async_graphql::Result
         .gql()
 }
 
-/// `GET /graphql`: GraphiQL.
-pub async fn graphiql() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Monitor Manager")
-            .finish(),
-    )
+/// `GET /graphql`: GraphiQL, served from the binary's own assets ([`graphiql`]).
+pub async fn graphiql() -> Response {
+    graphiql::page()
 }
