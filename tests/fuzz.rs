@@ -66,7 +66,12 @@ fn body() -> impl Strategy<Value = Value> {
     ];
     prop_oneof![
         prop::collection::vec((key, value()), 0..7).prop_map(|fields| {
-            Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
+            Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect::<Map<_, _>>(),
+            )
         }),
         value(),
     ]
@@ -85,7 +90,11 @@ async fn random_rest_bodies_get_json_answers_and_only_accepted_ones_are_stored(b
     let mut created = 0;
     for case in 0..CASES {
         let body = sample(&mut runner, &strategy);
-        let path = if case % 3 == 0 { "/services" } else { "/monitors" };
+        let path = if case % 3 == 0 {
+            "/services"
+        } else {
+            "/monitors"
+        };
         let response = app
             .http
             .post(app.url(path))
@@ -111,10 +120,37 @@ async fn random_rest_bodies_get_json_answers_and_only_accepted_ones_are_stored(b
 /// Pieces of GraphQL text, so documents nest, open strings and comments and mix fields.
 fn document() -> impl Strategy<Value = String> {
     let piece = prop::sample::select(vec![
-        "{", "}", "[", "]", "(", ")", "monitors", "monitor(id: 1)", "nodes", "id", "name",
-        "checkResults(first: 3)", "totalCount", "...F", "fragment F on Query ", "query ",
-        "mutation ", "deleteMonitor(id: 999)", "\"", "\"\"\"", "#", "\n", " ", "$v", "@skip(if: true)",
-        "a: ", "__typename", "__schema { types { name } }", "é", "1", "null",
+        "{",
+        "}",
+        "[",
+        "]",
+        "(",
+        ")",
+        "monitors",
+        "monitor(id: 1)",
+        "nodes",
+        "id",
+        "name",
+        "checkResults(first: 3)",
+        "totalCount",
+        "...F",
+        "fragment F on Query ",
+        "query ",
+        "mutation ",
+        "deleteMonitor(id: 999)",
+        "\"",
+        "\"\"\"",
+        "#",
+        "\n",
+        " ",
+        "$v",
+        "@skip(if: true)",
+        "a: ",
+        "__typename",
+        "__schema { types { name } }",
+        "é",
+        "1",
+        "null",
     ]);
     prop::collection::vec(piece, 0..120).prop_map(|pieces| pieces.join(" "))
 }
@@ -123,7 +159,9 @@ async fn random_graphql_documents_get_graphql_answers_and_change_nothing(backend
     let Some(app) = App::spawn(backend).await else {
         return;
     };
-    let id = app.create_monitor("http://127.0.0.1:9/", 60, 5, false).await;
+    let id = app
+        .create_monitor("http://127.0.0.1:9/", 60, 5, false)
+        .await;
     let mut runner = TestRunner::new(Config::default());
     let strategy = (document(), value());
     for _ in 0..CASES {

@@ -37,6 +37,9 @@ use crate::{edge::Origins, AppState};
 #[derive(Clone)]
 pub struct ConnectionSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
+/// The largest body any route takes (`POST /graphql`'s); each route checks its own limit too.
+const MAX_BODY_BYTES: usize = crate::graphql::http::BODY_LIMIT_BYTES;
+
 /// What a client past the connection limit gets before its connection is closed.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 67\r\n\r\n{\"error\":\"the server has too many open connections; retry shortly\"}";
 
@@ -150,6 +153,17 @@ pub async fn edge_checks(State(state): State<AppState>, request: Request, next: 
                 ),
             );
         }
+    }
+    // A body announced larger than any route takes is refused before a byte of it is read.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is over the limit of {MAX_BODY_BYTES} bytes"),
+        );
     }
     let safe = matches!(
         *request.method(),
