@@ -139,10 +139,10 @@ impl SqliteReads {
     /// at most [`INLINE_ROWS`] rows, on tokio's blocking pool otherwise.
     ///
     /// The hand-off to the blocking pool and back is two wake-ups of sleeping threads, which
-    /// cost more CPU than a small read itself. A small read takes well under a millisecond from the page cache,
-    /// and WAL readers do not wait for the writer, so it holds the API worker about as long as
-    /// encoding a response would. Larger pages (up to 1,000 rows each, and a GraphQL query may
-    /// ask for many) keep off the API's workers.
+    /// cost more CPU than a small read itself. A small read takes well under a millisecond
+    /// from the page cache, and WAL readers do not wait for the writer, so it holds the API
+    /// worker about as long as encoding a response would. Larger pages (up to 1,000 rows each,
+    /// and a GraphQL query may ask for many) keep off the API's workers.
     async fn run<T: Send + 'static>(
         &self,
         rows: u64,

@@ -17,8 +17,8 @@
 //! batch costs index lookups whatever the table holds (joined to the JSON rows alone, the
 //! planner, which guesses 100 rows for them, scans the whole table). The read is an `IN` list
 //! of placeholders, which the planner serves from the index at any batch size, where one array
-//! parameter can stall (docs/decisions/003-postgres-batch-statement.md). The list is padded to a power of
-//! two (repeating its last id), so a connection keeps at most 11 prepared texts of it.
+//! parameter can stall (docs/decisions/003-postgres-batch-statement.md). The list is padded
+//! to a power of two (repeating its last id), so a connection keeps at most 11 prepared texts.
 //!
 //! Two things keep a batch to one round trip:
 //!
