@@ -469,7 +469,10 @@ mod tests {
         );
         assert_eq!(without_directories("/tmp/x/report.md"), "report.md");
         assert_eq!(without_directories("--monitors"), "--monitors");
-        assert_eq!(without_directories("target/release/bench"), "target/release/bench");
+        assert_eq!(
+            without_directories("target/release/bench"),
+            "target/release/bench"
+        );
     }
 
     #[test]
