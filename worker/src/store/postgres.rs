@@ -257,7 +257,7 @@ impl PgStore {
                     })
                 })
                 .collect();
-            let rows: Vec<NewRow> = plan.rows.iter().map(new_row).collect();
+            let rows: Vec<NewRow<'_>> = plan.rows.iter().map(new_row).collect();
             let (moves, rows) = match (serde_json::to_string(&moves), serde_json::to_string(&rows))
             {
                 (Ok(moves), Ok(rows)) => (moves, rows),
