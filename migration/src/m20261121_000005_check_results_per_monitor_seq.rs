@@ -5,8 +5,9 @@
 //! Why: on PostgreSQL the key's index is a large part of each stored result
 //! (docs/decisions/005-narrow-results.md). Results of many monitors arrive interleaved, so
 //! the index takes inserts all over its key space and its leaf pages settle at about two
-//! thirds full; an entry of 16 instead of 24 bytes is what shrinks it. The table is rebuilt (not altered) so
-//! its columns are in an order without alignment padding: 8-byte columns first, then 4, 2, 1.
+//! thirds full; an entry of 16 instead of 24 bytes is what shrinks it. The table is rebuilt
+//! (not altered) so its columns are in an order without alignment padding: 8-byte columns
+//! first, then 4, 2, 1.
 //! `monitor_id` becomes a 4-byte integer, which limits monitor ids to 2,147,483,647 (the
 //! monitors' id sequence is capped there on PostgreSQL, so creation fails cleanly first).
 //!
