@@ -55,10 +55,9 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 /// Worker threads of the main runtime. An all-in-one process runs its checks on threads of
-/// their own (one per core by default), so its API runtime takes half the cores: on the 2-core
-/// VMs of BENCHMARKS.md one API worker instead of two saved about 5 % of the CPU per check at
-/// 1,000 checks/s with the default probes, as work woken from other threads (subscriber
-/// events from the store, requests) no longer wakes a second worker to share it.
+/// their own (one per core by default), so its API runtime takes half the cores: fewer idle
+/// workers means work woken from other threads (store events, requests) is not handed to a
+/// second worker to share.
 fn api_threads(settings: &Settings, command: &Command) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let own_check_threads = matches!(command, Command::Serve) && rabbitmq_url(settings).is_none();

@@ -1,5 +1,6 @@
 //! The HTTP server of Monitor Manager: GraphQL (queries, mutations, subscriptions) and the
-//! REST routes of both seeds, all thin adapters over one [`service::MonitorService`].
+//! REST routes of the `/monitors` and `/services` APIs, all thin adapters over one
+//! [`service::MonitorService`].
 
 pub mod domain;
 pub mod edge;

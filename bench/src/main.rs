@@ -527,7 +527,7 @@ fn describe(env: &scenario::Env) -> String {
     format!(
         "{} (binary {}, built {built})",
         procs::workspace_version(),
-        env.binary.display()
+        report::without_directories(&env.binary.to_string_lossy())
     )
 }
 

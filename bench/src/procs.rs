@@ -5,6 +5,8 @@
 //! Ctrl-C in the bench takes them down too; on Linux they also get SIGKILL if the bench dies
 //! (`PR_SET_PDEATHSIG`), and the target exits when its stdin closes.
 
+#![allow(unsafe_code)] // libc calls, each with its SAFETY comment.
+
 use std::{
     collections::VecDeque,
     path::{Path, PathBuf},

@@ -17,6 +17,8 @@
 //! bench's other threads are not in it. The rate is what the client and the one-thread
 //! target reach together on the machine's cores.
 
+#![allow(unsafe_code)] // getrusage, with its SAFETY comment.
+
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},

@@ -1,5 +1,6 @@
 //! The results of a run, as a Markdown table on stdout and as a section of BENCHMARKS.md
-//! (a section is replaced when a scenario of the same name runs again, else appended).
+//! (a section is replaced when a scenario of the same name runs again, else appended at the
+//! end, which in BENCHMARKS.md is its appendix of raw sections).
 
 use std::{fmt::Write as _, path::Path};
 
@@ -370,9 +371,11 @@ impl RunInfo {
     }
 }
 
-/// This process's command line, each argument quoted when it needs to be.
+/// This process's command line, each argument quoted when it needs to be and absolute paths
+/// shown by their last components, so the report names no directory of the machine.
 fn command_line() -> String {
     std::env::args()
+        .map(|arg| without_directories(&arg))
         .map(|arg| {
             if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'') {
                 format!("'{}'", arg.replace('\'', "'\\''"))
@@ -382,6 +385,28 @@ fn command_line() -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An absolute path as `target/<profile>/<file>` when it lies in a cargo target directory, else
+/// its file name; anything else unchanged.
+pub fn without_directories(arg: &str) -> String {
+    let path = Path::new(arg);
+    if !path.is_absolute() {
+        return arg.to_owned();
+    }
+    let parts: Vec<String> = path
+        .components()
+        .rev()
+        .take(2)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    match parts.as_slice() {
+        [file, profile] if profile == "release" || profile == "debug" => {
+            format!("target/{profile}/{file}")
+        }
+        [file, ..] => file.clone(),
+        [] => arg.to_owned(),
+    }
 }
 
 const HEADER: &str = "# Benchmarks\n\n\
@@ -435,6 +460,20 @@ fn replace_section(existing: &str, name: &str, section: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_paths_lose_their_directories() {
+        assert_eq!(
+            without_directories("/srv/build/release/bench"),
+            "target/release/bench"
+        );
+        assert_eq!(without_directories("/tmp/x/report.md"), "report.md");
+        assert_eq!(without_directories("--monitors"), "--monitors");
+        assert_eq!(
+            without_directories("target/release/bench"),
+            "target/release/bench"
+        );
+    }
 
     #[test]
     fn sections_are_replaced_by_name_or_appended() {

@@ -1,6 +1,10 @@
 //! Schema migrations for Monitor Manager. The same migrations run on SQLite and PostgreSQL;
 //! they are applied at start (unless turned off) and by `monitor-manager migrate`.
 
+// `MigrationTrait` is an `async_trait` declared with `&SchemaManager`; its implementations must
+// spell the argument the same way to match.
+#![allow(elided_lifetimes_in_paths)]
+
 pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_monitors;

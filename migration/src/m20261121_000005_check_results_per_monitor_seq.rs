@@ -2,11 +2,12 @@
 //! `monitors.last_seq`) and keys history on `(monitor_id, seq)`, two 4-byte integers, instead
 //! of `(monitor_id, id)`, 8 + 8 bytes.
 //!
-//! Why: on PostgreSQL a stored result cost about 102 bytes at steady state, 60 in the heap and
-//! 42 in the key's index. Results of many monitors arrive interleaved, so the index takes
-//! inserts all over its key space and its leaf pages settle at about two thirds full; an
-//! entry of 16 instead of 24 bytes is what shrinks it. The table is rebuilt (not altered) so
-//! its columns are in an order without alignment padding: 8-byte columns first, then 4, 2, 1.
+//! Why: on PostgreSQL the key's index is a large part of each stored result
+//! (docs/decisions/005-narrow-results.md). Results of many monitors arrive interleaved, so
+//! the index takes inserts all over its key space and its leaf pages settle at about two
+//! thirds full; an entry of 16 instead of 24 bytes is what shrinks it. The table is rebuilt
+//! (not altered) so its columns are in an order without alignment padding: 8-byte columns
+//! first, then 4, 2, 1.
 //! `monitor_id` becomes a 4-byte integer, which limits monitor ids to 2,147,483,647 (the
 //! monitors' id sequence is capped there on PostgreSQL, so creation fails cleanly first).
 //!

@@ -10,9 +10,7 @@
 //! Between rounds it sleeps until the earliest due time, woken early by `NOTIFY` when a
 //! monitor changes, and at least every [`MAX_SLEEP`] as a safety net. Rounds start at least
 //! [`ROUND_GAP`] apart unless the last one claimed a full batch: slots due within it are
-//! claimed together.
-//! Without that, slots spread evenly at 1,000 checks/s took a round (two queries and a
-//! publish) per check.
+//! claimed together, rather than one round (two queries and a publish) per evenly spread slot.
 
 use std::{sync::Arc, time::Duration};
 

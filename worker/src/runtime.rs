@@ -6,9 +6,8 @@
 //! A check is a string of small wake-ups (the scheduler's timer, the connect, the request
 //! written, the response, the HTTP client's connection task), and on the shared
 //! multi-threaded runtime each of them may wake another parked worker thread to steal the
-//! work: a futex call and, on a virtual machine, an interrupt between processors. On the
-//! 2-core Intel VM of BENCHMARKS.md that hand-off cost about as much CPU as the check itself
-//! at 1,000 checks/s (0.30-0.36 ms per check before, 0.21-0.25 ms after). On one thread the
+//! work: a futex call and, on a virtual machine, an interrupt between processors, which can
+//! cost as much CPU as the check itself (docs/decisions/001-check-threads.md). On one thread the
 //! wake-ups are plain queue pushes; the API, the store and the database pool stay on the main
 //! runtime, and the checks reach them through channels. A shard's monitors never move to
 //! another thread, so the threads share the load as evenly as the monitors' ids spread their

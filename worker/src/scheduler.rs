@@ -130,14 +130,8 @@ impl CheckRunner for LocalRunner {
 /// It adds at most this much start lag and saves wake-ups of the check thread (and, as the
 /// results then reach the store together, of the store and of live subscribers): every
 /// wake-up has a fixed cost (the timer, epoll rounds, a store transaction, a WebSocket write
-/// per subscriber), shared by the checks it starts. Measured at 1,000 checks/s on SQLite (AMD
-/// VM of BENCHMARKS.md, when a check cost about twice what it does now): 5 ms 0.227-0.236 ms
-/// of CPU and 4.9-5.0 context switches per check, start lag p50 2.2 ms; 10 ms 0.213-0.218,
-/// 4.9, p50 5 ms; 20 ms 0.172-0.179, 3.1-3.4, p50 9.7 ms. Later, with the default probes
-/// (2 every-check subscribers, 40 reads/s), five alternating pairs: 20 ms 0.112-0.139 ms,
-/// 1.2-1.3 context switches per check, start lag p99 20 ms; 50 ms 0.097-0.117 ms, 0.7-0.9,
-/// p99 49 ms; without probes the store thread went from 18.3 to 13.3 ms/s. Start lag stays
-/// well under the 100 ms the schedule allows at 100,000 monitors.
+/// per subscriber), shared by the checks it starts. 50 ms keeps start lag within the 100 ms
+/// the schedule allows (docs/decisions/004-wake-grid.md has the step's measurements).
 ///
 /// The wake-ups of every check thread fall on one grid of this step ([`on_wake_grid`]), so
 /// the threads' results reach the store together: one transaction, one wake-up of the store

@@ -1,11 +1,9 @@
 //! The API's hot reads on SQLite (history pages, monitor pages, one monitor), served by
 //! connections of their own instead of through sqlx.
 //!
-//! Through sqlx a read crossed threads four times: the statement to the connection's thread,
-//! the rows back (through a channel, row by row), then a ping to that thread and its answer
-//! when the connection went back to the pool. On a 2-core VM each crossing is a wake-up of a
-//! sleeping thread, and at 400 reads/s the context switches were a third of the reads' CPU.
-//! Here a read runs on the task that asks for it: it takes an idle connection, steps its
+//! Through sqlx a read crosses threads four times (the statement, the rows row by row, the
+//! ping when the connection goes back to the pool, its answer), each a wake-up of a sleeping
+//! thread. Here a read runs on the task that asks for it: it takes an idle connection, steps its
 //! cached statement to the end and hands back the rows, without waking any other thread.
 //!
 //! Each statement runs in its own read transaction, so a read sees everything committed
@@ -141,12 +139,10 @@ impl SqliteReads {
     /// at most [`INLINE_ROWS`] rows, on tokio's blocking pool otherwise.
     ///
     /// The hand-off to the blocking pool and back is two wake-ups of sleeping threads, which
-    /// on the VMs of BENCHMARKS.md cost more CPU than a small read itself (0.34 against
-    /// 0.22 ms of service CPU per one-monitor read at 40 reads/s, 0.47 against 0.31-0.34 ms per
-    /// history page of 50). A small read takes well under a millisecond from the page cache,
-    /// and WAL readers do not wait for the writer, so it holds the API worker about as long as
-    /// encoding a response would. Larger pages (up to 1,000 rows each, and a GraphQL query may
-    /// ask for many) keep off the API's workers.
+    /// cost more CPU than a small read itself. A small read takes well under a millisecond
+    /// from the page cache, and WAL readers do not wait for the writer, so it holds the API
+    /// worker about as long as encoding a response would. Larger pages (up to 1,000 rows each,
+    /// and a GraphQL query may ask for many) keep off the API's workers.
     async fn run<T: Send + 'static>(
         &self,
         rows: u64,

@@ -37,10 +37,9 @@ pub(crate) use sqlite::{monitor_from_row, MONITOR_COLUMNS, SELECT_MONITOR};
 pub const MAX_BATCH: usize = 1000;
 /// How long the writer waits for more results after the first of a batch arrives: the most
 /// it adds to a result's way to the database and to live subscribers. Each batch has a fixed
-/// cost (a transaction, a wake-up of the store, one of each subscriber), so at moderate rates
-/// this sets part of the store's CPU per check. 20 ms instead of 10 took the p99 delivery to
-/// live subscribers from ~17 to 31-48 ms (measured when the SQLite store still went through
-/// sqlx). At high rates batches fill anyway.
+/// cost (a transaction, a wake-up of the store, one of each subscriber), so a longer linger
+/// saves CPU at moderate rates but delays live subscribers by as much; at high rates batches
+/// fill anyway.
 pub const LINGER: Duration = Duration::from_millis(10);
 /// Batches written at once on PostgreSQL (each takes a pooled connection).
 pub const PARALLEL_WRITES: usize = 4;

@@ -67,7 +67,7 @@ pub struct Fields {
 }
 
 impl Fields {
-    /// Makes key look-ups ignore ASCII case (the second seed's `/services` body).
+    /// Makes key look-ups ignore ASCII case (the `/services` body).
     pub fn case_insensitive(mut self) -> Self {
         self.case_insensitive = true;
         self

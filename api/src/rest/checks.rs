@@ -1,4 +1,4 @@
-//! The first seed's check routes: run a check now, read a monitor's history.
+//! The `/monitors` API's check routes: run a check now, read a monitor's history.
 
 use axum::{
     extract::{Path, RawQuery, State},

@@ -1,4 +1,5 @@
-//! The REST routes of both seeds, and the JSON answers for unknown routes and methods.
+//! The REST routes of the `/monitors` and `/services` + `/ws` APIs, and the JSON answers for
+//! unknown routes and methods.
 
 pub mod body;
 pub mod checks;

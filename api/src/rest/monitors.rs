@@ -1,4 +1,4 @@
-//! The first seed's REST routes: `/monitors` CRUD and `/healthz`. Thin adapters: parse the
+//! The `/monitors` REST API's routes: `/monitors` CRUD and `/healthz`. Thin adapters: parse the
 //! request into domain types, call [`MonitorService`], shape the answer.
 
 use axum::{

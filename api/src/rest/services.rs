@@ -1,5 +1,6 @@
-//! The second seed's API: `/services` (a service is a monitor, the same row), its logs, and
-//! the `/ws` WebSocket that pushes one message per check. Keys are exactly the seed's.
+//! The `/services` + `/ws` API: `/services` (a service is a monitor, the same row), its logs, and
+//! the `/ws` WebSocket that pushes one message per check. Keys are exactly as that API
+//! has always spelled them.
 
 use std::sync::Arc;
 

@@ -10,18 +10,15 @@
 //! stored result moves it), its `next_check_at` (edits, pauses and the distributed
 //! scheduler's leases move it) and its `updated_at` (every edit, pause and resume sets it).
 //! A monitor another writer changed in between is read again and its results planned again,
-//! in a further round. Before, a batch was five round trips (`BEGIN`, `SELECT ... FOR
-//! UPDATE`, insert, update, `COMMIT`) of SQL whose text grew with the batch.
+//! in a further round.
 //!
 //! The write has a fixed text (the batch travels as two JSON parameters), so each connection
 //! prepares it once. It finds the monitors through their primary key (`id = ANY(...)`), so a
-//! batch costs index lookups whatever the table holds: joined to the JSON rows alone, the
-//! planner (which guesses 100 rows for them) scanned the whole `monitors` table, and at
-//! 100,000 monitors and 2,000 checks/s results reached subscribers 110 ms late (p50). The
-//! read is an `IN` list of placeholders: the same read with one array parameter
-//! (`id = ANY($1)`) stalled for 100-800 ms at a time while a burst of 10,000 newly activated
-//! monitors was stored (measured; the `IN` list did not). The list is padded to a power of
-//! two (repeating its last id), so a connection keeps at most 11 prepared texts of it.
+//! batch costs index lookups whatever the table holds (joined to the JSON rows alone, the
+//! planner, which guesses 100 rows for them, scans the whole table). The read is an `IN` list
+//! of placeholders, which the planner serves from the index at any batch size, where one array
+//! parameter can stall (docs/decisions/003-postgres-batch-statement.md). The list is padded
+//! to a power of two (repeating its last id), so a connection keeps at most 11 prepared texts.
 //!
 //! Two things keep a batch to one round trip:
 //!
@@ -260,7 +257,7 @@ impl PgStore {
                     })
                 })
                 .collect();
-            let rows: Vec<NewRow> = plan.rows.iter().map(new_row).collect();
+            let rows: Vec<NewRow<'_>> = plan.rows.iter().map(new_row).collect();
             let (moves, rows) = match (serde_json::to_string(&moves), serde_json::to_string(&rows))
             {
                 (Ok(moves), Ok(rows)) => (moves, rows),

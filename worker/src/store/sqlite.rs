@@ -1,11 +1,9 @@
 //! The SQLite store's own connection (rusqlite), used on the store's thread only.
 //!
-//! Through sqlx, every statement and every row crossed to sqlx's connection thread and back:
-//! at 1,000 checks/s that hand-off, one wake-up of the store per selected monitor and the
-//! conversion of each value between sea-orm's, sqlx's and SQLite's types cost more than SQLite
-//! itself. Here a batch is plain calls into SQLite on the thread that owns the batch: one
-//! `BEGIN IMMEDIATE`, then cached single-row statements (each a B-tree lookup or insert, and
-//! single-row statements need no statement journal), then `COMMIT`.
+//! A batch is plain calls into SQLite on the thread that owns the batch, with no hand-off to
+//! another connection thread per statement or row (docs/decisions/002-sqlite-store-rusqlite.md):
+//! one `BEGIN IMMEDIATE`, then cached single-row statements (each a B-tree lookup or insert,
+//! and single-row statements need no statement journal), then `COMMIT`.
 //!
 //! Dates are written as sqlx writes them (RFC 3339, `+00:00`), so columns written by either
 //! compare and sort alike.
