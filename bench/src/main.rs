@@ -106,7 +106,9 @@
 //!   (monitors every `--overload-interval` s) the rate doubles until the p99 start lag
 //!   exceeds 1 s or more than 0.1% of slots are missed; the highest rate held is reported.
 
+mod abuse;
 mod api;
+mod attacks;
 mod database;
 mod history;
 mod probes;
@@ -206,6 +208,37 @@ enum Command {
         /// Write no report file.
         #[arg(long, conflicts_with = "report")]
         no_report: bool,
+    },
+    /// Every abuse case of the API-edge issue as a phase of its own, against the service with
+    /// its address space and open files capped, a background check load and a normal client
+    /// polling throughout. Fails when the service died, an attack was not refused or cut in
+    /// time, or a check went DOWN.
+    Abuse {
+        /// The service's address-space limit (`RLIMIT_AS`), in MiB.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+        memory_cap_mib: u64,
+        /// The service's open-file limit (`RLIMIT_NOFILE`, soft and hard).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+        open_files: u64,
+        /// Monitors of the background load.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        monitors: u32,
+        /// Seconds between checks of each monitor.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+        /// Seconds per phase (phases that hold connections last the service's timeout and 2 s
+        /// more).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        phase_seconds: u64,
+        /// Shorter: 2 s phases, and the service's header-read and connection_init timeouts
+        /// set to 3 s (unless `--service-env` sets them) so the holding phases end sooner.
+        #[arg(long)]
+        quick: bool,
+        /// Run only these phases (comma-separated names, as in the table).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[command(flatten)]
+        common: Common,
     },
     /// The target server (started by the bench itself).
     #[command(hide = true)]
@@ -473,6 +506,62 @@ async fn command(command: Command) -> anyhow::Result<()> {
                 report::write_section(&path, name, &info.section(name, &table))?;
                 eprintln!("bench: wrote section `{name}` of {}", path.display());
             }
+            Ok(())
+        }
+        Command::Abuse {
+            memory_cap_mib,
+            open_files,
+            monitors,
+            interval,
+            phase_seconds,
+            quick,
+            only,
+            common,
+        } => {
+            let env = env(&common).await?;
+            let mut service_env = common.service_env.clone();
+            if let Some(c) = common.check_concurrency {
+                service_env.push(("CHECK_CONCURRENCY".to_owned(), c.to_string()));
+            }
+            if quick {
+                for key in ["HEADER_READ_TIMEOUT_SECONDS", "WS_INIT_TIMEOUT_SECONDS"] {
+                    if !service_env.iter().any(|(k, _)| k == key) {
+                        service_env.push((key.to_owned(), "3".to_owned()));
+                    }
+                }
+            }
+            let a = abuse::Abuse {
+                backend: common.backend,
+                memory_cap_mib,
+                open_files,
+                monitors: monitors as usize,
+                interval,
+                phase_seconds: if quick { 2 } else { phase_seconds },
+                only,
+                service_env,
+            };
+            let name = format!(
+                "abuse ({}, {memory_cap_mib} MiB address space, {open_files} open files{})",
+                a.backend.name(),
+                if quick { ", quick" } else { "" }
+            );
+            let info = RunInfo::now(describe(&env));
+            let (reports, setup) = abuse::run(&a, &env).await?;
+            let body = format!("{setup}.\n\n{}", abuse::table(&reports));
+            println!("\n### {name}\n\n{body}");
+            if let Some(path) = report_path(&common, true) {
+                report::write_section(&path, &name, &info.section(&name, &body))?;
+                eprintln!("bench: wrote section `{name}` of {}", path.display());
+            }
+            let failed: Vec<String> = reports
+                .iter()
+                .filter(|r| !r.failures().is_empty())
+                .map(|r| format!("{} ({})", r.attack.name(), r.failures().join("; ")))
+                .collect();
+            if !failed.is_empty() {
+                bail!("abuse phases failed: {}", failed.join(", "));
+            }
+            eprintln!("bench: every abuse phase passed");
             Ok(())
         }
         Command::Target { .. } => unreachable!("handled in main"),
