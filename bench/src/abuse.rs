@@ -173,7 +173,10 @@ pub async fn run(a: &Abuse, env: &Env) -> anyhow::Result<(Vec<PhaseReport>, Stri
         "bench: creating {} monitors every {} s",
         a.monitors, a.interval
     );
-    let (monitors, _) = api::create(&http, &base, &spec, a.monitors, 32, true).await?;
+    // Created paused, then activated paced over one interval: checks spread evenly in time,
+    // so every phase sees its share.
+    let (mut monitors, _) = api::create(&http, &base, &spec, a.monitors, 32, false).await?;
+    api::activate_paced(&http, &base, &spec, &mut monitors, 32).await?;
     scenario::wait_all_checked(&http, target.port, a.monitors, a.interval).await?;
     let victim = Victim {
         port: service.port,

@@ -581,13 +581,37 @@ fn big_payload(size: usize) -> &'static [u8] {
     })
 }
 
+/// A `size`-byte body streamed on a raw connection while the answer is read, so the time is
+/// the service's: from the first byte sent to its answer's first bytes, or the cut.
 async fn big_body(v: Victim, content_type: &'static str, size: usize) -> Outcome {
     let started = Instant::now();
-    let request = http()
-        .post(graphql_url(v))
-        .header("content-type", content_type)
-        .body(big_payload(size));
-    judge_http(request, started).await
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", v.port)).await else {
+        return Outcome::refused("connect failed", started.elapsed());
+    };
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: {content_type}\r\nContent-Length: {size}\r\n\r\n",
+        v.port
+    );
+    let writer = tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await?;
+        for chunk in big_payload(size).chunks(64 * 1024) {
+            write.write_all(chunk).await?;
+        }
+        std::io::Result::Ok(write)
+    });
+    let mut answer = [0u8; 12];
+    let outcome = match read.read_exact(&mut answer).await {
+        Ok(_) if answer.starts_with(b"HTTP/1.1 2") => {
+            Outcome::served(String::from_utf8_lossy(&answer[9..12]), started.elapsed())
+        }
+        Ok(_) if answer.starts_with(b"HTTP/1.1 ") => {
+            Outcome::refused(String::from_utf8_lossy(&answer[9..12]), started.elapsed())
+        }
+        _ => Outcome::refused("connection cut", started.elapsed()),
+    };
+    writer.abort();
+    outcome
 }
 
 // ---- raw sockets ----

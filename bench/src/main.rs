@@ -11,6 +11,7 @@
 //! target/release/bench run --monitors 1000 --interval 1 --duration 20
 //! target/release/bench run --monitors 1000 --interval 1 --duration 20 --backend postgres
 //! target/release/bench suite                           # the full set, about an hour
+//! target/release/bench abuse [--backend postgres]      # the abuse cases, about 3 minutes
 //! ```
 //!
 //! The service binary is `--binary PATH`, by default `release/monitor-manager` under
@@ -101,6 +102,28 @@
 //!   the target, with a fresh connection each and with keep-alive: the machine's yardstick,
 //!   to set beside the issue's figures for a bare client (about 0.025 ms of CPU per fresh
 //!   GET) when comparing figures taken on different VMs.
+//! - `abuse`: the API-edge issue's attacks, each a phase of its own (`--phase-seconds`, 5;
+//!   phases that hold connections last the service's timeout and 2 s more; `--quick`: 2 s
+//!   phases and 3 s service timeouts; `--only a,b` picks phases). The service runs with its
+//!   address space capped by `setrlimit(RLIMIT_AS)` in `pre_exec` (`--memory-cap-mib`,
+//!   1024: the service maps about 300-400 MiB at start with jemalloc and its threads'
+//!   stacks, so 1 GiB leaves it room for real work and makes a runaway allocation fail
+//!   inside the service instead of swapping the machine) and `RLIMIT_NOFILE` 1,024 soft and
+//!   hard (`--open-files`), under a background load (`--monitors` 500 every `--interval` 5
+//!   s against the target; `CHECK_CONCURRENCY` 200 unless `--check-concurrency` says
+//!   otherwise, as the service's 1,000 would leave it 16 connections under 1,024 open files)
+//!   and a normal client polling `{ monitors(first: 50) { nodes { id
+//!   name lastStatus } } }` every 50 ms on one keep-alive connection, with a new
+//!   connection's `GET /healthz` every 500 ms beside it. Per phase: attempts refused (an
+//!   error status, a GraphQL answer without data, an error or close on the WebSocket, the
+//!   connection cut), held (idle sockets kept within the service's limits, as a client's
+//!   would be) or failed (served, or refused later than allowed: 1 s, or for a held
+//!   connection the service's timeout plus 1 s); the slowest refusal or cut; whether the
+//!   process is alive; RSS at start and end and its peak (VmHWM reset per phase through
+//!   `/proc/PID/clear_refs`, and VmRSS sampled every 100 ms); the service's CPU seconds; the
+//!   normal client's p50/p99/max and errors; new connections served; checks stored UP and
+//!   DOWN with `checked_at` inside the phase. Exits non-zero when the service died, an
+//!   attempt failed, or a check went DOWN (latency and RSS are reported, not judged).
 //! - `suite`: 1,000 monitors at 10 s, 10,000 at 10 s, 100,000 at 50 s on SQLite and on
 //!   PostgreSQL, then an overload search per backend: from `--overload-start` checks/s
 //!   (monitors every `--overload-interval` s) the rate doubles until the p99 start lag
@@ -520,9 +543,10 @@ async fn command(command: Command) -> anyhow::Result<()> {
         } => {
             let env = env(&common).await?;
             let mut service_env = common.service_env.clone();
-            if let Some(c) = common.check_concurrency {
-                service_env.push(("CHECK_CONCURRENCY".to_owned(), c.to_string()));
-            }
+            // The service keeps one open file per check in flight out of its connection
+            // limit: under 1,024 files its default 1,000 would leave 16 connections.
+            let checks = common.check_concurrency.unwrap_or(ABUSE_CHECK_CONCURRENCY);
+            service_env.push(("CHECK_CONCURRENCY".to_owned(), checks.to_string()));
             if quick {
                 for key in ["HEADER_READ_TIMEOUT_SECONDS", "WS_INIT_TIMEOUT_SECONDS"] {
                     if !service_env.iter().any(|(k, _)| k == key) {
@@ -567,6 +591,11 @@ async fn command(command: Command) -> anyhow::Result<()> {
         Command::Target { .. } => unreachable!("handled in main"),
     }
 }
+
+/// CHECK_CONCURRENCY of the abuse scenario unless given: far more than its load has in flight
+/// (100 checks/s of a few ms each), and it leaves the service 680 of its 1,024 open files for
+/// connections (1,024 - 200 checks - 16 database connections - 128 reserved).
+const ABUSE_CHECK_CONCURRENCY: u32 = 200;
 
 fn template(common: &Common, default_subscribers: usize) -> Scenario {
     Scenario {
