@@ -1,7 +1,8 @@
 //! Opens the database: SQLite set up for a server (WAL, busy timeout, foreign keys), or a
-//! PostgreSQL pool, and applies migrations when asked.
+//! PostgreSQL pool, and applies migrations when asked. Failing to open it is one line that says
+//! what to do (see [`crate::db_errors`]).
 
-use std::{path::PathBuf, time::Duration};
+use std::{fs::File, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
@@ -11,7 +12,10 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::config::{Backend, DatabaseUrl};
+use crate::{
+    config::{Backend, DatabaseUrl},
+    db_errors,
+};
 
 /// How long SQLite waits for a lock before reporting "database is locked".
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,11 +27,19 @@ const STATEMENT_CACHE: usize = 16;
 /// A pooled PostgreSQL connection idle at least this long is pinged before use.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
-/// Connects, failing with one clear line when the database cannot be reached.
+/// Connects, failing with one clear line when the database cannot be reached: a SQLite file's
+/// directory is checked first, and PostgreSQL gets one plain connection attempt first, whose
+/// error (refused, unknown host, no such database, ...) a pool would hide behind its timeout.
 pub async fn connect(
     url: &DatabaseUrl,
     max_connections: u32,
 ) -> anyhow::Result<DatabaseConnection> {
+    match url.backend {
+        Backend::Sqlite => {
+            db_errors::sqlite_database_path(url)?;
+        }
+        Backend::Postgres => db_errors::probe_postgres(url).await?,
+    }
     let mut options = ConnectOptions::new(url.url.clone());
     options
         .max_connections(max_connections)
@@ -54,12 +66,47 @@ pub async fn connect(
         options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
         options.map_sqlx_postgres_opts(|opts| opts.statement_cache_capacity(STATEMENT_CACHE));
     }
-    Database::connect(options).await.with_context(|| {
-        format!(
-            "cannot connect to the database at {} (check DATABASE_URL or DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME, and that the server is running)",
-            url.redacted()
-        )
-    })
+    Database::connect(options)
+        .await
+        .map_err(|err| anyhow::Error::msg(db_errors::pool_failure(url, &err)))
+}
+
+/// Held by an all-in-one `serve` on SQLite for its lifetime: an OS lock (`flock`, released by
+/// the kernel however the process ends) on `<database file>.lock`.
+#[derive(Debug)]
+pub struct SqliteLock {
+    _file: File,
+}
+
+/// Takes the all-in-one lock of a SQLite database, or says that another process holds it. A
+/// sidecar file, not the database: SQLite's own fcntl locks on the database would be dropped if
+/// this process closed a second descriptor of it.
+pub fn lock_sqlite(url: &DatabaseUrl) -> anyhow::Result<SqliteLock> {
+    let database = db_errors::sqlite_database_path(url)?;
+    let mut lock_path = database.clone().into_os_string();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| {
+            format!(
+                "cannot create the lock file `{}` beside the SQLite database",
+                lock_path.display()
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(SqliteLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another monitor-manager is already running on this database ({}); stop it first, or run several processes on PostgreSQL with RABBITMQ_URL",
+            database.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => Err(err).with_context(|| {
+            format!("cannot lock `{}`", lock_path.display())
+        }),
+    }
 }
 
 /// The file behind a SQLite connection (for the result store's own connection to it).

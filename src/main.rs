@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod db;
+mod db_errors;
 mod run;
 
 use std::process::ExitCode;

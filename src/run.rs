@@ -164,6 +164,13 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     if role.serves_http() {
         edge.limits.max_connections = connections_that_fit(settings, edge.limits.max_connections);
     }
+    // One all-in-one process per SQLite file, held until this function returns: a second one
+    // would schedule and check every monitor again. `migrate`, `health` and the other roles
+    // do not take it.
+    let _sqlite_lock = match (role, url.backend) {
+        (Role::All, Backend::Sqlite) => Some(db::lock_sqlite(&url)?),
+        _ => None,
+    };
     if settings.auto_migrate {
         // On a connection of its own, closed before the pool opens: a SQLite connection that
         // was open across a schema change can return NULL for a column the change added

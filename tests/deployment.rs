@@ -107,8 +107,8 @@ fn every_variable_the_deployment_sets_is_read_by_the_binary_and_documented() {
         }
     }
     assert!(
-        compose.contains("\"2433:2433\""),
-        "the API is published on port 2433"
+        compose.contains("\"127.0.0.1:2433:2433\""),
+        "the API is published on port 2433 of the host's loopback"
     );
     assert!(readme.contains("docker compose up -d --build"));
     assert!(readme.contains("--scale worker=3"));

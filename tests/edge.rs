@@ -471,3 +471,26 @@ async fn shutdown_ends_within_its_grace_with_checks_in_flight() {
         "shutdown took {took:?} with a 2 s grace"
     );
 }
+
+#[tokio::test]
+async fn a_request_stops_when_its_client_leaves() {
+    let target = Target::start().await;
+    let Some(app) = App::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let id = app
+        .create_monitor(&target.url("/slow/2000"), 60, 10, false)
+        .await;
+    let gone = app
+        .http
+        .post(app.url("/graphql"))
+        .timeout(Duration::from_millis(300))
+        .json(&json!({ "query": format!("mutation {{ runCheck(id: {id}) {{ id }} }}") }))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up before the answer");
+    // The check would have ended and been stored after 2 s, had the request run on.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(app.db.count("check_results").await, 0, "{}", app.log());
+    still_serves(&app).await;
+}

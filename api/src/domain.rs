@@ -11,23 +11,25 @@ pub const TIMEOUT_MAX_SECONDS: i64 = 300;
 /// Largest `interval_seconds` (one week).
 pub const INTERVAL_MAX_SECONDS: i64 = 604_800;
 
-/// A non-empty, trimmed name of at most [`NAME_MAX_CHARS`] characters without control
-/// characters.
+/// A trimmed name of at most [`NAME_MAX_CHARS`] characters, with at least one visible
+/// character and no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorName(String);
 
 impl MonitorName {
-    /// Parses a name; the error says what is wrong, without the field name.
+    /// Parses a name; the error says what is wrong, without the field name. Control characters
+    /// are looked for before trimming, so a trailing newline or tab is refused, not dropped.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let name = raw.trim();
-        if name.is_empty() {
+        no_control_characters(raw)?;
+        if raw.is_empty() {
             return Err("must not be empty".into());
         }
+        let name = raw.trim();
         if name.chars().count() > NAME_MAX_CHARS {
             return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
         }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
+        if !name.chars().any(is_visible) {
+            return Err("must contain a visible character".into());
         }
         Ok(Self(name.to_owned()))
     }
@@ -37,13 +39,51 @@ impl MonitorName {
     }
 }
 
-/// An absolute `http` or `https` URL with a host, at most [`URL_MAX_BYTES`] long.
+/// Refuses any `char::is_control` character (NUL, TAB, CR, LF, DEL, C1 controls), naming the
+/// first one found.
+pub fn no_control_characters(raw: &str) -> Result<(), String> {
+    match raw.chars().enumerate().find(|(_, c)| c.is_control()) {
+        Some((at, c)) => Err(format!(
+            "must not contain control characters (U+{:04X} at character {})",
+            u32::from(c),
+            at + 1
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether a character shows something on its own: a letter, digit, punctuation mark or
+/// symbol (or a private-use glyph), but not a space, a format or bidi control, a combining
+/// mark, a variation selector, an unassigned code point, or one of the letters and symbols
+/// that are drawn blank (the Hangul fillers, the Braille blank).
+pub fn is_visible(c: char) -> bool {
+    use unicode_properties::general_category::{
+        GeneralCategory as G, GeneralCategoryGroup as Group, UnicodeGeneralCategory as _,
+    };
+    if matches!(
+        c,
+        '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+    ) {
+        return false;
+    }
+    match c.general_category_group() {
+        Group::Letter | Group::Number | Group::Punctuation | Group::Symbol => true,
+        Group::Other => c.general_category() == G::PrivateUse,
+        Group::Mark | Group::Separator => false,
+    }
+}
+
+/// An absolute `http` or `https` URL with a host and a port other than 0, at most
+/// [`URL_MAX_BYTES`] long, without control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorUrl(String);
 
 impl MonitorUrl {
     /// Parses a URL; the error says what is wrong, without the field name.
+    /// URLs are checked for control characters before parsing: the URL parser silently drops
+    /// TAB, CR and LF, so `http://exa\tmple.com` would otherwise name another host.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        no_control_characters(raw)?;
         let raw = raw.trim();
         if raw.is_empty() {
             return Err("must not be empty".into());
@@ -62,8 +102,16 @@ impl MonitorUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err("must be an absolute http or https URL with a host".into());
         }
+        if url.port() == Some(0) {
+            return Err("must not use port 0 (no server listens there)".into());
+        }
         // Keep what the user wrote (the parser would, say, add a trailing slash).
         Ok(Self(raw.to_owned()))
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     pub fn into_inner(self) -> String {
@@ -169,6 +217,84 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_refused_anywhere_in_a_name_even_at_the_ends() {
+        for bad in [
+            "a\u{0}b", "a\tb", "a\rb", "a\nb", "name\n", "\tname", "a\u{7F}b", "a\u{85}b",
+            "a\u{9F}b",
+        ] {
+            let err = MonitorName::parse(bad).expect_err(bad);
+            assert!(err.contains("control characters"), "{bad:?}: {err}");
+        }
+        assert_eq!(
+            MonitorName::parse("a\tb").unwrap_err(),
+            "must not contain control characters (U+0009 at character 2)"
+        );
+    }
+
+    #[test]
+    fn names_made_only_of_invisible_characters_are_refused() {
+        for bad in [
+            "\u{200B}",
+            "\u{200C}\u{200D}",
+            "\u{2060}",
+            "\u{FEFF}",
+            "\u{00AD}",
+            "\u{200E}\u{200F}",
+            "\u{202A}\u{202B}\u{202C}\u{202D}\u{202E}",
+            "\u{2066}\u{2067}\u{2068}\u{2069}",
+            "\u{FE0F}",
+            "\u{E0100}",
+            "\u{3164}",
+            "\u{115F}\u{1160}",
+            "\u{FFA0}",
+            "\u{180E}",
+            "\u{0301}",
+            "\u{20DD}",
+            "\u{2800}",
+            " \u{200B} \u{034F} ",
+            "\u{E0001}\u{E0041}",
+        ] {
+            assert_eq!(
+                MonitorName::parse(bad),
+                Err("must contain a visible character".to_owned()),
+                "{bad:?}"
+            );
+        }
+        for blank in [
+            "   ",
+            "\u{00A0}\u{2003}\u{3000}",
+            "\u{2028}\u{2029}",
+            " \u{205F} ",
+        ] {
+            assert_eq!(
+                MonitorName::parse(blank),
+                Err("must contain a visible character".to_owned()),
+                "{blank:?}"
+            );
+        }
+        assert_eq!(MonitorName::parse(""), Err("must not be empty".to_owned()));
+    }
+
+    #[test]
+    fn names_with_a_visible_character_are_kept_whole() {
+        for good in [
+            "A",
+            "é",
+            "e\u{0301}",
+            "日本",
+            "🙂",
+            "\u{200B}x\u{200B}",
+            "\u{202E}abc",
+            "-",
+            "1",
+            "$",
+            "👍🏽",
+        ] {
+            assert_eq!(MonitorName::parse(good).unwrap().into_inner(), good);
+        }
+    }
+
+    #[test]
     fn only_absolute_http_urls_with_a_host_are_accepted() {
         assert!(MonitorUrl::parse("https://example.com/health").is_ok());
         assert!(MonitorUrl::parse("http://127.0.0.1:8080").is_ok());
@@ -185,6 +311,37 @@ mod tests {
         }
         let long = format!("http://example.com/{}", "a".repeat(URL_MAX_BYTES));
         assert!(MonitorUrl::parse(&long).is_err());
+    }
+
+    #[test]
+    fn urls_with_control_characters_are_refused_before_the_parser_drops_them() {
+        for bad in [
+            "http://exa\tmple.com/",
+            "http://example.com/\r\nx",
+            "http://example.com/a\u{0}b",
+            "http://example.com/\n",
+            "\thttp://example.com/",
+        ] {
+            let err = MonitorUrl::parse(bad).expect_err(bad);
+            assert!(err.contains("control characters"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn port_zero_is_refused() {
+        for bad in [
+            "http://example.com:0/",
+            "https://127.0.0.1:0",
+            "http://[::1]:0/x",
+        ] {
+            assert_eq!(
+                MonitorUrl::parse(bad),
+                Err("must not use port 0 (no server listens there)".to_owned()),
+                "{bad}"
+            );
+        }
+        assert!(MonitorUrl::parse("http://example.com:1/").is_ok());
+        assert!(MonitorUrl::parse("http://example.com:00080/").is_ok());
     }
 
     #[test]

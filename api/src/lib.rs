@@ -8,13 +8,15 @@ pub mod graphql;
 pub mod rest;
 pub mod server;
 pub mod service;
+pub mod socket;
+pub mod url_password;
 
 use std::{future::Future, sync::Arc};
 
 use axum::{routing::get, Router};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use worker::{Engine, ScheduleNotifier, SqliteReads};
 
 use crate::{graphql::AppSchema, service::MonitorService};
@@ -30,15 +32,17 @@ pub struct AppState {
     pub documents: graphql::http::DocumentCache,
     /// Apollo's persisted queries, by their hash.
     pub persisted: graphql::http::PersistedQueries,
-    /// Cancelled at shutdown: live streams (subscriptions, `/ws`) end cleanly.
+    /// Cancelled at shutdown: WebSockets (subscriptions, `/ws`) close with 1012.
     pub shutdown: CancellationToken,
+    /// Open WebSocket sessions; shutdown waits (briefly) for their close frames to go out.
+    pub sockets: TaskTracker,
     /// Origins, hosts and connection limits.
     pub edge: Arc<edge::EdgeConfig>,
 }
 
 impl AppState {
     /// State over a database; `reads` serves the hot reads on SQLite, `engine` runs and
-    /// publishes checks, `schedule` hears about monitor changes, `shutdown` ends live streams,
+    /// publishes checks, `schedule` hears about monitor changes, `shutdown` closes WebSockets,
     /// `edge` holds the edge policy.
     pub fn new(
         db: DatabaseConnection,
@@ -49,13 +53,14 @@ impl AppState {
         edge: edge::EdgeConfig,
     ) -> Self {
         let monitors = MonitorService::new(db, reads, engine, schedule);
-        let schema = graphql::build_schema(monitors.clone(), shutdown.clone());
+        let schema = graphql::build_schema(monitors.clone());
         Self {
             monitors,
             schema,
             documents: Default::default(),
             persisted: Default::default(),
             shutdown,
+            sockets: TaskTracker::new(),
             edge: Arc::new(edge),
         }
     }

@@ -52,6 +52,7 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let limits = state.edge.limits.clone();
+    let sockets = state.sockets.clone();
     let app = crate::router(state);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let stop = CancellationToken::new();
@@ -120,10 +121,10 @@ pub async fn serve(
     drop(listener);
     stop.cancel();
     connections.close();
-    if tokio::time::timeout(grace, connections.wait())
-        .await
-        .is_err()
-    {
+    // WebSockets close with 1012 when shutdown is cancelled; their close frames go out here.
+    sockets.close();
+    let drained = async { tokio::join!(connections.wait(), sockets.wait()) };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!("requests still running after the shutdown grace period; abandoning them");
     }
     Ok(())

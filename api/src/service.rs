@@ -1,6 +1,8 @@
 //! The monitor service: every monitor operation, used by REST and GraphQL alike. It takes
 //! parsed input (see [`crate::domain`]) and returns API types, never table models.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{check_result, monitor};
 use sea_orm::{
@@ -11,11 +13,14 @@ use serde::Serialize;
 use worker::{CheckRecord, CheckStatus, Engine, RunCheckError, ScheduleNotifier, SqliteReads};
 
 use crate::{
-    domain::{MonitorPatch, NewMonitor},
+    domain::{MonitorPatch, MonitorUrl, NewMonitor},
     error::ApiError,
+    url_password,
 };
 
-/// A monitor as clients see it (the REST shape is its `Serialize` form).
+/// A monitor as clients see it (the REST shape is its `Serialize` form). Its `url` shows any
+/// password as `***` (see [`crate::url_password`]): every transport reads monitors through
+/// this type, so none of them can show the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Monitor {
     pub id: i64,
@@ -35,7 +40,10 @@ impl From<monitor::Model> for Monitor {
         Self {
             id: row.id,
             name: row.name,
-            url: row.url,
+            url: match url_password::mask(&row.url) {
+                Cow::Borrowed(_) => row.url,
+                Cow::Owned(masked) => masked,
+            },
             timeout_seconds: row.timeout_seconds,
             interval_seconds: row.interval_seconds,
             active: row.active,
@@ -196,8 +204,12 @@ impl MonitorService {
         })
     }
 
-    /// Stores a new monitor; an active one is due for its first check at once.
+    /// Stores a new monitor; an active one is due for its first check at once. A URL whose
+    /// password is the read mask `***` is refused: there is no stored password to restore.
     pub async fn create(&self, new: NewMonitor) -> Result<Monitor, ApiError> {
+        if url_password::is_masked(new.url.as_str()) {
+            return Err(masked_password_error());
+        }
         let now = now();
         let row = monitor::ActiveModel {
             name: Set(new.name.into_inner()),
@@ -219,8 +231,9 @@ impl MonitorService {
     }
 
     /// Applies a partial change. Resuming a monitor or pointing it at a new URL makes it due
-    /// at once; a shorter interval brings its next check forward.
-    pub async fn update(&self, id: i64, patch: MonitorPatch) -> Result<Monitor, ApiError> {
+    /// at once; a shorter interval brings its next check forward. A URL sent back with the
+    /// read mask `***` for the stored scheme, user, host and port keeps the stored password.
+    pub async fn update(&self, id: i64, mut patch: MonitorPatch) -> Result<Monitor, ApiError> {
         let current =
             monitor::Entity::find_by_id(id)
                 .one(&self.db)
@@ -229,6 +242,16 @@ impl MonitorService {
                     what: "monitor",
                     id,
                 })?;
+        if let Some(url) = &patch.url {
+            if url_password::is_masked(url.as_str()) {
+                let restored = url_password::restore(url.as_str(), &current.url)
+                    .ok_or_else(masked_password_error)?;
+                patch.url = Some(
+                    MonitorUrl::parse(&restored)
+                        .map_err(|problem| ApiError::invalid("url", problem))?,
+                );
+            }
+        }
         let now = now();
         let next_check_at = next_check_after_patch(&current, &patch, now);
         let mut row = current.into_active_model();
@@ -348,6 +371,14 @@ impl MonitorService {
         let count = monitor::Entity::find_by_id(id).count(&self.db).await?;
         Ok(count > 0)
     }
+}
+
+/// A URL carries the read mask as its password where no stored password can take its place.
+fn masked_password_error() -> ApiError {
+    ApiError::invalid(
+        "url",
+        "has the password `***`, which is how reads mask a password; send the real password (the stored one is kept only for the same scheme, user, host and port)",
+    )
 }
 
 /// The current time at the precision both databases keep (microseconds).

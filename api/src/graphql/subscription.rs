@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_graphql::{Context, ErrorExtensions, Object, Subscription, ID};
 use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
-use tokio_util::sync::CancellationToken;
 use worker::CheckEvent;
 
 use super::{
@@ -72,14 +71,14 @@ impl Subscription {
     }
 }
 
-/// This process's check events, filtered to one monitor when asked, ending at shutdown. A
-/// subscriber that fell behind gets an error item saying how many events it missed.
+/// This process's check events, filtered to one monitor when asked. A subscriber that fell
+/// behind gets an error item saying how many events it missed. The stream does not end at
+/// shutdown: its WebSocket closes with 1012 instead, so clients resubscribe.
 async fn events(
     ctx: &Context<'_>,
     monitor_id: Option<ID>,
 ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Arc<CheckEvent>>>> {
     let service = ctx.data_unchecked::<MonitorService>();
-    let shutdown = ctx.data_unchecked::<CancellationToken>().clone();
     let filter = match monitor_id {
         None => None,
         Some(id) => {
@@ -99,18 +98,16 @@ async fn events(
         Some(id) => service.engine().subscribe_to(id),
         None => service.engine().subscribe(),
     };
-    let stream = BroadcastStream::new(receiver)
-        .map(|item| {
-            item.map_err(|BroadcastStreamRecvError::Lagged(missed)| {
-                async_graphql::Error::new(format!(
-                    "this subscriber fell behind; {missed} events were dropped"
-                ))
-                .extend_with(|_, ext| {
-                    ext.set("code", "LAGGED");
-                    ext.set("missed", missed);
-                })
+    let stream = BroadcastStream::new(receiver).map(|item| {
+        item.map_err(|BroadcastStreamRecvError::Lagged(missed)| {
+            async_graphql::Error::new(format!(
+                "this subscriber fell behind; {missed} events were dropped"
+            ))
+            .extend_with(|_, ext| {
+                ext.set("code", "LAGGED");
+                ext.set("missed", missed);
             })
         })
-        .take_until(shutdown.cancelled_owned());
+    });
     Ok(stream)
 }

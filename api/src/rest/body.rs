@@ -58,7 +58,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
-/// The fields of a JSON object body, read by name with type checks.
+/// The fields of a JSON object body, read by name with type checks; [`Self::allow_only`]
+/// refuses keys a route does not read (a misspelt or unsupported field is not silently lost).
 #[derive(Debug)]
 pub struct Fields {
     map: Map<String, Value>,
@@ -68,18 +69,60 @@ pub struct Fields {
 impl Fields {
     /// Makes key look-ups ignore ASCII case (the second seed's `/services` body).
     pub fn case_insensitive(mut self) -> Self {
-        self.map = self
-            .map
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
         self.case_insensitive = true;
         self
     }
 
+    /// Refuses any key not in `allowed` (ignoring ASCII case when [`Self::case_insensitive`]),
+    /// naming it as sent and listing the keys accepted (a key of `read_only`, one that reads
+    /// show but writes cannot set, is called that), and a key sent twice in two spellings.
+    pub fn allow_only(&self, allowed: &[&str], read_only: &[&str]) -> Result<(), ApiError> {
+        let mut seen: Vec<(&str, &str)> = Vec::with_capacity(self.map.len());
+        for key in self.map.keys() {
+            let Some(known) = allowed.iter().find(|a| self.same_key(a, key)) else {
+                let what = if read_only.iter().any(|r| self.same_key(r, key)) {
+                    "read-only"
+                } else {
+                    "unknown"
+                };
+                return Err(ApiError::BadRequest(
+                    format!(
+                        "{what} field `{}`; allowed: {}",
+                        shown_key(key),
+                        allowed.join(", ")
+                    )
+                    .into(),
+                ));
+            };
+            if let Some((_, first)) = seen.iter().find(|(k, _)| k == known) {
+                return Err(ApiError::BadRequest(
+                    format!(
+                        "field `{known}` is given twice (as `{}` and `{}`)",
+                        shown_key(first),
+                        shown_key(key)
+                    )
+                    .into(),
+                ));
+            }
+            seen.push((known, key));
+        }
+        Ok(())
+    }
+
+    fn same_key(&self, a: &str, b: &str) -> bool {
+        if self.case_insensitive {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    }
+
     fn get(&self, key: &str) -> Option<&Value> {
         let value = if self.case_insensitive {
-            self.map.get(&key.to_ascii_lowercase())
+            self.map
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
         } else {
             self.map.get(key)
         };
@@ -147,6 +190,15 @@ pub fn path_id(raw: &str) -> Result<i64, ApiError> {
     parse_id(raw).map_err(|problem| ApiError::invalid("id", problem))
 }
 
+/// A client's key for an error message: control characters escaped, at most 64 characters.
+fn shown_key(key: &str) -> String {
+    let mut shown: String = key.chars().take(64).flat_map(char::escape_debug).collect();
+    if key.chars().nth(64).is_some() {
+        shown.push_str("...");
+    }
+    shown
+}
+
 fn wrong_type(key: &'static str, expected: &str, got: &Value) -> ApiError {
     ApiError::invalid(key, format!("must be {expected}, not {}", kind(got)))
 }
@@ -159,5 +211,67 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(json: Value) -> Fields {
+        match json {
+            Value::Object(map) => Fields {
+                map,
+                case_insensitive: false,
+            },
+            _ => unreachable!("tests pass objects"),
+        }
+    }
+
+    fn refusal(result: Result<(), ApiError>) -> String {
+        result.expect_err("refused").message()
+    }
+
+    #[test]
+    fn only_allowed_keys_pass_and_the_first_other_is_named() {
+        let allowed = ["name", "url"];
+        assert!(fields(serde_json::json!({"name": 1, "url": 2}))
+            .allow_only(&allowed, &[])
+            .is_ok());
+        assert_eq!(
+            refusal(fields(serde_json::json!({"name": 1, "Url": 2})).allow_only(&allowed, &[])),
+            "unknown field `Url`; allowed: name, url"
+        );
+        assert_eq!(
+            refusal(fields(serde_json::json!({"id": 1})).allow_only(&allowed, &["id"])),
+            "read-only field `id`; allowed: name, url"
+        );
+    }
+
+    #[test]
+    fn ignoring_case_a_key_passes_in_any_spelling_but_only_once() {
+        let allowed = ["name", "Timeout"];
+        let ci = |json| fields(json).case_insensitive();
+        assert!(ci(serde_json::json!({"NAME": 1, "timeout": 2}))
+            .allow_only(&allowed, &[])
+            .is_ok());
+        assert_eq!(
+            refusal(ci(serde_json::json!({"Name": 1, "name": 2})).allow_only(&allowed, &[])),
+            "field `name` is given twice (as `Name` and `name`)"
+        );
+        assert_eq!(
+            ci(serde_json::json!({"TIMEOUT": 7}))
+                .opt_int("Timeout")
+                .ok(),
+            Some(Some(7))
+        );
+    }
+
+    #[test]
+    fn keys_in_messages_are_escaped_and_shortened() {
+        assert_eq!(shown_key("method"), "method");
+        assert_eq!(shown_key("a\nb\u{0}"), "a\\nb\\0");
+        assert_eq!(shown_key(&"k".repeat(65)), format!("{}...", "k".repeat(64)));
+        assert_eq!(shown_key(&"k".repeat(64)), "k".repeat(64));
     }
 }

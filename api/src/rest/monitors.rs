@@ -21,6 +21,7 @@ pub async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<Monitor>), ApiError> {
+    body.allow_only(MONITOR_BODY_KEYS, MONITOR_READ_ONLY_KEYS)?;
     let active = body.opt_bool("active")?.unwrap_or(true);
     let new = parse_monitor_body(&body, active)?;
     let monitor = state.monitors.create(new).await?;
@@ -48,6 +49,7 @@ pub async fn replace(
     JsonObject(body): JsonObject,
 ) -> Result<Json<Monitor>, ApiError> {
     let id = path_id(&id)?;
+    body.allow_only(MONITOR_BODY_KEYS, MONITOR_READ_ONLY_KEYS)?;
     let active = body.opt_bool("active")?;
     let mut patch: crate::domain::MonitorPatch = parse_monitor_body(&body, true)?.into();
     patch.active = active;
@@ -78,6 +80,24 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         )
     }
 }
+
+/// Every key a `/monitors` body may have.
+const MONITOR_BODY_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "timeout_seconds",
+    "interval_seconds",
+    "active",
+];
+
+/// Keys a monitor read shows that no write sets.
+const MONITOR_READ_ONLY_KEYS: &[&str] = &[
+    "id",
+    "created_at",
+    "updated_at",
+    "last_checked_at",
+    "last_status",
+];
 
 /// The keys of a monitor body, as one API spells them.
 pub struct MonitorKeys {

@@ -1,27 +1,40 @@
 //! The second seed's API: `/services` (a service is a monitor, the same row), its logs, and
 //! the `/ws` WebSocket that pushes one message per check. Keys are exactly the seed's.
 
+use std::sync::Arc;
+
 use axum::{
+    body::Bytes,
     extract::{
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade},
         Path, RawQuery, State,
     },
-    http::StatusCode,
-    response::Response,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     Json,
 };
 use chrono::{DateTime, Utc};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde::Serialize;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use worker::{CheckRecord, CheckStatus};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
+use worker::{CheckEvent, CheckRecord, CheckStatus};
 
 use super::{
     body::{path_id, JsonObject},
     checks::limit_param,
     monitors::{parse_monitor_fields, MonitorKeys},
 };
-use crate::{error::ApiError, service::Monitor, AppState};
+use crate::{
+    error::ApiError,
+    server::ConnectionSlot,
+    service::Monitor,
+    socket::{self, Beat, KeepAlive, SERVICE_RESTART},
+    AppState,
+};
+use axum::Extension;
 
 /// `Timeout` used when a `/services` body has none.
 pub const DEFAULT_SERVICE_TIMEOUT_SECONDS: i64 = 10;
@@ -35,6 +48,21 @@ const SERVICE_KEYS: MonitorKeys = MonitorKeys {
     timeout: "Timeout",
     interval: "interval",
 };
+
+/// Every key a `POST /services` body may have (matched ignoring case): the seed's four, and
+/// `active` as on `/monitors`.
+const SERVICE_BODY_KEYS: &[&str] = &["name", "url", "interval", "Timeout", "active"];
+
+/// Keys a service read shows (either listing's spelling) that no write sets.
+const SERVICE_READ_ONLY_KEYS: &[&str] = &[
+    "id",
+    "LastStatus",
+    "CreatedAt",
+    "LastCheck",
+    "last_status",
+    "created_at",
+    "last_state",
+];
 
 /// The `POST /services` answer.
 #[derive(Serialize)]
@@ -139,6 +167,7 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<CreatedService>), ApiError> {
     let body = body.case_insensitive();
+    body.allow_only(SERVICE_BODY_KEYS, SERVICE_READ_ONLY_KEYS)?;
     let active = body.opt_bool("active")?.unwrap_or(true);
     let new = parse_monitor_fields(
         &body,
@@ -178,64 +207,129 @@ struct WsCheck<'a> {
     latency: i64,
 }
 
-/// `GET /ws`: one JSON text frame per check performed, from any monitor.
-pub async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| push_checks(socket, state))
+/// `GET /ws`: one JSON text frame per check performed, from any monitor. A foreign `Origin`
+/// gets 403; messages from the client are read (for close, pings and the size limit) and
+/// otherwise ignored.
+pub async fn ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    slot: Option<Extension<ConnectionSlot>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match socket::accept(&state, &headers, upgrade) {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused.into_response(),
+    };
+    // Held until the socket ends, so shutdown waits for its close frame.
+    let tracked = state.sockets.token();
+    upgrade.on_upgrade(move |ws| async move {
+        // The socket keeps its connection's place among MAX_CONNECTIONS.
+        let _held = (tracked, slot);
+        push_checks(ws, state).await;
+    })
 }
 
-async fn push_checks(socket: WebSocket, state: AppState) {
+/// Pushes check events until the client goes, the server stops (1012), the client sends a
+/// message over the limit (1009) or stays silent for two keep-alive intervals (1001).
+async fn push_checks(mut ws: WebSocket, state: AppState) {
     let mut events = state.monitors.engine().subscribe();
-    let (mut sink, mut incoming) = socket.split();
+    let limits = state.edge.limits.clone();
+    let mut keepalive = KeepAlive::new(limits.ws_keepalive);
     let shutdown = state.shutdown.clone();
-    loop {
+    let close = loop {
         tokio::select! {
-            _ = shutdown.cancelled() => {
-                let frame = CloseFrame { code: 1001, reason: "server shutting down".into() };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                break;
-            }
-            message = incoming.next() => match message {
-                // Pings are answered by the WebSocket layer; other frames are ignored.
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
+            biased;
+            _ = shutdown.cancelled() => break Some((SERVICE_RESTART, "service restart".to_owned())),
+            message = ws.recv() => {
+                keepalive.heard();
+                match message {
+                    // Pings are answered by the WebSocket layer; other messages are ignored.
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(err)) => break socket::close_for_read_error(err, &limits),
+                    Some(Ok(_)) => {}
+                }
+            },
+            beat = keepalive.beat() => match beat {
+                Beat::Dead => break Some((socket::GOING_AWAY, keepalive.dead_reason())),
+                Beat::Ping => {
+                    let ping = ws.send(Message::Ping(Bytes::new()));
+                    if !matches!(tokio::time::timeout(keepalive.write_limit(), ping).await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
             },
             event = events.recv() => {
-                // Every event already waiting goes out with this one, in one write.
-                let mut next = Some(event);
-                while let Some(event) = next.take() {
-                    let text = match event {
-                        Ok(event) => serde_json::to_string(&WsCheck {
-                            service_id: event.result.monitor_id,
-                            name: &event.monitor.name,
-                            old_status: status_text(event.previous),
-                            new_status: event.result.status.as_str(),
-                            latency: event.result.response_time_ms,
-                        }),
-                        Err(RecvError::Lagged(missed)) => serde_json::to_string(&serde_json::json!({
-                            "error": "this client fell behind; some checks were not sent",
-                            "missed": missed,
-                        })),
-                        Err(RecvError::Closed) => {
-                            let _ = sink.flush().await;
-                            return;
-                        }
-                    };
-                    if let Ok(text) = text {
-                        if sink.feed(Message::Text(text.into())).await.is_err() {
-                            return;
-                        }
+                let limit = keepalive.write_limit();
+                match tokio::time::timeout(limit, push(&mut ws, &mut events, event)).await {
+                    Ok(Pushed::Sent) => {}
+                    Ok(Pushed::Stopped) => {
+                        break Some((SERVICE_RESTART, "service restart".to_owned()))
                     }
-                    next = match events.try_recv() {
-                        Ok(event) => Some(Ok(event)),
-                        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
-                        Err(TryRecvError::Empty) => None,
-                        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                    };
-                }
-                if sink.flush().await.is_err() {
-                    break;
+                    // Gone, or took nothing in for two keep-alive intervals.
+                    Ok(Pushed::Gone) | Err(_) => return,
                 }
             }
         }
+    };
+    match close {
+        Some((code, reason)) => socket::close(&mut ws, code, &reason).await,
+        // Sends the reply to the client's close frame, when there was one.
+        None => socket::flush_briefly(&mut ws).await,
+    }
+}
+
+/// What [`push`] did.
+enum Pushed {
+    Sent,
+    /// The engine stopped: the server is going down.
+    Stopped,
+    /// The client is gone.
+    Gone,
+}
+
+/// Writes `first` and every event already waiting after it, with one flush.
+async fn push(
+    ws: &mut WebSocket,
+    events: &mut broadcast::Receiver<Arc<CheckEvent>>,
+    first: Result<Arc<CheckEvent>, RecvError>,
+) -> Pushed {
+    let mut next = Some(first);
+    let mut stopped = false;
+    while let Some(event) = next.take() {
+        let text = match event {
+            Ok(event) => serde_json::to_string(&WsCheck {
+                service_id: event.result.monitor_id,
+                name: &event.monitor.name,
+                old_status: status_text(event.previous),
+                new_status: event.result.status.as_str(),
+                latency: event.result.response_time_ms,
+            }),
+            Err(RecvError::Lagged(missed)) => serde_json::to_string(&serde_json::json!({
+                "error": "this client fell behind; some checks were not sent",
+                "missed": missed,
+            })),
+            Err(RecvError::Closed) => {
+                stopped = true;
+                break;
+            }
+        };
+        if let Ok(text) = text {
+            if ws.feed(Message::Text(text.into())).await.is_err() {
+                return Pushed::Gone;
+            }
+        }
+        next = match events.try_recv() {
+            Ok(event) => Some(Ok(event)),
+            Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+        };
+    }
+    if ws.flush().await.is_err() {
+        return Pushed::Gone;
+    }
+    match stopped {
+        true => Pushed::Stopped,
+        false => Pushed::Sent,
     }
 }
