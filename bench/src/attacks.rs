@@ -507,7 +507,7 @@ fn cut_label(err: &reqwest::Error) -> String {
 async fn cross_site(v: Victim, n: usize) -> Outcome {
     let started = Instant::now();
     let body = json!({ "query": CREATE_MUTATION }).to_string();
-    let request = if n % 2 == 0 {
+    let request = if n.is_multiple_of(2) {
         http()
             .post(graphql_url(v))
             .header("content-type", "text/plain")
@@ -528,7 +528,7 @@ async fn foreign_origin(v: Victim, n: usize) -> Outcome {
     let origin = format!("http://{FOREIGN}");
     match n % 3 {
         0 | 1 => {
-            let path = if n % 3 == 0 { "/graphql/ws" } else { "/ws" };
+            let path = if n.is_multiple_of(3) { "/graphql/ws" } else { "/ws" };
             let started = Instant::now();
             match ws_connect(v.port, path, Some(&origin)).await {
                 Ok(_) => Outcome::served(format!("{path} upgraded"), started.elapsed()),
@@ -549,7 +549,7 @@ async fn foreign_origin(v: Victim, n: usize) -> Outcome {
 async fn foreign_host(v: Victim, n: usize) -> Outcome {
     let started = Instant::now();
     let query = "{ monitors(first: 1) { nodes { id } } }";
-    let request = if n % 2 == 0 {
+    let request = if n.is_multiple_of(2) {
         http()
             .get(graphql_url(v))
             .query(&[("query", query)])
@@ -669,9 +669,9 @@ async fn hold_socket(v: Victim, trickle: bool, allowance: Duration, until: Insta
 }
 
 /// A refusal, returned after a pause: a client refused for want of connection slots tries
-/// again ten times a second, not in a tight loop that would measure the bench's own CPU.
+/// again once a second, not in a tight loop that would measure the bench's own CPU.
 async fn refused_then_pause(label: impl Into<String>, elapsed: Duration) -> Outcome {
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     Outcome::refused(label, elapsed)
 }
 
@@ -754,7 +754,12 @@ async fn await_verdict(ws: &mut WsStream, id: &str, started: Instant) -> Outcome
                 if value["id"] != id {
                     continue;
                 }
+                let refused_by_errors =
+                    value["payload"]["data"].is_null() && value["payload"]["errors"].is_array();
                 return match value["type"].as_str() {
+                    Some("next") if refused_by_errors => {
+                        Outcome::refused("next with errors", started.elapsed())
+                    }
                     Some("next") => Outcome::served("next", started.elapsed()),
                     Some(kind) => Outcome::refused(kind.to_owned(), started.elapsed()),
                     None => continue,
@@ -776,7 +781,7 @@ async fn deep_subscribe(v: Victim, n: usize) -> Outcome {
         Ok(ws) => ws,
         Err(label) => return Outcome::refused(label, started.elapsed()),
     };
-    let nested = if n % 2 == 0 {
+    let nested = if n.is_multiple_of(2) {
         format!("{}\"1\"{}", "{a:".repeat(2000), "}".repeat(2000))
     } else {
         format!("{}\"1\"{}", "[".repeat(3000), "]".repeat(3000))
@@ -795,7 +800,7 @@ async fn deep_subscribe(v: Victim, n: usize) -> Outcome {
 /// the service is at its connection limit.
 async fn idle_ws(v: Victim, n: usize, until: Instant) -> Outcome {
     let started = Instant::now();
-    let ws = if n % 2 == 0 {
+    let ws = if n.is_multiple_of(2) {
         ws_connect(v.port, "/ws", None)
             .await
             .map_err(|err| handshake_label("/ws", &err))
@@ -865,7 +870,7 @@ fn big_text() -> Utf8Bytes {
 
 /// A 60 MB message; refused when the service closes the socket (1009) before taking it.
 async fn big_ws_message(v: Victim, n: usize) -> Outcome {
-    let path = if n % 2 == 0 { "/ws" } else { "/graphql/ws" };
+    let path = if n.is_multiple_of(2) { "/ws" } else { "/graphql/ws" };
     let ws = if path == "/ws" {
         ws_connect(v.port, path, None)
             .await
