@@ -528,7 +528,11 @@ async fn foreign_origin(v: Victim, n: usize) -> Outcome {
     let origin = format!("http://{FOREIGN}");
     match n % 3 {
         0 | 1 => {
-            let path = if n.is_multiple_of(3) { "/graphql/ws" } else { "/ws" };
+            let path = if n.is_multiple_of(3) {
+                "/graphql/ws"
+            } else {
+                "/ws"
+            };
             let started = Instant::now();
             match ws_connect(v.port, path, Some(&origin)).await {
                 Ok(_) => Outcome::served(format!("{path} upgraded"), started.elapsed()),
@@ -870,7 +874,11 @@ fn big_text() -> Utf8Bytes {
 
 /// A 60 MB message; refused when the service closes the socket (1009) before taking it.
 async fn big_ws_message(v: Victim, n: usize) -> Outcome {
-    let path = if n.is_multiple_of(2) { "/ws" } else { "/graphql/ws" };
+    let path = if n.is_multiple_of(2) {
+        "/ws"
+    } else {
+        "/graphql/ws"
+    };
     let ws = if path == "/ws" {
         ws_connect(v.port, path, None)
             .await
