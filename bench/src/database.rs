@@ -210,7 +210,24 @@ impl Observer {
         Ok(())
     }
 
-    async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
+    /// Results stored as UP and as DOWN with `checked_at` in `[from_ms, to_ms)` (unix ms).
+    pub async fn up_down_between(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<(i64, i64)> {
+        let range = format!("checked_at_ms >= {from_ms} AND checked_at_ms < {to_ms}");
+        let up = self
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM check_results WHERE up AND {range}"
+            ))
+            .await?;
+        let down = self
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM check_results WHERE NOT up AND {range}"
+            ))
+            .await?;
+        Ok((up, down))
+    }
+
+    /// The first column of the first row of `sql`, as an integer.
+    pub async fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
         let row = self
             .db
             .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))

@@ -11,6 +11,7 @@
 //! target/release/bench run --monitors 1000 --interval 1 --duration 20
 //! target/release/bench run --monitors 1000 --interval 1 --duration 20 --backend postgres
 //! target/release/bench suite                           # the full set, about an hour
+//! target/release/bench abuse [--backend postgres]      # the abuse cases, about 3 minutes
 //! ```
 //!
 //! The service binary is `--binary PATH`, by default `release/monitor-manager` under
@@ -101,12 +102,39 @@
 //!   the target, with a fresh connection each and with keep-alive: the machine's yardstick,
 //!   to set beside the issue's figures for a bare client (about 0.025 ms of CPU per fresh
 //!   GET) when comparing figures taken on different VMs.
+//! - `abuse`: the API-edge issue's attacks, each a phase of its own (`--phase-seconds`, 5;
+//!   phases that hold connections last the service's timeout and 2 s more; `--quick`: 2 s
+//!   phases and 3 s service timeouts; `--only a,b` picks phases). The service runs with its
+//!   address space capped by `setrlimit(RLIMIT_AS)` in `pre_exec` (`--memory-cap-mib`,
+//!   2048: the release binary maps 470 MiB at start and 940 MiB after 40 concurrent SQLite
+//!   writes, as SQLite's C allocations go through glibc malloc, which reserves 64 MiB of
+//!   address space per thread's arena (up to 8 per core); under 1 GiB new threads failed
+//!   with EAGAIN and writes got 503. That is address space, not memory (RSS stays under 100
+//!   MiB), so 2 GiB leaves it room and still stops a runaway allocation) and
+//!   `RLIMIT_NOFILE` 1,024 soft and
+//!   hard (`--open-files`), under a background load (`--monitors` 500 every `--interval` 5
+//!   s against the target; `CHECK_CONCURRENCY` 200 unless `--check-concurrency` says
+//!   otherwise, as the service's 1,000 would leave it 16 connections under 1,024 open files)
+//!   and a normal client polling `{ monitors(first: 50) { nodes { id
+//!   name lastStatus } } }` every 50 ms on one keep-alive connection, with a new
+//!   connection's `GET /healthz` every 500 ms beside it. Per phase: attempts refused (an
+//!   error status, a GraphQL answer without data, an error or close on the WebSocket, the
+//!   connection cut), held (idle sockets kept within the service's limits, as a client's
+//!   would be) or failed (served, or refused later than allowed: 1 s, or for a held
+//!   connection the service's timeout plus 1 s); the slowest refusal or cut; whether the
+//!   process is alive; RSS at start and end and its peak (VmHWM reset per phase through
+//!   `/proc/PID/clear_refs`, and VmRSS sampled every 100 ms); the service's CPU seconds; the
+//!   normal client's p50/p99/max and errors; new connections served; checks stored UP and
+//!   DOWN with `checked_at` inside the phase. Exits non-zero when the service died, an
+//!   attempt failed, or a check went DOWN (latency and RSS are reported, not judged).
 //! - `suite`: 1,000 monitors at 10 s, 10,000 at 10 s, 100,000 at 50 s on SQLite and on
 //!   PostgreSQL, then an overload search per backend: from `--overload-start` checks/s
 //!   (monitors every `--overload-interval` s) the rate doubles until the p99 start lag
 //!   exceeds 1 s or more than 0.1% of slots are missed; the highest rate held is reported.
 
+mod abuse;
 mod api;
+mod attacks;
 mod database;
 mod history;
 mod probes;
@@ -206,6 +234,38 @@ enum Command {
         /// Write no report file.
         #[arg(long, conflicts_with = "report")]
         no_report: bool,
+    },
+    /// Every abuse case of the API-edge issue as a phase of its own, against the service with
+    /// its address space and open files capped, a background check load and a normal client
+    /// polling throughout. Fails when the service died, an attack was not refused or cut in
+    /// time, or a check went DOWN.
+    Abuse {
+        /// The service's address-space limit (`RLIMIT_AS`), in MiB (see bench/src/main.rs for
+        /// why not less).
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+        memory_cap_mib: u64,
+        /// The service's open-file limit (`RLIMIT_NOFILE`, soft and hard).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+        open_files: u64,
+        /// Monitors of the background load.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        monitors: u32,
+        /// Seconds between checks of each monitor.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+        /// Seconds per phase (phases that hold connections last the service's timeout and 2 s
+        /// more).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        phase_seconds: u64,
+        /// Shorter: 2 s phases, and the service's header-read and connection_init timeouts
+        /// set to 3 s (unless `--service-env` sets them) so the holding phases end sooner.
+        #[arg(long)]
+        quick: bool,
+        /// Run only these phases (comma-separated names, as in the table).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[command(flatten)]
+        common: Common,
     },
     /// The target server (started by the bench itself).
     #[command(hide = true)]
@@ -475,9 +535,71 @@ async fn command(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Abuse {
+            memory_cap_mib,
+            open_files,
+            monitors,
+            interval,
+            phase_seconds,
+            quick,
+            only,
+            common,
+        } => {
+            let env = env(&common).await?;
+            let mut service_env = common.service_env.clone();
+            // The service keeps one open file per check in flight out of its connection
+            // limit: under 1,024 files its default 1,000 would leave 16 connections.
+            let checks = common.check_concurrency.unwrap_or(ABUSE_CHECK_CONCURRENCY);
+            service_env.push(("CHECK_CONCURRENCY".to_owned(), checks.to_string()));
+            if quick {
+                for key in ["HEADER_READ_TIMEOUT_SECONDS", "WS_INIT_TIMEOUT_SECONDS"] {
+                    if !service_env.iter().any(|(k, _)| k == key) {
+                        service_env.push((key.to_owned(), "3".to_owned()));
+                    }
+                }
+            }
+            let a = abuse::Abuse {
+                backend: common.backend,
+                memory_cap_mib,
+                open_files,
+                monitors: monitors as usize,
+                interval,
+                phase_seconds: if quick { 2 } else { phase_seconds },
+                only,
+                service_env,
+            };
+            let name = format!(
+                "abuse ({}, {memory_cap_mib} MiB address space, {open_files} open files{})",
+                a.backend.name(),
+                if quick { ", quick" } else { "" }
+            );
+            let info = RunInfo::now(describe(&env));
+            let (reports, setup) = abuse::run(&a, &env).await?;
+            let body = format!("{setup}.\n\n{}", abuse::table(&reports));
+            println!("\n### {name}\n\n{body}");
+            if let Some(path) = report_path(&common, true) {
+                report::write_section(&path, &name, &info.section(&name, &body))?;
+                eprintln!("bench: wrote section `{name}` of {}", path.display());
+            }
+            let failed: Vec<String> = reports
+                .iter()
+                .filter(|r| !r.failures().is_empty())
+                .map(|r| format!("{} ({})", r.attack.name(), r.failures().join("; ")))
+                .collect();
+            if !failed.is_empty() {
+                bail!("abuse phases failed: {}", failed.join(", "));
+            }
+            eprintln!("bench: every abuse phase passed");
+            Ok(())
+        }
         Command::Target { .. } => unreachable!("handled in main"),
     }
 }
+
+/// CHECK_CONCURRENCY of the abuse scenario unless given: far more than its load has in flight
+/// (100 checks/s of a few ms each), and it leaves the service 680 of its 1,024 open files for
+/// connections (1,024 - 200 checks - 16 database connections - 128 reserved).
+const ABUSE_CHECK_CONCURRENCY: u32 = 200;
 
 fn template(common: &Common, default_subscribers: usize) -> Scenario {
     Scenario {

@@ -31,15 +31,67 @@ const LOG_TAIL: usize = 40;
 const NOTABLE_LINES: usize = 5;
 
 fn guarded(command: &mut Command) {
+    capped(command, Caps::default());
+}
+
+/// Resource limits set on a child before it runs (soft and hard alike); `None` inherits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caps {
+    /// `RLIMIT_AS`: the most address space the process may map, in bytes.
+    pub address_space: Option<u64>,
+    /// `RLIMIT_NOFILE`: the most file descriptors it may hold open.
+    pub open_files: Option<u64>,
+}
+
+/// [`guarded`], with `caps` applied in the child between fork and exec.
+fn capped(command: &mut Command, caps: Caps) {
     command.kill_on_drop(true).stdin(Stdio::piped());
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    // SAFETY: prctl and setrlimit are async-signal-safe and touch only the child's own state.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            let limits = [
+                (libc::RLIMIT_AS, caps.address_space),
+                (libc::RLIMIT_NOFILE, caps.open_files),
+            ];
+            for (resource, value) in limits {
+                if let Some(value) = value {
+                    let limit = libc::rlimit {
+                        rlim_cur: value,
+                        rlim_max: value,
+                    };
+                    if libc::setrlimit(resource, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
             Ok(())
         });
     }
+}
+
+/// Raises this process's open-file soft limit to its hard limit (the abuse scenario holds
+/// thousands of sockets) and returns the limit now in force.
+pub fn raise_own_open_files() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    limit.rlim_cur
 }
 
 /// The target server, in its own process.
@@ -139,6 +191,17 @@ impl ServiceProcess {
         Self::start_role(binary, workdir, database_url, env, Role::All).await
     }
 
+    /// [`ServiceProcess::start`] with resource limits set on the process.
+    pub async fn start_capped(
+        binary: &Path,
+        workdir: &Path,
+        database_url: &str,
+        env: &[(String, String)],
+        caps: Caps,
+    ) -> anyhow::Result<Self> {
+        Self::spawn(binary, workdir, database_url, env, Role::All, caps).await
+    }
+
     /// Starts one role of the service and waits until it says it is ready; `port` is the
     /// HTTP port of the roles that serve HTTP, 0 for the others.
     pub async fn start_role(
@@ -147,6 +210,17 @@ impl ServiceProcess {
         database_url: &str,
         env: &[(String, String)],
         role: Role,
+    ) -> anyhow::Result<Self> {
+        Self::spawn(binary, workdir, database_url, env, role, Caps::default()).await
+    }
+
+    async fn spawn(
+        binary: &Path,
+        workdir: &Path,
+        database_url: &str,
+        env: &[(String, String)],
+        role: Role,
+        caps: Caps,
     ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary);
         command.args(role.args());
@@ -162,7 +236,7 @@ impl ServiceProcess {
         for (key, value) in env {
             command.env(key, value);
         }
-        guarded(&mut command);
+        capped(&mut command, caps);
         command.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command
             .spawn()
@@ -402,15 +476,36 @@ fn clock_ticks() -> f64 {
 
 /// Peak resident set (VmHWM) of a process, in bytes.
 pub fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// Resident set (VmRSS) of a process now, in bytes.
+pub fn rss(pid: u32) -> anyhow::Result<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// Mapped address space (VmSize) of a process now, in bytes.
+pub fn address_space(pid: u32) -> anyhow::Result<u64> {
+    status_bytes(pid, "VmSize:")
+}
+
+/// Resets a process's VmHWM to its current RSS (`/proc/PID/clear_refs`), so the next
+/// [`peak_rss`] is the peak since now; false when the kernel refused.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// A `kB` field of `/proc/PID/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM")?;
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
-        .context("bad VmHWM")?
+        .with_context(|| format!("bad {field}"))?
         .parse()?;
     Ok(kib * 1024)
 }

@@ -269,7 +269,7 @@ fn dump_arrivals(
 }
 
 /// Waits until the target has seen every monitor, at most 10 intervals plus two minutes.
-async fn wait_all_checked(
+pub async fn wait_all_checked(
     http: &reqwest::Client,
     port: u16,
     monitors: usize,
