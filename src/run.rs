@@ -158,11 +158,16 @@ fn engine_config(
 /// Runs one role (or all of them) until SIGINT/SIGTERM, then shuts down in order.
 async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let url = config::database_url(settings).map_err(anyhow::Error::msg)?;
-    let engine_config = engine_config(settings, role, url.backend)?;
+    let mut engine_config = engine_config(settings, role, url.backend)?;
     let mut edge = config::edge(settings).map_err(anyhow::Error::msg)?;
-    if role.serves_http() {
-        edge.limits.max_connections = connections_that_fit(settings, edge.limits.max_connections);
-    }
+    // Every role but the scheduler runs checks (the API runs the manual ones).
+    let share = share_open_files(
+        settings,
+        (role != Role::Scheduler).then_some(engine_config.check_concurrency),
+        role.serves_http().then_some(edge.limits.max_connections),
+    );
+    engine_config.check_concurrency = share.checks.max(1);
+    edge.limits.max_connections = share.connections;
     // One all-in-one process per SQLite file, held until this function returns: a second one
     // would schedule and check every monitor again. `migrate`, `health` and the other roles
     // do not take it.
@@ -276,10 +281,25 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
 /// per database connection: the broker, the listener, log files, DNS.
 const RESERVED_FILES: u64 = 128;
 
-/// Raises the open-file limit to its hard limit and returns how many connections the API may
-/// hold within it, so connections never take the descriptors that checks and the database
-/// need.
-fn connections_that_fit(settings: &Settings, wanted: usize) -> usize {
+/// How a process's open files are shared out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileShare {
+    checks: usize,
+    connections: usize,
+}
+
+/// Raises the open-file limit to its hard limit and shares it between checks in flight and
+/// the API's connections, beside the database pool and [`RESERVED_FILES`], so neither can take
+/// the descriptors the other needs: a check that cannot open a socket would report DOWN.
+fn share_open_files(
+    settings: &Settings,
+    checks: Option<usize>,
+    connections: Option<usize>,
+) -> FileShare {
+    let wanted = FileShare {
+        checks: checks.unwrap_or(0),
+        connections: connections.unwrap_or(0),
+    };
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(err) => {
@@ -287,18 +307,42 @@ fn connections_that_fit(settings: &Settings, wanted: usize) -> usize {
             return wanted;
         }
     };
-    let reserved = u64::from(settings.check_concurrency)
-        + u64::from(settings.db_max_connections)
-        + RESERVED_FILES;
-    let fit = usize::try_from(limit.saturating_sub(reserved).max(16)).unwrap_or(usize::MAX);
-    if fit < wanted {
+    let reserved = u64::from(settings.db_max_connections) + RESERVED_FILES;
+    let available = usize::try_from(limit.saturating_sub(reserved)).unwrap_or(usize::MAX);
+    let share = split_files(available, wanted);
+    if share != wanted {
         tracing::warn!(
             open_file_limit = limit,
-            max_connections = fit,
-            "MAX_CONNECTIONS lowered to fit the open-file limit beside CHECK_CONCURRENCY and DB_MAX_CONNECTIONS; raise the limit (ulimit -n) to allow more"
+            check_concurrency = share.checks,
+            max_connections = share.connections,
+            "CHECK_CONCURRENCY and MAX_CONNECTIONS lowered to fit the open-file limit; raise it (ulimit -n) to allow more"
         );
     }
-    wanted.min(fit)
+    share
+}
+
+/// Shares `available` descriptors: everything wanted when it fits, else connections get a
+/// quarter (at least 16) and checks the rest (at least one).
+fn split_files(available: usize, wanted: FileShare) -> FileShare {
+    if wanted.checks.saturating_add(wanted.connections) <= available {
+        return wanted;
+    }
+    let connections = match (wanted.connections, wanted.checks) {
+        (0, _) => 0,
+        (wanted, 0) => wanted.min(available),
+        (wanted, _) => (available / 4).max(16).min(wanted),
+    };
+    let checks = if wanted.checks == 0 {
+        0
+    } else {
+        available
+            .saturating_sub(connections)
+            .clamp(1, wanted.checks)
+    };
+    FileShare {
+        checks,
+        connections,
+    }
 }
 
 /// `health`: can the database (and the broker) be reached?
@@ -362,4 +406,39 @@ fn spawn_signal_handler(token: CancellationToken) {
         tracing::info!("shutdown requested");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_files_are_shared_between_checks_and_connections_only_when_short() {
+        let wanted = FileShare {
+            checks: 1000,
+            connections: 1024,
+        };
+        assert_eq!(split_files(100_000, wanted), wanted);
+        // 1,024 files less the pool and the reserve: connections a quarter, checks the rest.
+        let share = split_files(880, wanted);
+        assert_eq!(
+            share,
+            FileShare {
+                checks: 660,
+                connections: 220
+            }
+        );
+        assert_eq!(
+            split_files(20, wanted),
+            FileShare {
+                checks: 4,
+                connections: 16
+            }
+        );
+        let api_only = FileShare {
+            checks: 0,
+            connections: 1024,
+        };
+        assert_eq!(split_files(500, api_only).connections, 500);
+    }
 }

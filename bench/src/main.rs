@@ -106,12 +106,8 @@
 //!   phases that hold connections last the service's timeout and 2 s more; `--quick`: 2 s
 //!   phases and 3 s service timeouts; `--only a,b` picks phases). The service runs with its
 //!   address space capped by `setrlimit(RLIMIT_AS)` in `pre_exec` (`--memory-cap-mib`,
-//!   2048: the release binary maps 470 MiB at start and 940 MiB after 40 concurrent SQLite
-//!   writes, as SQLite's C allocations go through glibc malloc, which reserves 64 MiB of
-//!   address space per thread's arena (up to 8 per core); under 1 GiB new threads failed
-//!   with EAGAIN and writes got 503. That is address space, not memory (RSS stays under 100
-//!   MiB), so 2 GiB leaves it room and still stops a runaway allocation) and
-//!   `RLIMIT_NOFILE` 1,024 soft and
+//!   1024: the service bounds glibc's malloc arenas, which SQLite's C allocations use, so
+//!   its address space stays near 200 MiB) and `RLIMIT_NOFILE` 1,024 soft and
 //!   hard (`--open-files`), under a background load (`--monitors` 500 every `--interval` 5
 //!   s against the target; `CHECK_CONCURRENCY` 200 unless `--check-concurrency` says
 //!   otherwise, as the service's 1,000 would leave it 16 connections under 1,024 open files)
@@ -240,9 +236,8 @@ enum Command {
     /// polling throughout. Fails when the service died, an attack was not refused or cut in
     /// time, or a check went DOWN.
     Abuse {
-        /// The service's address-space limit (`RLIMIT_AS`), in MiB (see bench/src/main.rs for
-        /// why not less).
-        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+        /// The service's address-space limit (`RLIMIT_AS`), in MiB.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
         memory_cap_mib: u64,
         /// The service's open-file limit (`RLIMIT_NOFILE`, soft and hard).
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
