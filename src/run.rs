@@ -321,24 +321,19 @@ fn share_open_files(
     share
 }
 
-/// Shares `available` descriptors: everything wanted when it fits, else connections get a
-/// quarter (at least 16) and checks the rest (at least one).
+/// Shares `available` descriptors: everything wanted when it fits; else checks get what they
+/// want within three quarters and connections the rest (at least a quarter, at least 16).
 fn split_files(available: usize, wanted: FileShare) -> FileShare {
     if wanted.checks.saturating_add(wanted.connections) <= available {
         return wanted;
     }
-    let connections = match (wanted.connections, wanted.checks) {
-        (0, _) => 0,
-        (wanted, 0) => wanted.min(available),
-        (wanted, _) => (available / 4).max(16).min(wanted),
-    };
-    let checks = if wanted.checks == 0 {
+    let floor = if wanted.connections == 0 {
         0
     } else {
-        available
-            .saturating_sub(connections)
-            .clamp(1, wanted.checks)
+        (available / 4).max(16)
     };
+    let checks = wanted.checks.min(available.saturating_sub(floor));
+    let connections = wanted.connections.min(available.saturating_sub(checks));
     FileShare {
         checks,
         connections,
@@ -435,6 +430,12 @@ mod tests {
                 connections: 16
             }
         );
+        // Checks that want less leave the rest to connections.
+        let few_checks = FileShare {
+            checks: 200,
+            connections: 1024,
+        };
+        assert_eq!(split_files(880, few_checks).connections, 680);
         let api_only = FileShare {
             checks: 0,
             connections: 1024,

@@ -22,7 +22,6 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{
-    io::AsyncWriteExt,
     net::TcpListener,
     sync::{OwnedSemaphorePermit, Semaphore},
 };
@@ -66,32 +65,38 @@ pub async fn serve(
         .max_buf_size(64 * 1024);
     tokio::pin!(shutdown);
     let mut last_accept_warning: Option<Instant> = None;
+    // A descriptor kept in reserve: when accepts fail for want of descriptors, it is freed
+    // to accept the waiting client and tell it so, instead of leaving it in the backlog.
+    let mut spare = std::fs::File::open("/dev/null").ok();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let (mut stream, _) = match accepted {
+        let (stream, _) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
-                // Out of file descriptors, or the client left before the accept: wait a
-                // moment instead of spinning, and say so at most once a minute.
+                // Out of file descriptors, or the client left before the accept: say so at
+                // most once a minute, refuse the waiting client with the spare descriptor, or
+                // wait a moment instead of spinning.
                 if last_accept_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
                     tracing::warn!(error = %err, "cannot accept a connection");
                     last_accept_warning = Some(Instant::now());
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let out_of_files = matches!(err.raw_os_error(), Some(23 | 24));
+                if out_of_files && spare.take().is_some() {
+                    if let Ok((stream, _)) = listener.accept().await {
+                        refuse(stream);
+                    }
+                    spare = std::fs::File::open("/dev/null").ok();
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
-                    let _ = stream.shutdown().await;
-                })
-                .await;
-            });
+            refuse(stream);
             continue;
         };
         if let Err(err) = stream.set_nodelay(true) {
@@ -131,6 +136,15 @@ pub async fn serve(
         tracing::warn!("requests still running after the shutdown grace period; abandoning them");
     }
     Ok(())
+}
+
+/// Tells a client past the connection limit so and closes at once: the answer fits in the
+/// socket's buffer, and the descriptor is not held while a slow client reads it.
+fn refuse(stream: tokio::net::TcpStream) {
+    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+    if let Ok(stream) = stream.into_std() {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// The checks before routing: a served `Host`, an allowed `Origin` for anything but reads
