@@ -1,7 +1,6 @@
 //! The HTTP server of Monitor Manager: GraphQL (queries, mutations, subscriptions) and the
 //! REST routes of both seeds, all thin adapters over one [`service::MonitorService`].
 
-pub mod domain;
 pub mod edge;
 pub mod error;
 pub mod graphql;
@@ -9,7 +8,6 @@ pub mod rest;
 pub mod server;
 pub mod service;
 pub mod socket;
-pub mod url_password;
 
 use std::{future::Future, sync::Arc};
 
