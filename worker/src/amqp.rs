@@ -15,6 +15,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use domain::Slot;
 use futures_util::StreamExt;
 use lapin::{
     options::{
@@ -33,7 +34,7 @@ use crate::{
     checker::Checker,
     events::{CheckEvent, EventBus},
     scheduler::{CheckRunner, Job},
-    store::{ResultStore, Slot, StoreError},
+    store::{ResultStore, StoreError},
 };
 
 /// Deliveries of one job before it is dead-lettered.

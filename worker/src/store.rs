@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use domain::{from_epoch_ms, CheckResult, CheckStatus, LatestStatus};
+use domain::{from_epoch_ms, CheckResult, CheckStatus, LatestStatus, Slot};
 use entity::{check_result, monitor};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -62,8 +62,6 @@ pub enum StoreError {
     #[error("the result store has stopped")]
     Stopped,
 }
-
-pub use domain::Slot;
 
 struct Pending {
     monitor_id: i64,
