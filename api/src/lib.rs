@@ -2,7 +2,6 @@
 //! REST routes of the `/monitors` and `/services` APIs, all thin adapters over one
 //! [`service::MonitorService`].
 
-pub mod domain;
 pub mod edge;
 pub mod error;
 pub mod graphql;
@@ -10,7 +9,6 @@ pub mod rest;
 pub mod server;
 pub mod service;
 pub mod socket;
-pub mod url_password;
 
 use std::{future::Future, sync::Arc};
 

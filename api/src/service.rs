@@ -1,59 +1,16 @@
 //! The monitor service: every monitor operation, used by REST and GraphQL alike. It takes
-//! parsed input (see [`crate::domain`]) and returns API types, never table models.
-
-use std::borrow::Cow;
+//! parsed input (see [`domain`]) and returns domain types, never table models.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use domain::{url_password, CheckResult, Monitor, MonitorPatch, MonitorUrl, NewMonitor};
 use entity::{check_result, monitor};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use serde::Serialize;
-use worker::{CheckRecord, CheckStatus, Engine, RunCheckError, ScheduleNotifier, SqliteReads};
+use worker::{to_domain, Engine, RunCheckError, ScheduleNotifier, SqliteReads};
 
-use crate::{
-    domain::{MonitorPatch, MonitorUrl, NewMonitor},
-    error::ApiError,
-    url_password,
-};
-
-/// A monitor as clients see it (the REST shape is its `Serialize` form). Its `url` shows any
-/// password as `***` (see [`crate::url_password`]): every transport reads monitors through
-/// this type, so none of them can show the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Monitor {
-    pub id: i64,
-    pub name: String,
-    pub url: String,
-    pub timeout_seconds: i32,
-    pub interval_seconds: i32,
-    pub active: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub last_checked_at: Option<DateTime<Utc>>,
-    pub last_status: Option<CheckStatus>,
-}
-
-impl From<monitor::Model> for Monitor {
-    fn from(row: monitor::Model) -> Self {
-        Self {
-            id: row.id,
-            name: row.name,
-            url: match url_password::mask(&row.url) {
-                Cow::Borrowed(_) => row.url,
-                Cow::Owned(masked) => masked,
-            },
-            timeout_seconds: row.timeout_seconds,
-            interval_seconds: row.interval_seconds,
-            active: row.active,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            last_checked_at: row.last_checked_at,
-            last_status: row.last_up.map(CheckStatus::from_up),
-        }
-    }
-}
+use crate::error::ApiError;
 
 /// One page of a list, and whether more follow.
 #[derive(Debug, Clone)]
@@ -118,7 +75,7 @@ impl MonitorService {
             .order_by_asc(monitor::Column::Id)
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(Monitor::from).collect())
+        Ok(rows.into_iter().map(to_domain::monitor).collect())
     }
 
     /// Up to `limit` monitors with ids greater than `after`, oldest first.
@@ -132,7 +89,7 @@ impl MonitorService {
             Some(reads) => reads.monitors(after, limit + 1, active).await?,
             None => self.query_monitor_page(after, limit + 1, active).await?,
         };
-        Ok(Page::of(rows, limit, Monitor::from))
+        Ok(Page::of(rows, limit, to_domain::monitor))
     }
 
     async fn query_monitor_page(
@@ -193,7 +150,7 @@ impl MonitorService {
             Some(reads) => reads.monitor(id).await?,
             None => monitor::Entity::find_by_id(id).one(&self.db).await?,
         };
-        Ok(row.map(Monitor::from))
+        Ok(row.map(to_domain::monitor))
     }
 
     /// The monitor with this id, or `NotFound`.
@@ -227,7 +184,7 @@ impl MonitorService {
         .insert(&self.db)
         .await?;
         self.schedule.changed(row.id);
-        Ok(row.into())
+        Ok(to_domain::monitor(row))
     }
 
     /// Applies a partial change. Resuming a monitor or pointing it at a new URL makes it due
@@ -274,7 +231,7 @@ impl MonitorService {
         row.updated_at = Set(now);
         let row = row.update(&self.db).await?;
         self.schedule.changed(id);
-        Ok(row.into())
+        Ok(to_domain::monitor(row))
     }
 
     /// Deletes a monitor and, by cascade, its check history.
@@ -297,7 +254,7 @@ impl MonitorService {
         monitor_id: i64,
         before: Option<i64>,
         limit: u64,
-    ) -> Result<Page<CheckRecord>, ApiError> {
+    ) -> Result<Page<CheckResult>, ApiError> {
         let page = self.check_history(monitor_id, before, limit).await?;
         if page.items.is_empty() && !self.exists(monitor_id).await? {
             return Err(ApiError::NotFound {
@@ -309,18 +266,18 @@ impl MonitorService {
     }
 
     /// Up to `limit` results of one monitor, newest first, older than its result number
-    /// `before` (a [`CheckRecord::seq`]).
+    /// `before` (a [`CheckResult::seq`]).
     pub async fn check_history(
         &self,
         monitor_id: i64,
         before: Option<i64>,
         limit: u64,
-    ) -> Result<Page<CheckRecord>, ApiError> {
+    ) -> Result<Page<CheckResult>, ApiError> {
         let rows = match &self.reads {
             Some(reads) => reads.history(monitor_id, before, limit + 1).await?,
             None => self.query_history(monitor_id, before, limit + 1).await?,
         };
-        Ok(Page::of(rows, limit, CheckRecord::from))
+        Ok(Page::of(rows, limit, to_domain::check_result))
     }
 
     async fn query_history(
@@ -339,7 +296,7 @@ impl MonitorService {
     }
 
     /// Checks a monitor now; the result is stored and published like a scheduled one.
-    pub async fn run_check(&self, id: i64) -> Result<CheckRecord, ApiError> {
+    pub async fn run_check(&self, id: i64) -> Result<CheckResult, ApiError> {
         match self.engine.run_check(id).await {
             Ok(record) => Ok(record),
             Err(RunCheckError::NotFound(id)) => Err(ApiError::NotFound {

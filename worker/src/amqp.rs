@@ -15,6 +15,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use domain::Slot;
 use futures_util::StreamExt;
 use lapin::{
     options::{
@@ -33,7 +34,7 @@ use crate::{
     checker::Checker,
     events::{CheckEvent, EventBus},
     scheduler::{CheckRunner, Job},
-    store::{ResultStore, Slot, StoreError},
+    store::{ResultStore, StoreError},
 };
 
 /// Deliveries of one job before it is dead-lettered.
@@ -281,7 +282,7 @@ impl CheckRunner for AmqpRunner {
         let message = JobMessage::from(&job);
         let mut delay = Duration::from_millis(200);
         // Keep trying while a worker would still run it: a later job would be skipped anyway.
-        while Utc::now() < latest_start(job.slot.due, job.slot.next) {
+        while Utc::now() < job.slot.latest_start() {
             match self
                 .publisher
                 .publish_jobs(std::slice::from_ref(&message))
@@ -481,12 +482,6 @@ async fn consume_once(
     }
 }
 
-/// The latest a slot's check may start: half way to the next slot, so two consecutive checks
-/// of a monitor are always at least half an interval apart, however late a job is delivered.
-fn latest_start(due: DateTime<Utc>, next: DateTime<Utc>) -> DateTime<Utc> {
-    due + (next - due) / 2
-}
-
 async fn handle_job(delivery: lapin::message::Delivery, checker: Checker, store: ResultStore) {
     let job: JobMessage = match serde_json::from_slice(&delivery.data) {
         Ok(job) => job,
@@ -496,19 +491,19 @@ async fn handle_job(delivery: lapin::message::Delivery, checker: Checker, store:
             return;
         }
     };
-    if Utc::now() >= latest_start(job.due, job.next) {
+    let slot = Slot {
+        due: job.due,
+        next: job.next,
+    };
+    if Utc::now() >= slot.latest_start() {
         // Workers were away (or the broker was): skip the slot rather than check late, next to
         // the following slot's check, in a burst.
         tracing::debug!(monitor.id = job.monitor_id, "stale check job skipped");
         let _ = delivery.ack(BasicAckOptions::default()).await;
         return;
     }
-    let timeout = Duration::from_millis(job.timeout_ms.clamp(1, 300_000));
+    let timeout = domain::slot::timeout_of_ms(job.timeout_ms);
     let outcome = checker.check(&job.url, timeout).await;
-    let slot = Slot {
-        due: job.due,
-        next: job.next,
-    };
     match store.store_slot(job.monitor_id, outcome, Some(slot)).await {
         Ok(_) | Err(StoreError::MonitorGone(_)) => {
             let _ = delivery.ack(BasicAckOptions::default()).await;
@@ -522,20 +517,5 @@ async fn handle_job(delivery: lapin::message::Delivery, checker: Checker, store:
                 })
                 .await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_job_may_start_until_half_way_to_the_next_slot() {
-        let due = DateTime::from_timestamp_millis(1_000_000).unwrap();
-        let next = DateTime::from_timestamp_millis(1_060_000).unwrap();
-        assert_eq!(
-            latest_start(due, next),
-            DateTime::from_timestamp_millis(1_030_000).unwrap()
-        );
     }
 }

@@ -31,7 +31,7 @@ use tokio::{net::TcpStream, time::Instant};
 use tower_service::Service;
 use url::{Position, Url};
 
-use crate::model::CheckStatus;
+use domain::CheckStatus;
 
 /// Most redirects followed before a check is DOWN with "too many redirects".
 pub const MAX_REDIRECTS: usize = 10;

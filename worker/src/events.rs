@@ -16,13 +16,13 @@ use std::{
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::model::{CheckRecord, CheckStatus};
+use domain::{CheckResult, CheckStatus};
 
 /// One stored check.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CheckEvent {
     /// The stored result.
-    pub result: CheckRecord,
+    pub result: CheckResult,
     /// The monitor after this result was applied.
     pub monitor: entity::monitor::Model,
     /// The monitor's status before this result; `None` for its first result.
@@ -30,9 +30,10 @@ pub struct CheckEvent {
 }
 
 impl CheckEvent {
-    /// True for the first result and whenever UP turns DOWN or DOWN turns UP.
+    /// True for the first result and whenever UP turns DOWN or DOWN turns UP (see
+    /// [`domain::is_status_change`]).
     pub fn is_status_change(&self) -> bool {
-        self.previous != Some(self.result.status)
+        domain::is_status_change(self.previous, self.result.status)
     }
 }
 
@@ -129,7 +130,7 @@ mod tests {
     fn event(monitor_id: i64, id: i64) -> Arc<CheckEvent> {
         let now = Utc::now();
         Arc::new(CheckEvent {
-            result: CheckRecord {
+            result: CheckResult {
                 id,
                 monitor_id,
                 seq: 1,

@@ -160,9 +160,8 @@ async fn claim_and_publish(
             Ok(JobMessage {
                 monitor_id: row.try_get("", "id")?,
                 url: row.try_get("", "url")?,
-                timeout_ms: u64::try_from(row.try_get::<i32>("", "timeout_seconds")?.max(1))
-                    .unwrap_or(1)
-                    * 1000,
+                timeout_ms: domain::slot::timeout_of(row.try_get("", "timeout_seconds")?)
+                    .as_millis() as u64,
                 due: row.try_get::<DateTime<Utc>>("", "due")?,
                 next: row.try_get::<DateTime<Utc>>("", "next")?,
             })

@@ -8,15 +8,16 @@ pub mod amqp;
 pub mod checker;
 pub mod events;
 pub mod lease;
-pub mod model;
 mod notify;
 pub mod runtime;
 pub mod scheduler;
 pub mod sqlite_reads;
 pub mod store;
+pub mod to_domain;
 
 use std::{sync::Arc, time::Duration};
 
+use domain::CheckResult;
 use entity::monitor;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio::{
@@ -28,7 +29,6 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub use amqp::AmqpConfig;
 pub use checker::{CheckOutcome, Checker};
 pub use events::{CheckEvent, EventBus};
-pub use model::{CheckRecord, CheckStatus};
 pub use notify::ScheduleNotifier;
 pub use scheduler::Scheduler;
 pub use sqlite_reads::SqliteReads;
@@ -249,12 +249,12 @@ impl Engine {
     }
 
     /// Checks a monitor now, stores the result and publishes it like any other.
-    pub async fn run_check(&self, monitor_id: i64) -> Result<CheckRecord, RunCheckError> {
+    pub async fn run_check(&self, monitor_id: i64) -> Result<CheckResult, RunCheckError> {
         let monitor = monitor::Entity::find_by_id(monitor_id)
             .one(&self.db)
             .await?
             .ok_or(RunCheckError::NotFound(monitor_id))?;
-        let timeout = Duration::from_secs(monitor.timeout_seconds.max(1) as u64);
+        let timeout = domain::slot::timeout_of(monitor.timeout_seconds);
         let outcome = self.checker.check(&monitor.url, timeout).await;
         match self.store.store(monitor_id, outcome).await {
             Ok(record) => Ok(record),

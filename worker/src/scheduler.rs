@@ -20,6 +20,7 @@ use std::{
 };
 
 use chrono::{DateTime, SubsecRound, Utc};
+use domain::slot::{self, Slot};
 use entity::monitor;
 use sea_orm::{sea_query::Expr, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use tokio::{
@@ -31,7 +32,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     checker::{CheckUrl, Checker},
     runtime::shard_of,
-    store::{ResultStore, Slot},
+    store::ResultStore,
 };
 
 /// Where the scheduler reads monitors from (the database; a fixed list in tests).
@@ -146,9 +147,6 @@ const WAKE_COALESCE: Duration = Duration::from_millis(50);
 /// system call per check. With this timer pending, a timeout registers later than the
 /// driver's next wake-up and needs no wake.
 const TIMER_GUARD: Duration = Duration::from_millis(500);
-
-/// Longest window over which overdue monitors are spread at start.
-const MAX_START_SPREAD: Duration = Duration::from_secs(60);
 
 /// What the scheduler needs to know about one monitor.
 #[derive(Debug, Clone)]
@@ -326,16 +324,13 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         let rows = self.source.active().await?;
         let now = Instant::now();
         for row in rows {
-            let interval = interval_of(&row);
             let mut due = row
                 .next_check_at
                 .map(|at| self.clock.to_instant(at))
                 .unwrap_or(now);
             if due < now {
                 // Overdue (the process was down): spread over the interval, by id.
-                let window = interval.min(MAX_START_SPREAD).as_millis().max(1) as u64;
-                let offset = (row.id as u64).wrapping_mul(2_654_435_761) % window;
-                due = now + Duration::from_millis(offset);
+                due = now + slot::start_offset(row.id, slot::interval_of(row.interval_seconds));
             }
             self.insert(&row, due);
         }
@@ -375,8 +370,8 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         self.next_generation += 1;
         let scheduled = Scheduled {
             url: CheckUrl::new(&row.url),
-            timeout: Duration::from_secs(row.timeout_seconds.max(1) as u64),
-            interval: interval_of(row),
+            timeout: slot::timeout_of(row.timeout_seconds),
+            interval: slot::interval_of(row.interval_seconds),
             due,
             generation: self.next_generation,
         };
@@ -453,18 +448,7 @@ fn on_wake_grid(at: Instant) -> Instant {
 
 /// The first slot of the grid `due + k * interval` (k >= 1) that lies after `now`.
 fn next_slot(due: Instant, interval: Duration, now: Instant) -> Instant {
-    let next = due + interval;
-    if next > now {
-        return next;
-    }
-    let behind = now.duration_since(due).as_nanos();
-    let step = interval.as_nanos().max(1);
-    let k = behind / step + 1;
-    due + Duration::from_nanos(u64::try_from(k * step).unwrap_or(u64::MAX))
-}
-
-fn interval_of(row: &monitor::Model) -> Duration {
-    Duration::from_secs(row.interval_seconds.max(1) as u64)
+    due + slot::next_after(now.saturating_duration_since(due), interval)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
+use domain::{from_epoch_ms, CheckResult, CheckStatus, LatestStatus, Slot};
 use entity::{check_result, monitor};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -24,7 +24,6 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     checker::CheckOutcome,
     events::{CheckEvent, EventBus},
-    model::{CheckRecord, CheckStatus},
     runtime::shard_of,
 };
 
@@ -63,18 +62,11 @@ pub enum StoreError {
     Stopped,
 }
 
-/// A scheduled slot a result completes: the due time it was checked for and the next one.
-#[derive(Debug, Clone, Copy)]
-pub struct Slot {
-    pub due: DateTime<Utc>,
-    pub next: DateTime<Utc>,
-}
-
 struct Pending {
     monitor_id: i64,
     outcome: CheckOutcome,
     slot: Option<Slot>,
-    reply: Option<oneshot::Sender<Result<Option<CheckRecord>, StoreError>>>,
+    reply: Option<oneshot::Sender<Result<Option<CheckResult>, StoreError>>>,
 }
 
 /// What became of one pending result.
@@ -175,7 +167,7 @@ impl ResultStore {
         &self,
         monitor_id: i64,
         outcome: CheckOutcome,
-    ) -> Result<CheckRecord, StoreError> {
+    ) -> Result<CheckResult, StoreError> {
         self.store_slot(monitor_id, outcome, None)
             .await?
             .ok_or(StoreError::Database)
@@ -188,7 +180,7 @@ impl ResultStore {
         monitor_id: i64,
         outcome: CheckOutcome,
         slot: Option<Slot>,
-    ) -> Result<Option<CheckRecord>, StoreError> {
+    ) -> Result<Option<CheckResult>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             monitor_id,
@@ -443,7 +435,7 @@ impl Plan {
             };
             // A slot that already has a result is not stored again.
             if let Some(slot) = pending.slot {
-                if monitor.last_slot_at.is_some_and(|done| done >= slot.due) {
+                if slot.is_done(monitor.last_slot_at) {
                     fates.push(Fate::Duplicate);
                     continue;
                 }
@@ -471,23 +463,17 @@ impl Plan {
                 response_time_ms: i32::try_from(outcome.response_time_ms).unwrap_or(i32::MAX),
                 error: outcome.error.clone(),
             };
-            let previous = monitor.last_up.map(CheckStatus::from_up);
             monitor.last_seq = seq;
-            let checked_at = crate::model::from_epoch_ms(row.checked_at_ms);
-            if monitor
-                .last_checked_at
-                .is_none_or(|last| checked_at >= last)
-            {
-                monitor.last_checked_at = Some(checked_at);
-                monitor.last_up = Some(row.up);
-            }
+            let mut latest = LatestStatus {
+                status: monitor.last_up.map(CheckStatus::from_up),
+                checked_at: monitor.last_checked_at,
+            };
+            let previous = latest.apply(outcome.status, from_epoch_ms(row.checked_at_ms));
+            monitor.last_up = latest.status.map(CheckStatus::is_up);
+            monitor.last_checked_at = latest.checked_at;
             if let Some(slot) = pending.slot {
                 monitor.last_slot_at = Some(slot.due);
-                // Move the due time on only if nobody moved it since the slot began (an edit,
-                // a pause, or a distributed scheduler that already leased the next slot).
-                if monitor.next_check_at == Some(slot.due) {
-                    monitor.next_check_at = Some(slot.next);
-                }
+                monitor.next_check_at = slot.next_check_at(monitor.next_check_at);
             }
             fates.push(Fate::Insert);
             rows.push(row);
@@ -522,7 +508,7 @@ impl Plan {
                 Fate::Rejected => Written::Rejected,
                 Fate::Insert => match stored.next() {
                     Some((row, (monitor, previous))) => Written::Stored(Arc::new(CheckEvent {
-                        result: CheckRecord::from(row),
+                        result: crate::to_domain::check_result(row),
                         monitor,
                         previous,
                     })),

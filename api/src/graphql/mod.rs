@@ -19,8 +19,9 @@ pub use query::Query;
 pub use subscription::Subscription;
 pub use ws::graphql_ws;
 
+use domain::parse_id;
+
 use crate::{
-    domain::parse_id,
     error::{ApiError, IntoGraphql},
     service::MonitorService,
 };

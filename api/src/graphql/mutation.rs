@@ -1,13 +1,13 @@
 //! `Mutation`: create, change and delete monitors, and run a check now.
 
 use async_graphql::{Context, InputObject, Object, ID};
+use domain::{IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, TimeoutSeconds};
 
 use super::{
     parse_gql_id,
     types::{CheckResult, Monitor},
 };
 use crate::{
-    domain::{IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, TimeoutSeconds},
     error::{ApiError, IntoGraphql},
     service::MonitorService,
 };

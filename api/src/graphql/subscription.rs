@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, IntoGraphql},
-    service::{self, MonitorService},
+    service::MonitorService,
 };
 
 /// A monitor's status changed: its first result, UP -> DOWN or DOWN -> UP.
@@ -24,7 +24,7 @@ pub struct StatusChange(Arc<CheckEvent>);
 impl StatusChange {
     /// The monitor after the change.
     async fn monitor(&self) -> Monitor {
-        Monitor(service::Monitor::from(self.0.monitor.clone()))
+        Monitor(worker::to_domain::monitor(self.0.monitor.clone()))
     }
     /// The status before; null for the monitor's first result.
     async fn old_status(&self) -> Option<CheckStatus> {

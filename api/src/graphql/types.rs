@@ -1,4 +1,4 @@
-//! GraphQL output types: thin wrappers over the service's API types.
+//! GraphQL output types: thin wrappers over the domain types.
 
 use async_graphql::{
     Context, Enum, InputValueError, InputValueResult, Object, Scalar, ScalarType, Value, ID,
@@ -6,7 +6,6 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 
 use super::paging::{check_results_page, page_complexity, PageArgs, ResultConnection};
-use crate::service;
 
 /// A point in time: RFC 3339 in UTC with `Z`, as REST writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +32,7 @@ impl ScalarType for Timestamp {
 
 /// UP or DOWN.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(remote = "worker::CheckStatus")]
+#[graphql(remote = "domain::CheckStatus")]
 pub enum CheckStatus {
     /// The URL answered with a 2xx or 3xx final status in time.
     Up,
@@ -42,7 +41,7 @@ pub enum CheckStatus {
 }
 
 /// A monitored URL and its schedule.
-pub struct Monitor(pub service::Monitor);
+pub struct Monitor(pub domain::Monitor);
 
 #[Object]
 impl Monitor {
@@ -94,7 +93,7 @@ impl Monitor {
 }
 
 /// One performed check.
-pub struct CheckResult(pub worker::CheckRecord);
+pub struct CheckResult(pub domain::CheckResult);
 
 #[Object]
 impl CheckResult {

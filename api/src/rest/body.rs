@@ -8,7 +8,9 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
-use crate::{domain::parse_id, error::ApiError};
+use domain::parse_id;
+
+use crate::error::ApiError;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;

@@ -4,7 +4,7 @@ use axum::{
     extract::{Path, RawQuery, State},
     Json,
 };
-use worker::CheckRecord;
+use domain::CheckResult;
 
 use super::body::path_id;
 use crate::{error::ApiError, AppState};
@@ -18,7 +18,7 @@ pub const MAX_LIMIT: u64 = 1000;
 pub async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<CheckRecord>, ApiError> {
+) -> Result<Json<CheckResult>, ApiError> {
     let id = path_id(&id)?;
     Ok(Json(state.monitors.run_check(id).await?))
 }
@@ -28,7 +28,7 @@ pub async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Vec<CheckRecord>>, ApiError> {
+) -> Result<Json<Vec<CheckResult>>, ApiError> {
     let id = path_id(&id)?;
     let limit = limit_param(query.as_deref())?;
     let page = state.monitors.history(id, None, limit).await?;

@@ -8,13 +8,10 @@ use axum::{
     Json,
 };
 
+use domain::{IntervalSeconds, Monitor, MonitorName, MonitorUrl, NewMonitor, TimeoutSeconds};
+
 use super::body::{parse_field, path_id, required, Fields, JsonObject};
-use crate::{
-    domain::{IntervalSeconds, MonitorName, MonitorUrl, NewMonitor, TimeoutSeconds},
-    error::ApiError,
-    service::Monitor,
-    AppState,
-};
+use crate::{error::ApiError, AppState};
 
 /// `POST /monitors`: 201 and the new monitor.
 pub async fn create(
@@ -51,7 +48,7 @@ pub async fn replace(
     let id = path_id(&id)?;
     body.allow_only(MONITOR_BODY_KEYS, MONITOR_READ_ONLY_KEYS)?;
     let active = body.opt_bool("active")?;
-    let mut patch: crate::domain::MonitorPatch = parse_monitor_body(&body, true)?.into();
+    let mut patch: domain::MonitorPatch = parse_monitor_body(&body, true)?.into();
     patch.active = active;
     Ok(Json(state.monitors.update(id, patch).await?))
 }

@@ -15,13 +15,14 @@ use axum::{
     Json,
 };
 use chrono::{DateTime, Utc};
+use domain::{CheckResult, CheckStatus, Monitor};
 use futures_util::SinkExt;
 use serde::Serialize;
 use tokio::sync::broadcast::{
     self,
     error::{RecvError, TryRecvError},
 };
-use worker::{CheckEvent, CheckRecord, CheckStatus};
+use worker::CheckEvent;
 
 use super::{
     body::{path_id, JsonObject},
@@ -31,7 +32,6 @@ use super::{
 use crate::{
     error::ApiError,
     server::ConnectionSlot,
-    service::Monitor,
     socket::{self, Beat, KeepAlive, SERVICE_RESTART},
     AppState,
 };
@@ -149,8 +149,8 @@ impl From<Monitor> for ListedService {
     }
 }
 
-impl From<CheckRecord> for ServiceLog {
-    fn from(r: CheckRecord) -> Self {
+impl From<CheckResult> for ServiceLog {
+    fn from(r: CheckResult) -> Self {
         Self {
             id: r.id,
             service_id: r.monitor_id,

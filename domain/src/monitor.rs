@@ -1,4 +1,5 @@
-//! Domain types the worker produces and the API shows: a check's status and its stored result.
+//! Monitors and their check results as clients see them: what the worker produces and the API
+//! shows. Their `Serialize` forms are the REST shapes.
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,7 @@ impl CheckStatus {
 
 /// One stored check, as clients see it (the REST shape is its `Serialize` form).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckRecord {
+pub struct CheckResult {
     pub id: i64,
     pub monitor_id: i64,
     /// Its number among its monitor's results (1, 2, 3, ... in the order stored): the key of
@@ -55,22 +56,24 @@ pub struct CheckRecord {
     pub checked_at: DateTime<Utc>,
 }
 
-impl From<entity::check_result::Model> for CheckRecord {
-    fn from(row: entity::check_result::Model) -> Self {
-        Self {
-            id: row.id,
-            monitor_id: i64::from(row.monitor_id),
-            seq: row.seq,
-            status: CheckStatus::from_up(row.up),
-            status_code: row.status_code.and_then(|c| u16::try_from(c).ok()),
-            response_time_ms: i64::from(row.response_time_ms),
-            error: row.error,
-            checked_at: from_epoch_ms(row.checked_at_ms),
-        }
-    }
-}
-
 /// A stored epoch-millisecond time as a UTC timestamp.
 pub fn from_epoch_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A monitor as clients see it (the REST shape is its `Serialize` form). Its `url` shows any
+/// password as `***` (see [`crate::url_password`]): every transport reads monitors through
+/// this type, so none of them can show the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Monitor {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub timeout_seconds: i32,
+    pub interval_seconds: i32,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_status: Option<CheckStatus>,
 }
