@@ -189,7 +189,7 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
             .parse()
             .or_else(|_| format!("[{}]:{}", settings.host, settings.port).parse())
             .with_context(|| format!("HOST `{}` is not an IP address", settings.host))?;
-        let listener = TcpListener::bind(addr).await.with_context(|| {
+        let listener = listen(addr).with_context(|| {
             format!(
                 "cannot listen on {addr} (is PORT {} in use?)",
                 settings.port
@@ -275,6 +275,23 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let _ = tokio::time::timeout_at(deadline, db.close()).await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Connections the kernel queues before the server accepts them. A burst larger than the
+/// queue has its extra SYNs dropped and retried a second later, so it is kept above
+/// `MAX_CONNECTIONS`' default (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the API's listener, as `TcpListener::bind` does but with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// File descriptors kept free of the API's connections, beside one per check in flight and
