@@ -363,9 +363,18 @@ async fn queries_and_mutations_run_over_the_socket_and_every_error_carries_a_cod
     );
 
     // A document that does not parse or validate: `error` with the list, no `complete`.
-    for (id, query) in [
-        ("syntax", "subscription { checkResults { id "),
-        ("unknown", "subscription { noSuchField }"),
+    for (id, query, message) in [
+        (
+            "syntax",
+            "subscription { checkResults { id ",
+            "syntax error",
+        ),
+        ("unknown", "subscription { noSuchField }", "noSuchField"),
+        (
+            "complex",
+            "{ monitors(first: 1000) { nodes { checkResults(first: 1000) { nodes { id } } } } }",
+            "the limit is 10000",
+        ),
     ] {
         send(&mut socket, subscribe(id, query)).await;
         let before = until_pong(&mut socket).await;
@@ -375,6 +384,12 @@ async fn queries_and_mutations_run_over_the_socket_and_every_error_carries_a_cod
         assert_eq!(error["id"], id);
         assert_eq!(
             error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{error}"
+        );
+        assert!(
+            error["payload"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message)),
             "{error}"
         );
     }

@@ -16,7 +16,7 @@ use axum::{
 use hashlink::LruCache;
 use sha2::{Digest, Sha256};
 
-use super::limits::{self, syntax_error};
+use super::limits::{self, syntax_error, with_code};
 use crate::AppState;
 
 /// Most query documents kept parsed.
@@ -219,10 +219,13 @@ async fn execute(state: &AppState, mut request: Request, media: Media, over_get:
         };
         if mutation {
             let mut response = errors_response(
-                vec![coded(ServerError::new(
-                    "mutations are not allowed over GET: send them with POST",
-                    None,
-                ))],
+                vec![with_code(
+                    ServerError::new(
+                        "mutations are not allowed over GET: send them with POST",
+                        None,
+                    ),
+                    "BAD_USER_INPUT",
+                )],
                 media,
                 StatusCode::METHOD_NOT_ALLOWED,
             );
@@ -247,7 +250,7 @@ async fn execute(state: &AppState, mut request: Request, media: Media, over_get:
         }
     }
     for error in &mut response.errors {
-        explain(error);
+        limits::explain(error);
     }
     let status = if media == Media::GraphqlResponse && !executed {
         StatusCode::BAD_REQUEST
@@ -270,30 +273,12 @@ fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> b
     })
 }
 
-/// Gives errors raised by async-graphql itself a code, and its limit messages their value.
-fn explain(error: &mut ServerError) {
-    if error.message == "Query is too complex." {
-        error.message = format!(
-            "query is too complex; the limit is {} (each field counts 1, and a list field counts its fields `first` times)",
-            super::MAX_COMPLEXITY
-        );
-    }
-    let extensions = error.extensions.get_or_insert_with(Default::default);
-    if extensions.get("code").is_none() {
-        extensions.set("code", "BAD_USER_INPUT");
-    }
-}
-
-fn coded(error: ServerError) -> ServerError {
-    let mut error = error;
-    explain(&mut error);
-    error
-}
-
 /// A request that could not run at all: a GraphQL-shaped error body.
 fn request_failure(status: StatusCode, media: Media, message: &str) -> Response {
-    let response =
-        async_graphql::Response::from_errors(vec![coded(ServerError::new(message, None))]);
+    let response = async_graphql::Response::from_errors(vec![with_code(
+        ServerError::new(message, None),
+        "BAD_USER_INPUT",
+    )]);
     json_response(&response, media, status)
 }
 
@@ -427,12 +412,7 @@ impl PersistedQueries {
 }
 
 fn apq_error(code: &str, message: &str) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
-    error
+    with_code(ServerError::new(message, None), code)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -258,23 +258,40 @@ pub fn syntax_error(err: async_graphql::parser::Error) -> ServerError {
     };
     let mut error = ServerError::new(message, positions.first().copied());
     error.locations = positions;
-    with_code(error)
+    with_code(error, "BAD_USER_INPUT")
 }
 
 fn limit_error(message: String) -> ServerError {
-    with_code(ServerError::new(message, None))
+    with_code(ServerError::new(message, None), "BAD_USER_INPUT")
 }
 
 fn limit_error_at(message: String, at: Pos) -> ServerError {
-    with_code(ServerError::new(message, Some(at)))
+    with_code(ServerError::new(message, Some(at)), "BAD_USER_INPUT")
 }
 
-fn with_code(mut error: ServerError) -> ServerError {
+/// `error` with `extensions.code` set to `code`.
+pub(crate) fn with_code(mut error: ServerError, code: &str) -> ServerError {
     error
         .extensions
         .get_or_insert_with(Default::default)
-        .set("code", "BAD_USER_INPUT");
+        .set("code", code);
     error
+}
+
+/// Gives an error that async-graphql raised itself (parse, validation, complexity: the
+/// client's mistake) the code `BAD_USER_INPUT`, and its complexity message the limit's value,
+/// over every transport.
+pub(crate) fn explain(error: &mut ServerError) {
+    if error.message == "Query is too complex." {
+        error.message = format!(
+            "query is too complex; the limit is {} (each field counts 1, and a list field counts its fields `first` times)",
+            super::MAX_COMPLEXITY
+        );
+    }
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", "BAD_USER_INPUT");
+    }
 }
 
 #[cfg(test)]

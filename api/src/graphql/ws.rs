@@ -469,15 +469,9 @@ async fn bounded(limit: Duration, step: impl std::future::Future<Output = Flow>)
     tokio::time::timeout(limit, step).await.unwrap_or(Flow::End)
 }
 
-/// Errors without a code are the client's mistake (parse, validation, limits), as
-/// `graphql_handler` has it: they get `BAD_USER_INPUT`.
+/// Errors without a code are the client's mistake (parse, validation, limits).
 fn with_codes(errors: &mut [ServerError]) {
-    for error in errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
-        }
-    }
+    errors.iter_mut().for_each(limits::explain);
 }
 
 /// Queues one message for the next flush; `false` when the socket is gone.
