@@ -1,11 +1,6 @@
 //! `monitor-manager`: parse the command line, hand over.
 
-mod cli;
-mod config;
-mod db;
-mod db_errors;
-mod run;
-
+use monitor_manager::{cli, run};
 use std::process::ExitCode;
 
 #[global_allocator]
