@@ -1,30 +1,12 @@
 //! Turns [`Settings`] into a checked configuration: the database URL chosen and validated.
 
+use store::redact;
+pub use store::{Backend, DatabaseUrl};
+
 use crate::cli::Settings;
 
 /// Default SQLite file, in the working directory.
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://monitor-manager.db";
-
-/// Which database engine a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A database URL known to name a supported engine.
-#[derive(Debug, Clone)]
-pub struct DatabaseUrl {
-    pub url: String,
-    pub backend: Backend,
-}
-
-impl DatabaseUrl {
-    /// The URL with any password replaced by `***`, for messages.
-    pub fn redacted(&self) -> String {
-        redact(&self.url)
-    }
-}
 
 /// Picks the database URL: DATABASE_URL, else one built from DB_HOST..., else SQLite.
 pub fn database_url(settings: &Settings) -> Result<DatabaseUrl, String> {
@@ -113,34 +95,9 @@ fn encode(part: &str) -> String {
     out
 }
 
-fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &rest[at..])
-        }
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted_from_messages() {
-        assert_eq!(
-            redact("postgres://admin:s3cret@db:5432/monitor_db"),
-            "postgres://admin:***@db:5432/monitor_db"
-        );
-        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
-    }
 
     #[test]
     fn in_memory_sqlite_is_refused_with_a_reason() {

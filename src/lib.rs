@@ -4,5 +4,4 @@
 pub mod cli;
 pub mod config;
 mod db;
-mod db_errors;
 pub mod run;

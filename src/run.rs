@@ -87,9 +87,9 @@ fn init_tracing() {
         .init();
 }
 
-async fn open_db(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnection> {
+async fn open_db(settings: &Settings) -> anyhow::Result<store::Database> {
     let url = config::database_url(settings).map_err(anyhow::Error::msg)?;
-    let db = db::connect(&url, settings.db_max_connections).await?;
+    let db = store::Database::connect(&url, settings.db_max_connections).await?;
     tracing::info!(database = %url.redacted(), "database connected");
     Ok(db)
 }
@@ -172,15 +172,15 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     // would schedule and check every monitor again. `migrate`, `health` and the other roles
     // do not take it.
     let _sqlite_lock = match (role, url.backend) {
-        (Role::All, Backend::Sqlite) => Some(db::lock_sqlite(&url)?),
+        (Role::All, Backend::Sqlite) => Some(store::lock_sqlite(&url)?),
         _ => None,
     };
     if settings.auto_migrate {
         // On a connection of its own, closed before the pool opens: a SQLite connection that
         // was open across a schema change can return NULL for a column the change added
         // (seen on `INSERT ... RETURNING` right after migration 5 added `monitors.last_seq`).
-        let migrator = db::connect(&url, 1).await?;
-        db::migrate_up(&migrator).await?;
+        let migrator = store::Database::connect(&url, 1).await?;
+        db::migrate_up(migrator.connection()).await?;
         migrator.close().await?;
     }
     let db = open_db(settings).await?;
@@ -202,23 +202,7 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let (store_db, reads) = match url.backend {
-        Backend::Sqlite => {
-            let file = db::sqlite_file(&db).await?;
-            let reads = worker::SqliteReads::new(&file, settings.db_max_connections as usize);
-            (worker::StoreDatabase::Sqlite(file), Some(reads))
-        }
-        Backend::Postgres => (
-            worker::StoreDatabase::Pool {
-                db: db.clone(),
-                // Without RabbitMQ this process runs every check, so it stores every result
-                // (another process writing too costs rounds, never correctness).
-                sole_writer: engine_config.amqp.is_none(),
-            },
-            None,
-        ),
-    };
-    let (engine, notifier, tasks) = worker::Engine::start(db.clone(), store_db, &engine_config)?;
+    let (engine, notifier, tasks) = worker::Engine::start(db.clone(), &engine_config)?;
     tracing::info!(
         role = ?role,
         distributed = engine_config.amqp.is_some(),
@@ -229,8 +213,8 @@ async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let mut server = match listener {
         Some(listener) => {
             let local = listener.local_addr().context("listener has no address")?;
-            let state =
-                api::AppState::new(db.clone(), reads, engine, notifier, shutdown.clone(), edge);
+            let monitors = service::MonitorService::new(db.clone(), engine, notifier);
+            let state = api::AppState::new(monitors, shutdown.clone(), edge);
             tracing::info!("listening on http://{local}");
             let server_shutdown = shutdown.clone();
             Some(tokio::spawn(api::serve(
@@ -360,9 +344,7 @@ fn split_files(available: usize, wanted: FileShare) -> FileShare {
 /// `health`: can the database (and the broker) be reached?
 async fn health(settings: &Settings) -> anyhow::Result<()> {
     let db = open_db(settings).await?;
-    sea_orm::ConnectionTrait::execute_unprepared(&db, "SELECT 1")
-        .await
-        .context("the database does not answer")?;
+    db.ping().await.context("the database does not answer")?;
     if let Some(url) = rabbitmq_url(settings) {
         let amqp = config::amqp(url, &settings.rabbitmq_prefix).map_err(anyhow::Error::msg)?;
         tokio::time::timeout(
@@ -380,11 +362,11 @@ async fn health(settings: &Settings) -> anyhow::Result<()> {
 async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {
     let db = open_db(settings).await?;
     match action {
-        MigrateAction::Up => db::migrate(&db, db::Migration::Up).await?,
-        MigrateAction::Down => db::migrate(&db, db::Migration::Down).await?,
-        MigrateAction::Fresh => db::migrate(&db, db::Migration::Fresh).await?,
+        MigrateAction::Up => db::migrate(db.connection(), db::Migration::Up).await?,
+        MigrateAction::Down => db::migrate(db.connection(), db::Migration::Down).await?,
+        MigrateAction::Fresh => db::migrate(db.connection(), db::Migration::Fresh).await?,
         MigrateAction::Status => {
-            let migrations = Migrator::get_migration_with_status(&db).await?;
+            let migrations = Migrator::get_migration_with_status(db.connection()).await?;
             for m in migrations {
                 println!(
                     "{:<8} {}",

@@ -13,7 +13,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use sea_orm::DbErr;
 
 /// Everything that can go wrong in a request, in terms a client can act on.
 #[derive(Debug)]
@@ -98,27 +97,16 @@ impl ApiError {
             Self::Internal => "internal server error".to_owned(),
         }
     }
+}
 
-    /// Turns a database error into a client-safe error, logging the real cause.
-    pub fn from_db(err: DbErr) -> Self {
-        if is_unavailable(&err) {
-            tracing::warn!(error = %err, "database unavailable");
-            Self::Unavailable
-        } else {
-            tracing::error!(error = %err, "database error");
-            Self::Internal
+impl From<service::Error> for ApiError {
+    fn from(err: service::Error) -> Self {
+        match err {
+            service::Error::Invalid { field, problem } => Self::Invalid { field, problem },
+            service::Error::NotFound { what, id } => Self::NotFound { what, id },
+            service::Error::Unavailable => Self::Unavailable,
+            service::Error::Internal => Self::Internal,
         }
-    }
-}
-
-/// Whether a database error means "cannot reach the database" rather than a bad query.
-pub fn is_unavailable(err: &DbErr) -> bool {
-    matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
-}
-
-impl From<DbErr> for ApiError {
-    fn from(err: DbErr) -> Self {
-        Self::from_db(err)
     }
 }
 
@@ -152,6 +140,12 @@ impl<T> IntoGraphql<T> for Result<T, ApiError> {
             });
             error
         })
+    }
+}
+
+impl<T> IntoGraphql<T> for Result<T, service::Error> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(ApiError::from).gql()
     }
 }
 

@@ -1,24 +1,23 @@
-//! The HTTP server of Monitor Manager: GraphQL (queries, mutations, subscriptions) and the
-//! REST routes of the `/monitors` and `/services` APIs, all thin adapters over one
-//! [`service::MonitorService`].
+//! The transports of Monitor Manager: GraphQL (queries, mutations, subscriptions), the REST
+//! routes of the `/monitors` and `/services` APIs and the WebSockets, all thin adapters over
+//! one [`MonitorService`]. No SQL here: the crate cannot reach the database but through
+//! `service`.
 
 pub mod edge;
 pub mod error;
 pub mod graphql;
 pub mod rest;
 pub mod server;
-pub mod service;
 pub mod socket;
 
 use std::{future::Future, sync::Arc};
 
 use axum::{routing::get, Router};
-use sea_orm::DatabaseConnection;
+use service::MonitorService;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use worker::{Engine, ScheduleNotifier, SqliteReads};
 
-use crate::{graphql::AppSchema, service::MonitorService};
+use crate::graphql::AppSchema;
 
 /// What every request handler can reach.
 #[derive(Clone)]
@@ -40,18 +39,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over a database; `reads` serves the hot reads on SQLite, `engine` runs and
-    /// publishes checks, `schedule` hears about monitor changes, `shutdown` closes WebSockets,
-    /// `edge` holds the edge policy.
+    /// State over the operations of `monitors`; `shutdown` closes WebSockets, `edge` holds
+    /// the edge policy.
     pub fn new(
-        db: DatabaseConnection,
-        reads: Option<SqliteReads>,
-        engine: Engine,
-        schedule: ScheduleNotifier,
+        monitors: MonitorService,
         shutdown: CancellationToken,
         edge: edge::EdgeConfig,
     ) -> Self {
-        let monitors = MonitorService::new(db, reads, engine, schedule);
         let schema = graphql::build_schema(monitors.clone());
         Self {
             monitors,

@@ -77,3 +77,124 @@ pub struct Monitor {
     pub last_checked_at: Option<DateTime<Utc>>,
     pub last_status: Option<CheckStatus>,
 }
+
+/// What checking and scheduling a monitor needs: its real URL (password included) and its
+/// timing. Never shown to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSchedule {
+    pub id: i64,
+    pub url: String,
+    pub timeout_seconds: i32,
+    pub interval_seconds: i32,
+    pub active: bool,
+    /// When its next check is due; `None` while paused or not yet scheduled.
+    pub next_check_at: Option<DateTime<Utc>>,
+}
+
+impl MonitorSchedule {
+    /// When the monitor is due after `patch` is applied at `now`: never while paused; at once
+    /// when resumed, pointed at a new URL or not yet scheduled; a shorter interval brings the
+    /// next check forward, never back.
+    pub fn next_check_after(
+        &self,
+        patch: &crate::MonitorPatch,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if !patch.active.unwrap_or(self.active) {
+            return None;
+        }
+        let resumed = !self.active;
+        let url_changed = patch.url.as_ref().is_some_and(|u| u.as_str() != self.url);
+        let Some(scheduled) = self.next_check_at.filter(|_| !resumed && !url_changed) else {
+            return Some(now);
+        };
+        match patch.interval {
+            Some(interval) => {
+                let sooner = now + chrono::Duration::seconds(i64::from(interval.get()));
+                Some(scheduled.min(sooner))
+            }
+            None => Some(scheduled),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{IntervalSeconds, MonitorPatch, MonitorUrl};
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn schedule(active: bool, next: Option<i64>) -> MonitorSchedule {
+        MonitorSchedule {
+            id: 1,
+            url: "http://127.0.0.1/a".into(),
+            timeout_seconds: 5,
+            interval_seconds: 60,
+            active,
+            next_check_at: next.map(at),
+        }
+    }
+
+    #[test]
+    fn the_next_check_moves_only_as_the_patch_asks() {
+        let now = at(0);
+        let none = MonitorPatch::default();
+        assert_eq!(
+            schedule(true, Some(50)).next_check_after(&none, now),
+            Some(at(50))
+        );
+        // Paused: never due.
+        let pause = MonitorPatch {
+            active: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(schedule(true, Some(50)).next_check_after(&pause, now), None);
+        assert_eq!(schedule(false, None).next_check_after(&none, now), None);
+        // Resumed, or a new URL, or never scheduled: due at once.
+        let resume = MonitorPatch {
+            active: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            schedule(false, None).next_check_after(&resume, now),
+            Some(now)
+        );
+        let moved = MonitorPatch {
+            url: Some(MonitorUrl::parse("http://127.0.0.1/b").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            schedule(true, Some(50)).next_check_after(&moved, now),
+            Some(now)
+        );
+        let same = MonitorPatch {
+            url: Some(MonitorUrl::parse("http://127.0.0.1/a").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            schedule(true, Some(50)).next_check_after(&same, now),
+            Some(at(50))
+        );
+        assert_eq!(schedule(true, None).next_check_after(&none, now), Some(now));
+        // A shorter interval brings the check forward; a longer one leaves it.
+        let shorter = MonitorPatch {
+            interval: Some(IntervalSeconds::parse(10).unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            schedule(true, Some(50)).next_check_after(&shorter, now),
+            Some(at(10))
+        );
+        let longer = MonitorPatch {
+            interval: Some(IntervalSeconds::parse(3600).unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            schedule(true, Some(50)).next_check_after(&longer, now),
+            Some(at(50))
+        );
+    }
+}

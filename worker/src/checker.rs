@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{SubsecRound, Utc};
 use http::{
     header::{ACCEPT, HOST, LOCATION, USER_AGENT},
     HeaderValue, Request, StatusCode, Uri,
@@ -40,19 +40,7 @@ pub const MAX_ERROR_CHARS: usize = 200;
 
 const AGENT: &str = concat!("monitor-manager/", env!("CARGO_PKG_VERSION"));
 
-/// What one check found, before it is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckOutcome {
-    /// When the check started.
-    pub started_at: DateTime<Utc>,
-    pub status: CheckStatus,
-    /// The final HTTP status, `None` when no response came.
-    pub status_code: Option<u16>,
-    /// Milliseconds until the response headers (or the failure) arrived.
-    pub response_time_ms: i64,
-    /// A short reason for DOWN.
-    pub error: Option<String>,
-}
+pub use domain::CheckOutcome;
 
 /// A monitor's URL, parsed once for all of its checks: a URL parse (with IDNA), the host
 /// header and the two URIs of a plain request were a few per cent of a check's CPU when every

@@ -16,26 +16,7 @@ use std::{
 
 use tokio::sync::{broadcast, mpsc};
 
-use domain::{CheckResult, CheckStatus};
-
-/// One stored check.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct CheckEvent {
-    /// The stored result.
-    pub result: CheckResult,
-    /// The monitor after this result was applied.
-    pub monitor: entity::monitor::Model,
-    /// The monitor's status before this result; `None` for its first result.
-    pub previous: Option<CheckStatus>,
-}
-
-impl CheckEvent {
-    /// True for the first result and whenever UP turns DOWN or DOWN turns UP (see
-    /// [`domain::is_status_change`]).
-    pub fn is_status_change(&self) -> bool {
-        domain::is_status_change(self.previous, self.result.status)
-    }
-}
+use domain::CheckEvent;
 
 /// Publishes check events to every subscriber in this process, or, in distributed mode, to
 /// the broker, which brings them back to the subscribers of every API process.
@@ -123,6 +104,7 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
+    use domain::{CheckResult, CheckStatus, Monitor};
     use tokio::sync::broadcast::error::TryRecvError;
 
     use super::*;
@@ -140,7 +122,7 @@ mod tests {
                 error: None,
                 checked_at: now,
             },
-            monitor: entity::monitor::Model {
+            monitor: Monitor {
                 id: monitor_id,
                 name: "m".into(),
                 url: "http://127.0.0.1/".into(),
@@ -150,10 +132,7 @@ mod tests {
                 created_at: now,
                 updated_at: now,
                 last_checked_at: Some(now),
-                last_up: Some(true),
-                next_check_at: None,
-                last_slot_at: None,
-                last_seq: 1,
+                last_status: Some(CheckStatus::Up),
             },
             previous: None,
         })

@@ -1,8 +1,8 @@
-//! The worker: it checks URLs, schedules checks, stores their results and publishes them.
-//! It knows the database (through `entity`) but never the API.
+//! The worker: everything that runs in the background. It checks URLs, schedules checks,
+//! has their results stored (through `store`) and publishes them; it never knows the API.
 //!
 //! [`Engine`] bundles the pieces a process runs: the [`Checker`], the batching
-//! [`ResultStore`], the [`EventBus`] and, in processes that schedule, the [`Scheduler`].
+//! [`ResultWriter`], the [`EventBus`] and, in processes that schedule, the [`Scheduler`].
 
 pub mod amqp;
 pub mod checker;
@@ -11,15 +11,12 @@ pub mod lease;
 mod notify;
 pub mod runtime;
 pub mod scheduler;
-pub mod sqlite_reads;
-pub mod store;
-pub mod to_domain;
+pub mod writer;
 
 use std::{sync::Arc, time::Duration};
 
-use domain::CheckResult;
-use entity::monitor;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use domain::{CheckEvent, CheckResult};
+use store::{Backend, Database};
 use tokio::{
     sync::{broadcast, Semaphore},
     task::JoinHandle,
@@ -27,12 +24,11 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use amqp::AmqpConfig;
-pub use checker::{CheckOutcome, Checker};
-pub use events::{CheckEvent, EventBus};
+pub use checker::Checker;
+pub use events::EventBus;
 pub use notify::ScheduleNotifier;
 pub use scheduler::Scheduler;
-pub use sqlite_reads::SqliteReads;
-pub use store::{ResultStore, StoreDatabase, StoreError};
+pub use writer::{ResultWriter, WriteError};
 
 /// Which scheduler, if any, runs in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,17 +66,17 @@ pub enum RunCheckError {
     #[error("monitor {0} not found")]
     NotFound(i64),
     #[error(transparent)]
-    Database(#[from] sea_orm::DbErr),
+    Database(#[from] store::Error),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Write(#[from] WriteError),
 }
 
 /// The running worker of one process.
 #[derive(Clone)]
 pub struct Engine {
-    db: DatabaseConnection,
+    db: Database,
     checker: Checker,
-    store: ResultStore,
+    store: ResultWriter,
     events: EventBus,
 }
 
@@ -96,13 +92,9 @@ pub struct EngineTasks {
 }
 
 impl Engine {
-    /// Starts the result store and whatever else `config` asks for. The store writes through
-    /// `store_db`: on SQLite the database file, on a connection of its own (one warm page
-    /// cache, instead of taking turns over the shared pool's connections, whose caches every
-    /// other write invalidates); on PostgreSQL the shared pool.
+    /// Starts the result writer and whatever else `config` asks for.
     pub fn start(
-        db: DatabaseConnection,
-        store_db: StoreDatabase,
+        db: Database,
         config: &EngineConfig,
     ) -> anyhow::Result<(Self, ScheduleNotifier, EngineTasks)> {
         let checker = Checker::new()?;
@@ -135,10 +127,17 @@ impl Engine {
                 stop_scheduling.clone(),
             )));
         }
-        let (store, store_task) = ResultStore::start(store_db, events.clone(), stop_store.clone())?;
+        // Without RabbitMQ this process runs every check, so it stores every result (another
+        // process writing too costs rounds, never correctness).
+        let (store, store_task) = ResultWriter::start(
+            &db,
+            config.amqp.is_none(),
+            events.clone(),
+            stop_store.clone(),
+        )?;
 
-        let is_postgres = db.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
-        let notify_channel = lease::notify_channel(
+        let is_postgres = db.backend() == Backend::Postgres;
+        let notify_channel = store::notify_channel(
             config
                 .amqp
                 .as_ref()
@@ -250,15 +249,16 @@ impl Engine {
 
     /// Checks a monitor now, stores the result and publishes it like any other.
     pub async fn run_check(&self, monitor_id: i64) -> Result<CheckResult, RunCheckError> {
-        let monitor = monitor::Entity::find_by_id(monitor_id)
-            .one(&self.db)
+        let monitor = self
+            .db
+            .monitor_schedule(monitor_id)
             .await?
             .ok_or(RunCheckError::NotFound(monitor_id))?;
         let timeout = domain::slot::timeout_of(monitor.timeout_seconds);
         let outcome = self.checker.check(&monitor.url, timeout).await;
         match self.store.store(monitor_id, outcome).await {
             Ok(record) => Ok(record),
-            Err(StoreError::MonitorGone(id)) => Err(RunCheckError::NotFound(id)),
+            Err(WriteError::MonitorGone(id)) => Err(RunCheckError::NotFound(id)),
             Err(err) => Err(err.into()),
         }
     }
@@ -274,7 +274,7 @@ impl Engine {
     }
 }
 
-async fn log_failure(run: impl std::future::Future<Output = Result<(), sea_orm::DbErr>>) {
+async fn log_failure(run: impl std::future::Future<Output = Result<(), store::Error>>) {
     if let Err(err) = run.await {
         tracing::error!(error = %err, "scheduler stopped: it could not load the monitors");
     }

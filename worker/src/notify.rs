@@ -2,10 +2,10 @@
 //! deleted, so the change takes effect at once: over a channel to the in-process scheduler,
 //! or with PostgreSQL `NOTIFY` to lease schedulers in other processes.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use store::Database;
 use tokio::sync::mpsc;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 enum Target {
     #[default]
     Nobody,
@@ -13,13 +13,13 @@ enum Target {
     /// index modulo their number; see [`crate::runtime::shard_of`]).
     Shards(Vec<mpsc::UnboundedSender<i64>>),
     Postgres {
-        db: DatabaseConnection,
+        db: Database,
         channel: String,
     },
 }
 
 /// A cheap, cloneable handle that forwards "monitor N changed" to the schedulers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ScheduleNotifier {
     target: Target,
 }
@@ -55,7 +55,7 @@ impl ScheduleNotifier {
     }
 
     /// A notifier that wakes lease schedulers listening on `channel`.
-    pub fn postgres(db: DatabaseConnection, channel: String) -> Self {
+    pub fn postgres(db: Database, channel: String) -> Self {
         Self {
             target: Target::Postgres { db, channel },
         }
@@ -69,20 +69,7 @@ impl ScheduleNotifier {
             Target::Shards(shards) => {
                 let _ = shards[crate::runtime::shard_of(monitor_id, shards.len())].send(monitor_id);
             }
-            Target::Postgres { db, channel } => {
-                let db = db.clone();
-                let statement = Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_notify($1, $2)",
-                    [channel.clone().into(), monitor_id.to_string().into()],
-                );
-                tokio::spawn(async move {
-                    // Best effort: lease schedulers also wake on their own timer.
-                    if let Err(err) = db.execute_raw(statement).await {
-                        tracing::debug!(error = %err, "NOTIFY failed");
-                    }
-                });
-            }
+            Target::Postgres { db, channel } => db.notify_changed(channel, monitor_id),
         }
     }
 }

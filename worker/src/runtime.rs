@@ -15,8 +15,8 @@
 
 use std::{future::Future, sync::Arc};
 
-use entity::monitor;
-use sea_orm::DbErr;
+use domain::MonitorSchedule;
+use store::Error as DbErr;
 use tokio::{runtime::Handle, sync::oneshot, task::JoinHandle};
 
 use crate::scheduler::MonitorSource;
@@ -74,7 +74,7 @@ impl<S> ShardSource<S> {
 }
 
 impl<S: MonitorSource> MonitorSource for ShardSource<S> {
-    async fn active(&self) -> Result<Vec<monitor::Model>, DbErr> {
+    async fn active(&self) -> Result<Vec<MonitorSchedule>, DbErr> {
         let source = self.source.clone();
         let (shard, shards) = (self.shard, self.shards);
         joined(
@@ -84,7 +84,7 @@ impl<S: MonitorSource> MonitorSource for ShardSource<S> {
         .await
     }
 
-    async fn get_many(&self, ids: &[i64]) -> Result<Vec<monitor::Model>, DbErr> {
+    async fn get_many(&self, ids: &[i64]) -> Result<Vec<MonitorSchedule>, DbErr> {
         let source = self.source.clone();
         let ids = ids.to_vec();
         joined(
@@ -97,5 +97,5 @@ impl<S: MonitorSource> MonitorSource for ShardSource<S> {
 
 async fn joined<T>(task: JoinHandle<Result<T, DbErr>>) -> Result<T, DbErr> {
     task.await
-        .map_err(|err| DbErr::Custom(format!("the monitor query did not finish: {err}")))?
+        .map_err(|err| DbErr::Failed(format!("the monitor query did not finish: {err}")))?
 }

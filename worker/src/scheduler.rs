@@ -20,9 +20,11 @@ use std::{
 };
 
 use chrono::{DateTime, SubsecRound, Utc};
-use domain::slot::{self, Slot};
-use entity::monitor;
-use sea_orm::{sea_query::Expr, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use domain::{
+    slot::{self, Slot},
+    MonitorSchedule,
+};
+use store::{Database, Error as DbErr};
 use tokio::{
     sync::{mpsc, Semaphore},
     time::Instant,
@@ -32,20 +34,20 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     checker::{CheckUrl, Checker},
     runtime::shard_of,
-    store::ResultStore,
+    writer::ResultWriter,
 };
 
 /// Where the scheduler reads monitors from (the database; a fixed list in tests).
 pub trait MonitorSource: Send + Sync + 'static {
     /// Every active monitor.
-    fn active(&self) -> impl Future<Output = Result<Vec<monitor::Model>, DbErr>> + Send;
+    fn active(&self) -> impl Future<Output = Result<Vec<MonitorSchedule>, DbErr>> + Send;
     /// The active monitors of shard `shard` of `shards` (by id, as [`shard_of`] shares them
     /// out). By default every active monitor is read and the others are dropped.
     fn active_in_shard(
         &self,
         shard: usize,
         shards: usize,
-    ) -> impl Future<Output = Result<Vec<monitor::Model>, DbErr>> + Send {
+    ) -> impl Future<Output = Result<Vec<MonitorSchedule>, DbErr>> + Send {
         async move {
             let mut rows = self.active().await?;
             rows.retain(|row| shard_of(row.id, shards) == shard);
@@ -56,42 +58,25 @@ pub trait MonitorSource: Send + Sync + 'static {
     fn get_many(
         &self,
         ids: &[i64],
-    ) -> impl Future<Output = Result<Vec<monitor::Model>, DbErr>> + Send;
+    ) -> impl Future<Output = Result<Vec<MonitorSchedule>, DbErr>> + Send;
 }
 
-impl MonitorSource for DatabaseConnection {
-    async fn active(&self) -> Result<Vec<monitor::Model>, DbErr> {
-        monitor::Entity::find()
-            .filter(monitor::Column::Active.eq(true))
-            .all(self)
-            .await
+impl MonitorSource for Database {
+    async fn active(&self) -> Result<Vec<MonitorSchedule>, DbErr> {
+        self.active_schedules(None).await
     }
 
-    /// Filtered by the database: each check thread reads only its own shard's rows (ids are
-    /// positive, so `id % shards` is [`shard_of`]).
+    /// Filtered by the database: each check thread reads only its own shard's rows.
     async fn active_in_shard(
         &self,
         shard: usize,
         shards: usize,
-    ) -> Result<Vec<monitor::Model>, DbErr> {
-        monitor::Entity::find()
-            .filter(monitor::Column::Active.eq(true))
-            .filter(Expr::cust(format!("id % {} = {shard}", shards.max(1))))
-            .all(self)
-            .await
+    ) -> Result<Vec<MonitorSchedule>, DbErr> {
+        self.active_schedules(Some((shard, shards))).await
     }
 
-    async fn get_many(&self, ids: &[i64]) -> Result<Vec<monitor::Model>, DbErr> {
-        let mut rows = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            rows.extend(
-                monitor::Entity::find()
-                    .filter(monitor::Column::Id.is_in(chunk.iter().copied()))
-                    .all(self)
-                    .await?,
-            );
-        }
-        Ok(rows)
+    async fn get_many(&self, ids: &[i64]) -> Result<Vec<MonitorSchedule>, DbErr> {
+        self.schedules(ids).await
     }
 }
 
@@ -115,7 +100,7 @@ pub trait CheckRunner: Clone + Send + Sync + 'static {
 #[derive(Clone)]
 pub struct LocalRunner {
     pub checker: Checker,
-    pub store: ResultStore,
+    pub store: ResultWriter,
 }
 
 impl CheckRunner for LocalRunner {
@@ -341,7 +326,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         let mut ids = ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        let rows: HashMap<i64, monitor::Model> = self
+        let rows: HashMap<i64, MonitorSchedule> = self
             .source
             .get_many(&ids)
             .await?
@@ -366,7 +351,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         Ok(())
     }
 
-    fn insert(&mut self, row: &monitor::Model, due: Instant) {
+    fn insert(&mut self, row: &MonitorSchedule, due: Instant) {
         self.next_generation += 1;
         let scheduled = Scheduled {
             url: CheckUrl::new(&row.url),
@@ -487,16 +472,16 @@ mod tests {
 
     /// Monitors held in memory.
     #[derive(Clone, Default)]
-    struct FakeSource(Arc<Mutex<HashMap<i64, monitor::Model>>>);
+    struct FakeSource(Arc<Mutex<HashMap<i64, MonitorSchedule>>>);
 
     impl FakeSource {
-        fn put(&self, row: monitor::Model) {
+        fn put(&self, row: MonitorSchedule) {
             self.0.lock().unwrap().insert(row.id, row);
         }
     }
 
     impl MonitorSource for FakeSource {
-        async fn active(&self) -> Result<Vec<monitor::Model>, DbErr> {
+        async fn active(&self) -> Result<Vec<MonitorSchedule>, DbErr> {
             Ok(self
                 .0
                 .lock()
@@ -506,7 +491,7 @@ mod tests {
                 .cloned()
                 .collect())
         }
-        async fn get_many(&self, ids: &[i64]) -> Result<Vec<monitor::Model>, DbErr> {
+        async fn get_many(&self, ids: &[i64]) -> Result<Vec<MonitorSchedule>, DbErr> {
             let rows = self.0.lock().unwrap();
             Ok(ids.iter().filter_map(|id| rows.get(id).cloned()).collect())
         }
@@ -530,22 +515,14 @@ mod tests {
         }
     }
 
-    fn row(id: i64, interval: i32, next: Option<DateTime<Utc>>) -> monitor::Model {
-        let now = Utc::now();
-        monitor::Model {
+    fn row(id: i64, interval: i32, next: Option<DateTime<Utc>>) -> MonitorSchedule {
+        MonitorSchedule {
             id,
-            name: format!("m{id}"),
             url: "http://127.0.0.1:9/".into(),
             timeout_seconds: 1,
             interval_seconds: interval,
             active: true,
-            created_at: now,
-            updated_at: now,
-            last_checked_at: None,
-            last_up: None,
             next_check_at: next,
-            last_slot_at: None,
-            last_seq: 0,
         }
     }
 
@@ -557,7 +534,7 @@ mod tests {
         task: tokio::task::JoinHandle<Result<(), DbErr>>,
     }
 
-    fn start(rows: Vec<monitor::Model>, busy: &[(i64, u64)], concurrency: usize) -> Harness {
+    fn start(rows: Vec<MonitorSchedule>, busy: &[(i64, u64)], concurrency: usize) -> Harness {
         let source = FakeSource::default();
         for r in rows {
             source.put(r);

@@ -20,11 +20,9 @@ pub use subscription::Subscription;
 pub use ws::graphql_ws;
 
 use domain::parse_id;
+use service::MonitorService;
 
-use crate::{
-    error::{ApiError, IntoGraphql},
-    service::MonitorService,
-};
+use crate::error::{ApiError, IntoGraphql};
 
 /// Most complex query accepted: each field counts 1, a list field its fields `first` times.
 pub const MAX_COMPLEXITY: usize = 10_000;

@@ -2,15 +2,13 @@
 
 use async_graphql::{Context, InputObject, Object, ID};
 use domain::{IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, TimeoutSeconds};
+use service::MonitorService;
 
 use super::{
     parse_gql_id,
     types::{CheckResult, Monitor},
 };
-use crate::{
-    error::{ApiError, IntoGraphql},
-    service::MonitorService,
-};
+use crate::error::{ApiError, IntoGraphql};
 
 /// A monitor to create.
 #[derive(InputObject)]

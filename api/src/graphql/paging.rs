@@ -9,11 +9,10 @@ use async_graphql::{
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 
+use service::{MonitorService, Page};
+
 use super::types::{CheckResult, Monitor};
-use crate::{
-    error::{ApiError, IntoGraphql},
-    service::{MonitorService, Page},
-};
+use crate::error::{ApiError, IntoGraphql};
 
 /// Default page size.
 pub const DEFAULT_FIRST: i32 = 50;

@@ -10,7 +10,9 @@ use super::{
     parse_gql_id,
     types::Monitor,
 };
-use crate::{error::IntoGraphql, service::MonitorService};
+use service::MonitorService;
+
+use crate::error::IntoGraphql;
 
 pub struct Query;
 

@@ -5,17 +5,14 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ErrorExtensions, Object, Subscription, ID};
 use futures_util::{Stream, StreamExt};
+use service::{CheckEvent, MonitorService};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
-use worker::CheckEvent;
 
 use super::{
     parse_gql_id,
     types::{CheckResult, CheckStatus, Monitor},
 };
-use crate::{
-    error::{ApiError, IntoGraphql},
-    service::MonitorService,
-};
+use crate::error::{ApiError, IntoGraphql};
 
 /// A monitor's status changed: its first result, UP -> DOWN or DOWN -> UP.
 pub struct StatusChange(Arc<CheckEvent>);
@@ -24,7 +21,7 @@ pub struct StatusChange(Arc<CheckEvent>);
 impl StatusChange {
     /// The monitor after the change.
     async fn monitor(&self) -> Monitor {
-        Monitor(worker::to_domain::monitor(self.0.monitor.clone()))
+        Monitor(self.0.monitor.clone())
     }
     /// The status before; null for the monitor's first result.
     async fn old_status(&self) -> Option<CheckStatus> {
@@ -95,8 +92,8 @@ async fn events(
     };
     // A per-monitor channel: this subscriber is woken only for its monitor's events.
     let receiver = match filter {
-        Some(id) => service.engine().subscribe_to(id),
-        None => service.engine().subscribe(),
+        Some(id) => service.subscribe_to(id),
+        None => service.subscribe(),
     };
     let stream = BroadcastStream::new(receiver).map(|item| {
         item.map_err(|BroadcastStreamRecvError::Lagged(missed)| {

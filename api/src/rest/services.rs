@@ -18,11 +18,11 @@ use chrono::{DateTime, Utc};
 use domain::{CheckResult, CheckStatus, Monitor};
 use futures_util::SinkExt;
 use serde::Serialize;
+use service::CheckEvent;
 use tokio::sync::broadcast::{
     self,
     error::{RecvError, TryRecvError},
 };
-use worker::CheckEvent;
 
 use super::{
     body::{path_id, JsonObject},
@@ -233,7 +233,7 @@ pub async fn ws(
 /// Pushes check events until the client goes, the server stops (1012), the client sends a
 /// message over the limit (1009) or stays silent for two keep-alive intervals (1001).
 async fn push_checks(mut ws: WebSocket, state: AppState) {
-    let mut events = state.monitors.engine().subscribe();
+    let mut events = state.monitors.subscribe();
     let limits = state.edge.limits.clone();
     let mut keepalive = KeepAlive::new(limits.ws_keepalive);
     let shutdown = state.shutdown.clone();

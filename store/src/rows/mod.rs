@@ -1,13 +1,16 @@
-//! Table rows as domain types: the one place a stored monitor or result becomes what clients
-//! see (until a store crate owns the row mappers).
+//! Table models as domain types: the one place a stored monitor or result becomes what the
+//! rest of the service sees. [`sqlite`] reads rows into table models on rusqlite's
+//! connections; sea-orm decodes them on its own.
+
+pub(crate) mod sqlite;
 
 use std::borrow::Cow;
 
-use domain::{from_epoch_ms, url_password, CheckResult, CheckStatus, Monitor};
+use domain::{from_epoch_ms, url_password, CheckResult, CheckStatus, Monitor, MonitorSchedule};
 use entity::{check_result, monitor};
 
 /// A stored monitor as clients see it, its URL's password masked.
-pub fn monitor(row: monitor::Model) -> Monitor {
+pub(crate) fn monitor(row: monitor::Model) -> Monitor {
     Monitor {
         id: row.id,
         name: row.name,
@@ -26,7 +29,7 @@ pub fn monitor(row: monitor::Model) -> Monitor {
 }
 
 /// A stored check result as clients see it.
-pub fn check_result(row: check_result::Model) -> CheckResult {
+pub(crate) fn check_result(row: check_result::Model) -> CheckResult {
     CheckResult {
         id: row.id,
         monitor_id: i64::from(row.monitor_id),
@@ -36,5 +39,17 @@ pub fn check_result(row: check_result::Model) -> CheckResult {
         response_time_ms: i64::from(row.response_time_ms),
         error: row.error,
         checked_at: from_epoch_ms(row.checked_at_ms),
+    }
+}
+
+/// What checking and scheduling a stored monitor needs.
+pub(crate) fn schedule(row: monitor::Model) -> MonitorSchedule {
+    MonitorSchedule {
+        id: row.id,
+        url: row.url,
+        timeout_seconds: row.timeout_seconds,
+        interval_seconds: row.interval_seconds,
+        active: row.active,
+        next_check_at: row.next_check_at,
     }
 }

@@ -1,36 +1,19 @@
-//! The result store: one task that gathers check results into batches and writes them (on
-//! PostgreSQL one statement per batch, after a read of the monitors it does not hold, several
-//! batches at once; on SQLite one transaction of
-//! cached single-row statements on the store's own connection and thread),
-//! moves each monitor's `last_*` columns and next due time forward, detects status changes
-//! and then publishes the events.
+//! The result writer: one task that gathers check results into batches, has the store write
+//! them ([`store::BatchWriter`]: on SQLite on a connection and thread of its own, on
+//! PostgreSQL several batches at once), and then publishes the events. What happens after a
+//! result is stored starts here, in [`Writer::write`].
 //!
-//! Checks hand their outcome to [`ResultStore::submit`] and go on; a manual check waits for
-//! its stored row with [`ResultStore::store`].
+//! Checks hand their outcome to [`ResultWriter::submit`] and go on; a manual check waits for
+//! its stored row with [`ResultWriter::store`].
 
-use std::{
-    collections::{HashMap, HashSet},
-    path::PathBuf,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use domain::{from_epoch_ms, CheckResult, CheckStatus, LatestStatus, Slot};
-use entity::{check_result, monitor};
-use sea_orm::{DatabaseConnection, DbErr};
+use domain::{CheckOutcome, CheckResult, Slot};
+use store::{BatchWriter, Database, PendingResult, Written};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{
-    checker::CheckOutcome,
-    events::{CheckEvent, EventBus},
-    runtime::shard_of,
-};
-
-mod postgres;
-mod sqlite;
-
-pub(crate) use sqlite::{monitor_from_row, MONITOR_COLUMNS, SELECT_MONITOR};
+use crate::{events::EventBus, runtime::shard_of};
 
 /// Most results written in one transaction.
 pub const MAX_BATCH: usize = 1000;
@@ -53,7 +36,7 @@ pub const QUEUE_CAPACITY: usize = 20_000;
 
 /// Why a result was not stored.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum WriteError {
     #[error("monitor {0} no longer exists")]
     MonitorGone(i64),
     #[error("the database rejected the result")]
@@ -63,71 +46,34 @@ pub enum StoreError {
 }
 
 struct Pending {
-    monitor_id: i64,
-    outcome: CheckOutcome,
-    slot: Option<Slot>,
-    reply: Option<oneshot::Sender<Result<Option<CheckResult>, StoreError>>>,
-}
-
-/// What became of one pending result.
-enum Written {
-    Stored(Arc<CheckEvent>),
-    /// Its monitor was deleted meanwhile.
-    Gone,
-    /// Its slot already has a result (a redelivered job).
-    Duplicate,
-    /// It cannot be stored (its monitor's id or result count is beyond the table's integers).
-    Rejected,
-}
-
-enum Fate {
-    Insert,
-    Gone,
-    Duplicate,
-    Rejected,
-}
-
-/// Where the store writes.
-pub enum StoreDatabase {
-    /// A sea-orm pool (PostgreSQL): several batches are written at once.
-    Pool {
-        db: DatabaseConnection,
-        /// This process is the only one storing results (no RabbitMQ), so the store may keep
-        /// the monitor rows it wrote instead of reading them for every batch.
-        sole_writer: bool,
-    },
-    /// A SQLite database file (already migrated), written through a connection of the
-    /// store's own on the store's own thread.
-    Sqlite(PathBuf),
+    result: PendingResult,
+    reply: Option<oneshot::Sender<Result<Option<CheckResult>, WriteError>>>,
 }
 
 /// Hands results to the writer task.
 #[derive(Clone)]
-pub struct ResultStore {
+pub struct ResultWriter {
     tx: mpsc::Sender<Pending>,
 }
 
-impl ResultStore {
-    /// Starts the writer. It stops once `stop` is cancelled and the queue is drained.
+impl ResultWriter {
+    /// Starts the writer on `db`. It stops once `stop` is cancelled and the queue is drained.
+    /// `sole_writer`: no other process stores results (no RabbitMQ), so on PostgreSQL the
+    /// store may keep the monitor rows it wrote.
     pub fn start(
-        db: StoreDatabase,
+        db: &Database,
+        sole_writer: bool,
         events: EventBus,
         stop: CancellationToken,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let handle = match db {
-            StoreDatabase::Sqlite(path) => {
-                let store = sqlite::SqliteStore::open(&path).map_err(|err| {
-                    anyhow::anyhow!(
-                        "the result store cannot open the SQLite database {}: {err}",
-                        path.display()
-                    )
-                })?;
+        let handle = match db.sqlite_file() {
+            Some(file) => {
                 let writer = Arc::new(Writer {
-                    db: Db::Sqlite(Mutex::new(store)),
+                    db: BatchWriter::sqlite(file)?,
                     events,
                 });
-                // SQLite has one writer at a time, and its calls block: the store gets a
+                // SQLite has one writer at a time, and its calls block: the writer gets a
                 // thread (and a single-threaded runtime) of its own, so a batch never holds
                 // up the API's runtime and results from the checks' threads reach it through
                 // the queue alone.
@@ -135,9 +81,9 @@ impl ResultStore {
             }
             // PostgreSQL takes several transactions at once (batches lock different
             // monitors), so its round trips and commits overlap.
-            StoreDatabase::Pool { db, sole_writer } => {
+            None => {
                 let writer = Arc::new(Writer {
-                    db: Db::Postgres(postgres::PgStore::new(&db, sole_writer, PARALLEL_WRITES)),
+                    db: BatchWriter::postgres(db, sole_writer, PARALLEL_WRITES),
                     events,
                 });
                 tokio::spawn(writer.run(rx, stop, PARALLEL_WRITES))
@@ -149,9 +95,11 @@ impl ResultStore {
     /// Queues a scheduled result; waits only when the queue is full.
     pub async fn submit(&self, monitor_id: i64, outcome: CheckOutcome, slot: Option<Slot>) {
         let pending = Pending {
-            monitor_id,
-            outcome,
-            slot,
+            result: PendingResult {
+                monitor_id,
+                outcome,
+                slot,
+            },
             reply: None,
         };
         if self.tx.send(pending).await.is_err() {
@@ -167,10 +115,10 @@ impl ResultStore {
         &self,
         monitor_id: i64,
         outcome: CheckOutcome,
-    ) -> Result<CheckResult, StoreError> {
+    ) -> Result<CheckResult, WriteError> {
         self.store_slot(monitor_id, outcome, None)
             .await?
-            .ok_or(StoreError::Database)
+            .ok_or(WriteError::Database)
     }
 
     /// Stores a result for a scheduled slot and waits until it is written: `None` when the
@@ -180,31 +128,27 @@ impl ResultStore {
         monitor_id: i64,
         outcome: CheckOutcome,
         slot: Option<Slot>,
-    ) -> Result<Option<CheckResult>, StoreError> {
+    ) -> Result<Option<CheckResult>, WriteError> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            monitor_id,
-            outcome,
-            slot,
+            result: PendingResult {
+                monitor_id,
+                outcome,
+                slot,
+            },
             reply: Some(reply),
         };
         self.tx
             .send(pending)
             .await
-            .map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
+            .map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
     }
 }
 
 struct Writer {
-    db: Db,
+    db: BatchWriter,
     events: EventBus,
-}
-
-enum Db {
-    Postgres(postgres::PgStore),
-    /// Locked by one batch at a time (all on the store's thread, so never contended).
-    Sqlite(Mutex<sqlite::SqliteStore>),
 }
 
 impl Writer {
@@ -274,7 +218,7 @@ impl Writer {
                 if shards.len() > 1 && full.len() >= SPLIT_AT {
                     let mut parts: Vec<Vec<Pending>> = shards.iter().map(|_| Vec::new()).collect();
                     for pending in full {
-                        parts[shard_of(pending.monitor_id, shards.len())].push(pending);
+                        parts[shard_of(pending.result.monitor_id, shards.len())].push(pending);
                     }
                     parts
                         .into_iter()
@@ -330,7 +274,7 @@ impl Writer {
                 Ok(()) => {
                     rounds += 1;
                     if rounds > MAX_ROUNDS {
-                        break Some(DbErr::Custom(format!(
+                        break Some(store::Error::Failed(format!(
                             "the monitors kept changing while their results were written \
                              ({MAX_ROUNDS} rounds)"
                         )));
@@ -338,8 +282,7 @@ impl Writer {
                 }
                 Err(err) => {
                     // Unreachable or locked: worth waiting for, however long it takes.
-                    let unreachable = matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
-                        || err.to_string().contains("database is locked");
+                    let unreachable = err.is_unavailable();
                     if (!unreachable && attempt >= 3) || (unreachable && stop.is_cancelled()) {
                         break Some(err);
                     }
@@ -362,8 +305,8 @@ impl Writer {
                     Ok(Some(record))
                 }
                 Some(Written::Duplicate) => Ok(None),
-                Some(Written::Gone) => Err(StoreError::MonitorGone(pending.monitor_id)),
-                Some(Written::Rejected) | None => Err(StoreError::Database),
+                Some(Written::Gone) => Err(WriteError::MonitorGone(pending.result.monitor_id)),
+                Some(Written::Rejected) | None => Err(WriteError::Database),
             };
             if let Some(reply) = pending.reply {
                 let _ = reply.send(answer);
@@ -379,143 +322,12 @@ impl Writer {
         batch: &[Pending],
         todo: &[usize],
         outcomes: &mut [Option<Written>],
-    ) -> Result<(), DbErr> {
-        let pending: Vec<&Pending> = todo.iter().map(|&k| &batch[k]).collect();
-        let settled = match &self.db {
-            Db::Sqlite(store) => {
-                let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-                store
-                    .write(&pending)
-                    .map_err(|err| DbErr::Custom(err.to_string()))?
-                    .into_iter()
-                    .map(Some)
-                    .collect()
-            }
-            Db::Postgres(store) => store.write(&pending).await?,
-        };
+    ) -> Result<(), store::Error> {
+        let pending: Vec<&PendingResult> = todo.iter().map(|&k| &batch[k].result).collect();
+        let settled = self.db.write(&pending).await?;
         for (&k, outcome) in todo.iter().zip(settled) {
             outcomes[k] = outcome;
         }
         Ok(())
-    }
-}
-
-/// The monitors of a batch, each once, in id order.
-fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a Pending>) -> Vec<i64> {
-    let mut ids: Vec<i64> = batch.into_iter().map(|p| p.monitor_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
-/// What a batch does, worked out from its monitors as locked: each result's fate, the rows to
-/// insert (ids filled in once inserted), and the monitors as they will be.
-struct Plan {
-    fates: Vec<Fate>,
-    rows: Vec<check_result::Model>,
-    /// Per row: its monitor as it is after that result, and the monitor's status before it.
-    after: Vec<(monitor::Model, Option<CheckStatus>)>,
-    monitors: HashMap<i64, monitor::Model>,
-}
-
-impl Plan {
-    fn new<'a>(
-        batch: impl ExactSizeIterator<Item = &'a Pending>,
-        found: Vec<monitor::Model>,
-    ) -> Self {
-        let mut monitors: HashMap<i64, monitor::Model> =
-            found.into_iter().map(|m| (m.id, m)).collect();
-        let mut fates = Vec::with_capacity(batch.len());
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut after = Vec::with_capacity(batch.len());
-        for pending in batch {
-            let Some(monitor) = monitors.get_mut(&pending.monitor_id) else {
-                fates.push(Fate::Gone);
-                continue;
-            };
-            // A slot that already has a result is not stored again.
-            if let Some(slot) = pending.slot {
-                if slot.is_done(monitor.last_slot_at) {
-                    fates.push(Fate::Duplicate);
-                    continue;
-                }
-            }
-            // `check_results.monitor_id` and `seq` are 4-byte integers (migration 5).
-            let (Ok(monitor_id), Some(seq)) = (
-                i32::try_from(pending.monitor_id),
-                monitor.last_seq.checked_add(1),
-            ) else {
-                tracing::error!(
-                    monitor.id = pending.monitor_id,
-                    "result not stored: the monitor's id or its result count is past 2,147,483,647"
-                );
-                fates.push(Fate::Rejected);
-                continue;
-            };
-            let outcome = &pending.outcome;
-            let row = check_result::Model {
-                id: 0,
-                monitor_id,
-                seq,
-                checked_at_ms: outcome.started_at.timestamp_millis(),
-                up: outcome.status.is_up(),
-                status_code: outcome.status_code.and_then(|c| i16::try_from(c).ok()),
-                response_time_ms: i32::try_from(outcome.response_time_ms).unwrap_or(i32::MAX),
-                error: outcome.error.clone(),
-            };
-            monitor.last_seq = seq;
-            let mut latest = LatestStatus {
-                status: monitor.last_up.map(CheckStatus::from_up),
-                checked_at: monitor.last_checked_at,
-            };
-            let previous = latest.apply(outcome.status, from_epoch_ms(row.checked_at_ms));
-            monitor.last_up = latest.status.map(CheckStatus::is_up);
-            monitor.last_checked_at = latest.checked_at;
-            if let Some(slot) = pending.slot {
-                monitor.last_slot_at = Some(slot.due);
-                monitor.next_check_at = slot.next_check_at(monitor.next_check_at);
-            }
-            fates.push(Fate::Insert);
-            rows.push(row);
-            after.push((monitor.clone(), previous));
-        }
-        Self {
-            fates,
-            rows,
-            after,
-            monitors,
-        }
-    }
-
-    /// The monitors whose row changes: those with a result to insert (each moves `last_seq`
-    /// on; nothing else changes a monitor).
-    fn changed_monitors(&self) -> Vec<&monitor::Model> {
-        let inserted: HashSet<i64> = self.rows.iter().map(|r| i64::from(r.monitor_id)).collect();
-        inserted
-            .iter()
-            .filter_map(|id| self.monitors.get(id))
-            .collect()
-    }
-
-    /// Per pending result in order, what became of it (the rows' ids filled in).
-    fn written(self) -> Vec<Written> {
-        let mut stored = self.rows.into_iter().zip(self.after);
-        self.fates
-            .into_iter()
-            .map(|fate| match fate {
-                Fate::Gone => Written::Gone,
-                Fate::Duplicate => Written::Duplicate,
-                Fate::Rejected => Written::Rejected,
-                Fate::Insert => match stored.next() {
-                    Some((row, (monitor, previous))) => Written::Stored(Arc::new(CheckEvent {
-                        result: crate::to_domain::check_result(row),
-                        monitor,
-                        previous,
-                    })),
-                    // Not reached: one row per insert fate.
-                    None => Written::Rejected,
-                },
-            })
-            .collect()
     }
 }

@@ -17,11 +17,15 @@ use std::{
 };
 
 use entity::{check_result, monitor};
-use rusqlite::{params_from_iter, types::Value, Connection, ErrorCode, OpenFlags, Row};
-use sea_orm::{DbErr, RuntimeErr};
+use rusqlite::{params_from_iter, types::Value, Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
-use crate::store::{monitor_from_row, MONITOR_COLUMNS, SELECT_MONITOR};
+use crate::{
+    rows::sqlite::{
+        monitor_from_row, result_from_row, MONITOR_COLUMNS, RESULT_COLUMNS, SELECT_MONITOR,
+    },
+    Error,
+};
 
 /// How long a read waits on a lock (WAL readers take one only while the write-ahead log is
 /// being recovered or reset).
@@ -30,12 +34,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most rows a read may return and still run on the calling task (see [`SqliteReads::run`]).
 pub const INLINE_ROWS: u64 = 101;
 
-const RESULT_COLUMNS: &str =
-    "id, monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error";
-
 /// Reads of one SQLite database file, at most `max_readers` at once. Cheap to clone.
 #[derive(Clone)]
-pub struct SqliteReads {
+pub(crate) struct SqliteReads {
     inner: Arc<Inner>,
 }
 
@@ -66,7 +67,7 @@ impl SqliteReads {
         monitor_id: i64,
         before: Option<i64>,
         limit: u64,
-    ) -> Result<Vec<check_result::Model>, DbErr> {
+    ) -> Result<Vec<check_result::Model>, Error> {
         let mut sql = format!("SELECT {RESULT_COLUMNS} FROM check_results WHERE monitor_id = ?1");
         if before.is_some() {
             sql.push_str(" AND seq < ?2");
@@ -90,7 +91,7 @@ impl SqliteReads {
         after: Option<i64>,
         limit: u64,
         active: Option<bool>,
-    ) -> Result<Vec<monitor::Model>, DbErr> {
+    ) -> Result<Vec<monitor::Model>, Error> {
         let mut sql = format!("SELECT {MONITOR_COLUMNS} FROM monitors");
         let mut conditions = Vec::new();
         if after.is_some() {
@@ -117,7 +118,7 @@ impl SqliteReads {
     }
 
     /// The monitor with this id, if any.
-    pub async fn monitor(&self, id: i64) -> Result<Option<monitor::Model>, DbErr> {
+    pub async fn monitor(&self, id: i64) -> Result<Option<monitor::Model>, Error> {
         self.run(1, move |conn| {
             let mut statement = conn.prepare_cached(SELECT_MONITOR)?;
             let mut rows = statement.query_map([id], monitor_from_row)?;
@@ -127,7 +128,7 @@ impl SqliteReads {
     }
 
     /// Whether a monitor with this id exists.
-    pub async fn monitor_exists(&self, id: i64) -> Result<bool, DbErr> {
+    pub async fn monitor_exists(&self, id: i64) -> Result<bool, Error> {
         self.run(1, move |conn| {
             conn.prepare_cached("SELECT 1 FROM monitors WHERE id = ?1")?
                 .exists([id])
@@ -147,7 +148,7 @@ impl SqliteReads {
         &self,
         rows: u64,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, DbErr> {
+    ) -> Result<T, Error> {
         // Held by whoever runs the read, not by this future: a client that goes away cannot
         // let more reads run than allowed.
         let permit = self
@@ -156,12 +157,12 @@ impl SqliteReads {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| DbErr::Custom("the SQLite readers are closed".into()))?;
+            .map_err(|_| Error::failed("the SQLite readers are closed"))?;
         let inner = self.inner.clone();
         let run = move || {
             let _permit = permit;
             let conn = inner.connection()?;
-            let result = read(&conn).map_err(to_db_err);
+            let result = read(&conn).map_err(Error::from_sqlite);
             inner.put_back(conn);
             result
         };
@@ -170,12 +171,12 @@ impl SqliteReads {
         }
         tokio::task::spawn_blocking(run)
             .await
-            .map_err(|err| DbErr::Custom(format!("a SQLite read did not finish: {err}")))?
+            .map_err(|err| Error::failed(format!("a SQLite read did not finish: {err}")))?
     }
 }
 
 impl Inner {
-    fn connection(&self) -> Result<Connection, DbErr> {
+    fn connection(&self) -> Result<Connection, Error> {
         let idle = self
             .idle
             .lock()
@@ -184,9 +185,9 @@ impl Inner {
         match idle {
             Some(conn) => Ok(conn),
             None => open(&self.path).map_err(|err| {
-                DbErr::Conn(RuntimeErr::Internal(format!(
+                Error::unavailable(format!(
                     "cannot open the SQLite database for reading: {err}"
-                )))
+                ))
             }),
         }
     }
@@ -219,33 +220,6 @@ fn push_order_and_limit(sql: &mut String, order: &str, limit: u64) {
     sql.push_str(order);
     sql.push_str(" LIMIT ");
     sql.push_str(&limit.to_string());
-}
-
-fn result_from_row(row: &Row<'_>) -> rusqlite::Result<check_result::Model> {
-    Ok(check_result::Model {
-        id: row.get(0)?,
-        monitor_id: row.get(1)?,
-        seq: row.get(2)?,
-        checked_at_ms: row.get(3)?,
-        up: row.get(4)?,
-        status_code: row.get(5)?,
-        response_time_ms: row.get(6)?,
-        error: row.get(7)?,
-    })
-}
-
-/// A busy or unreadable database is "unavailable" to clients; anything else is internal.
-fn to_db_err(err: rusqlite::Error) -> DbErr {
-    let unavailable = matches!(
-        err.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen)
-    );
-    let message = format!("SQLite read failed: {err}");
-    if unavailable {
-        DbErr::Conn(RuntimeErr::Internal(message))
-    } else {
-        DbErr::Custom(message)
-    }
 }
 
 #[cfg(test)]
@@ -297,14 +271,14 @@ mod tests {
         let missing = SqliteReads::new(dir.path().join("no/such.db"), 2);
         assert!(matches!(
             missing.history(1, None, 50).await,
-            Err(DbErr::Conn(_))
+            Err(Error::Unavailable(_))
         ));
         let garbage = dir.path().join("garbage.db");
         std::fs::write(&garbage, vec![7u8; 8192]).unwrap();
         let broken = SqliteReads::new(&garbage, 2);
         assert!(matches!(
             broken.monitor(1).await,
-            Err(DbErr::Custom(message)) if message.contains("not a database")
+            Err(Error::Failed(message)) if message.contains("not a database")
         ));
     }
 

@@ -52,7 +52,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{monitor_ids, Pending, Plan, Written, MONITOR_COLUMNS};
+use super::{monitor_ids, PendingResult, Plan, Written};
+use crate::rows::sqlite::MONITOR_COLUMNS;
 
 /// A kept connection unused this long goes back to the pool, which pings a connection idle
 /// for 30 s before lending it (`src/db.rs`), so a connection a server restart or a firewall
@@ -163,7 +164,10 @@ impl PgStore {
     /// Writes a batch once: per pending result, what became of it, or `None` when its monitor
     /// changed after it was read (nothing of that monitor was written; it takes another
     /// round).
-    pub(super) async fn write(&self, batch: &[&Pending]) -> Result<Vec<Option<Written>>, DbErr> {
+    pub(super) async fn write(
+        &self,
+        batch: &[&PendingResult],
+    ) -> Result<Vec<Option<Written>>, DbErr> {
         let mut kept = self.take_connection().await?;
         let result = self.write_on(&mut kept.conn, batch).await;
         match &result {
@@ -213,7 +217,7 @@ impl PgStore {
     async fn write_on(
         &self,
         conn: &mut PoolConnection<Postgres>,
-        batch: &[&Pending],
+        batch: &[&PendingResult],
     ) -> Result<Vec<Option<Written>>, DbErr> {
         let ids = monitor_ids(batch.iter().copied());
         let mut found = Vec::with_capacity(ids.len());

@@ -14,7 +14,7 @@ use sea_orm::{
     DbErr, RuntimeErr,
 };
 
-use crate::config::{Backend, DatabaseUrl};
+use crate::url::{Backend, DatabaseUrl};
 
 /// How long the first PostgreSQL connection attempt may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);

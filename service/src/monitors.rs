@@ -1,0 +1,209 @@
+//! The monitor operations, used by REST, GraphQL and the WebSockets alike. They take parsed
+//! input (see [`domain`]) and return domain types and [`Error`].
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use domain::{
+    url_password, CheckEvent, CheckResult, Monitor, MonitorPatch, MonitorUrl, NewMonitor,
+};
+use store::{Database, Page};
+use tokio::sync::broadcast;
+use worker::{Engine, RunCheckError, ScheduleNotifier};
+
+use crate::Error;
+
+/// Monitor operations over one database. Cheap to clone.
+#[derive(Clone)]
+pub struct MonitorService {
+    db: Database,
+    engine: Engine,
+    schedule: ScheduleNotifier,
+}
+
+impl MonitorService {
+    /// A service over `db`; `engine` runs manual checks and carries live events, `schedule`
+    /// hears about changes.
+    pub fn new(db: Database, engine: Engine, schedule: ScheduleNotifier) -> Self {
+        Self {
+            db,
+            engine,
+            schedule,
+        }
+    }
+
+    /// Every stored check this process hears of, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CheckEvent>> {
+        self.engine.subscribe()
+    }
+
+    /// One monitor's stored checks, from now on.
+    pub fn subscribe_to(&self, monitor_id: i64) -> broadcast::Receiver<Arc<CheckEvent>> {
+        self.engine.subscribe_to(monitor_id)
+    }
+
+    /// Every monitor, oldest first.
+    pub async fn list_all(&self) -> Result<Vec<Monitor>, Error> {
+        Ok(self.db.monitors().await?)
+    }
+
+    /// Up to `limit` monitors with ids greater than `after`, oldest first.
+    pub async fn list_page(
+        &self,
+        after: Option<i64>,
+        limit: u64,
+        active: Option<bool>,
+    ) -> Result<Page<Monitor>, Error> {
+        Ok(self.db.monitor_page(after, limit, active).await?)
+    }
+
+    /// How many monitors exist (optionally only active or paused ones).
+    pub async fn count(&self, active: Option<bool>) -> Result<u64, Error> {
+        Ok(self.db.count_monitors(active).await?)
+    }
+
+    /// How many results a monitor has.
+    pub async fn result_count(&self, monitor_id: i64) -> Result<u64, Error> {
+        Ok(self.db.result_count(monitor_id).await?)
+    }
+
+    /// The monitor with this id, if any.
+    pub async fn find(&self, id: i64) -> Result<Option<Monitor>, Error> {
+        Ok(self.db.monitor(id).await?)
+    }
+
+    /// The monitor with this id, or `NotFound`.
+    pub async fn get(&self, id: i64) -> Result<Monitor, Error> {
+        self.find(id).await?.ok_or(Error::NotFound {
+            what: "monitor",
+            id,
+        })
+    }
+
+    /// Stores a new monitor; an active one is due for its first check at once. A URL whose
+    /// password is the read mask `***` is refused: there is no stored password to restore.
+    pub async fn create(&self, new: NewMonitor) -> Result<Monitor, Error> {
+        if url_password::is_masked(new.url.as_str()) {
+            return Err(masked_password_error());
+        }
+        let now = now();
+        let due = new.active.then_some(now);
+        let monitor = self.db.insert_monitor(new, now, due).await?;
+        self.schedule.changed(monitor.id);
+        Ok(monitor)
+    }
+
+    /// Applies a partial change. Resuming a monitor or pointing it at a new URL makes it due
+    /// at once; a shorter interval brings its next check forward. A URL sent back with the
+    /// read mask `***` for the stored scheme, user, host and port keeps the stored password.
+    pub async fn update(&self, id: i64, mut patch: MonitorPatch) -> Result<Monitor, Error> {
+        let not_found = || Error::NotFound {
+            what: "monitor",
+            id,
+        };
+        let current = self.db.monitor_schedule(id).await?.ok_or_else(not_found)?;
+        if let Some(url) = &patch.url {
+            if url_password::is_masked(url.as_str()) {
+                let restored = url_password::restore(url.as_str(), &current.url)
+                    .ok_or_else(masked_password_error)?;
+                patch.url = Some(
+                    MonitorUrl::parse(&restored)
+                        .map_err(|problem| Error::invalid("url", problem))?,
+                );
+            }
+        }
+        let now = now();
+        let next_check_at = current.next_check_after(&patch, now);
+        let monitor = self
+            .db
+            .update_monitor(id, patch, now, next_check_at)
+            .await?
+            .ok_or_else(not_found)?;
+        self.schedule.changed(id);
+        Ok(monitor)
+    }
+
+    /// Deletes a monitor and, by cascade, its check history.
+    pub async fn delete(&self, id: i64) -> Result<(), Error> {
+        if !self.db.delete_monitor(id).await? {
+            return Err(Error::NotFound {
+                what: "monitor",
+                id,
+            });
+        }
+        self.schedule.changed(id);
+        Ok(())
+    }
+
+    /// Like [`Self::check_history`], but `NotFound` when the monitor does not exist. The
+    /// existence query runs only when the page is empty, so the common case costs one query.
+    pub async fn history(
+        &self,
+        monitor_id: i64,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Page<CheckResult>, Error> {
+        let page = self.check_history(monitor_id, before, limit).await?;
+        if page.items.is_empty() && !self.exists(monitor_id).await? {
+            return Err(Error::NotFound {
+                what: "monitor",
+                id: monitor_id,
+            });
+        }
+        Ok(page)
+    }
+
+    /// Up to `limit` results of one monitor, newest first, older than its result number
+    /// `before` (a [`CheckResult::seq`]).
+    pub async fn check_history(
+        &self,
+        monitor_id: i64,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Page<CheckResult>, Error> {
+        Ok(self.db.history(monitor_id, before, limit).await?)
+    }
+
+    /// Checks a monitor now; the result is stored and published like a scheduled one.
+    pub async fn run_check(&self, id: i64) -> Result<CheckResult, Error> {
+        match self.engine.run_check(id).await {
+            Ok(record) => Ok(record),
+            Err(RunCheckError::NotFound(id)) => Err(Error::NotFound {
+                what: "monitor",
+                id,
+            }),
+            Err(RunCheckError::Database(err)) => Err(err.into()),
+            Err(RunCheckError::Write(err)) => {
+                tracing::error!(monitor.id = id, error = %err, "manual check not stored");
+                Err(Error::Unavailable)
+            }
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn healthy(&self) -> bool {
+        self.db
+            .ping()
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "health check: database unreachable"))
+            .is_ok()
+    }
+
+    /// Whether a monitor with this id exists.
+    pub async fn exists(&self, id: i64) -> Result<bool, Error> {
+        Ok(self.db.monitor_exists(id).await?)
+    }
+}
+
+/// A URL carries the read mask as its password where no stored password can take its place.
+fn masked_password_error() -> Error {
+    Error::invalid(
+        "url",
+        "has the password `***`, which is how reads mask a password; send the real password (the stored one is kept only for the same scheme, user, host and port)",
+    )
+}
+
+/// The current time at the precision both databases keep (microseconds).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

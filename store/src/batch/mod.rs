@@ -1,0 +1,352 @@
+//! The batch write: one batch of check results stored at once, with each monitor's `last_*`
+//! columns, result number and next due time moved on, and what became of each result. On
+//! SQLite one transaction of cached single-row statements on a connection of its own; on
+//! PostgreSQL one statement per batch (see the backends' modules). The batching itself (the
+//! queue, the linger, the parallel writes, the retries) is the worker's.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use domain::{from_epoch_ms, CheckEvent, CheckOutcome, CheckStatus, LatestStatus, Slot};
+use entity::{check_result, monitor};
+
+use crate::{rows, Database, Error};
+
+mod postgres;
+mod sqlite;
+
+/// One check result to store.
+#[derive(Debug, Clone)]
+pub struct PendingResult {
+    pub monitor_id: i64,
+    pub outcome: CheckOutcome,
+    /// The scheduled slot it is for; `None` for a manual check.
+    pub slot: Option<Slot>,
+}
+
+/// What became of one pending result.
+#[derive(Debug, Clone)]
+pub enum Written {
+    Stored(Arc<CheckEvent>),
+    /// Its monitor was deleted meanwhile.
+    Gone,
+    /// Its slot already has a result (a redelivered job).
+    Duplicate,
+    /// It cannot be stored (its monitor's id or result count is beyond the table's integers).
+    Rejected,
+}
+
+enum Fate {
+    Insert,
+    Gone,
+    Duplicate,
+    Rejected,
+}
+
+/// Writes batches of results: through a SQLite connection of its own, or the PostgreSQL pool.
+pub struct BatchWriter {
+    backend: Backend,
+}
+
+enum Backend {
+    Postgres(postgres::PgStore),
+    /// Locked by one batch at a time (all on the writer's thread, so never contended).
+    Sqlite(Mutex<sqlite::SqliteStore>),
+}
+
+impl BatchWriter {
+    /// A writer on a SQLite database file (already migrated), through a connection of its
+    /// own: one warm page cache, instead of taking turns over the shared pool's connections,
+    /// whose caches every other write invalidates. Its calls block: run it on a thread of its
+    /// own.
+    pub fn sqlite(path: &Path) -> Result<Self, Error> {
+        let store = sqlite::SqliteStore::open(path).map_err(|err| {
+            Error::unavailable(format!(
+                "the result store cannot open the SQLite database {}: {err}",
+                path.display()
+            ))
+        })?;
+        Ok(Self {
+            backend: Backend::Sqlite(Mutex::new(store)),
+        })
+    }
+
+    /// A writer on the PostgreSQL pool of `db`, writing up to `parallel` batches at once.
+    /// `sole_writer`: this process is the only one storing results (no RabbitMQ), so it may
+    /// keep the monitor rows it wrote instead of reading them for every batch.
+    pub fn postgres(db: &Database, sole_writer: bool, parallel: usize) -> Self {
+        Self {
+            backend: Backend::Postgres(postgres::PgStore::new(
+                db.connection(),
+                sole_writer,
+                parallel,
+            )),
+        }
+    }
+
+    /// Writes `batch` once: per result in order, what became of it. SQLite writes all of them
+    /// or, on an error, nothing; on PostgreSQL a result whose monitor another writer changed
+    /// meanwhile is left unsettled (`None`), to be planned again from a fresh read.
+    pub async fn write(&self, batch: &[&PendingResult]) -> Result<Vec<Option<Written>>, Error> {
+        match &self.backend {
+            Backend::Sqlite(store) => {
+                let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(store
+                    .write(batch)
+                    .map_err(Error::from_sqlite)?
+                    .into_iter()
+                    .map(Some)
+                    .collect())
+            }
+            Backend::Postgres(store) => store.write(batch).await.map_err(Error::from_db),
+        }
+    }
+}
+
+/// The monitors of a batch, each once, in id order.
+fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a PendingResult>) -> Vec<i64> {
+    let mut ids: Vec<i64> = batch.into_iter().map(|p| p.monitor_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// What a batch does, worked out from its monitors as locked: each result's fate, the rows to
+/// insert (ids filled in once inserted), and the monitors as they will be.
+struct Plan {
+    fates: Vec<Fate>,
+    rows: Vec<check_result::Model>,
+    /// Per row: its monitor as it is after that result, and the monitor's status before it.
+    after: Vec<(monitor::Model, Option<CheckStatus>)>,
+    monitors: HashMap<i64, monitor::Model>,
+}
+
+impl Plan {
+    fn new<'a>(
+        batch: impl ExactSizeIterator<Item = &'a PendingResult>,
+        found: Vec<monitor::Model>,
+    ) -> Self {
+        let mut monitors: HashMap<i64, monitor::Model> =
+            found.into_iter().map(|m| (m.id, m)).collect();
+        let mut fates = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut after = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let Some(monitor) = monitors.get_mut(&pending.monitor_id) else {
+                fates.push(Fate::Gone);
+                continue;
+            };
+            // A slot that already has a result is not stored again.
+            if let Some(slot) = pending.slot {
+                if slot.is_done(monitor.last_slot_at) {
+                    fates.push(Fate::Duplicate);
+                    continue;
+                }
+            }
+            // `check_results.monitor_id` and `seq` are 4-byte integers (migration 5).
+            let (Ok(monitor_id), Some(seq)) = (
+                i32::try_from(pending.monitor_id),
+                monitor.last_seq.checked_add(1),
+            ) else {
+                tracing::error!(
+                    monitor.id = pending.monitor_id,
+                    "result not stored: the monitor's id or its result count is past 2,147,483,647"
+                );
+                fates.push(Fate::Rejected);
+                continue;
+            };
+            let outcome = &pending.outcome;
+            let row = check_result::Model {
+                id: 0,
+                monitor_id,
+                seq,
+                checked_at_ms: outcome.started_at.timestamp_millis(),
+                up: outcome.status.is_up(),
+                status_code: outcome.status_code.and_then(|c| i16::try_from(c).ok()),
+                response_time_ms: i32::try_from(outcome.response_time_ms).unwrap_or(i32::MAX),
+                error: outcome.error.clone(),
+            };
+            monitor.last_seq = seq;
+            let mut latest = LatestStatus {
+                status: monitor.last_up.map(CheckStatus::from_up),
+                checked_at: monitor.last_checked_at,
+            };
+            let previous = latest.apply(outcome.status, from_epoch_ms(row.checked_at_ms));
+            monitor.last_up = latest.status.map(CheckStatus::is_up);
+            monitor.last_checked_at = latest.checked_at;
+            if let Some(slot) = pending.slot {
+                monitor.last_slot_at = Some(slot.due);
+                monitor.next_check_at = slot.next_check_at(monitor.next_check_at);
+            }
+            fates.push(Fate::Insert);
+            rows.push(row);
+            after.push((monitor.clone(), previous));
+        }
+        Self {
+            fates,
+            rows,
+            after,
+            monitors,
+        }
+    }
+
+    /// The monitors whose row changes: those with a result to insert (each moves `last_seq`
+    /// on; nothing else changes a monitor).
+    fn changed_monitors(&self) -> Vec<&monitor::Model> {
+        let inserted: HashSet<i64> = self.rows.iter().map(|r| i64::from(r.monitor_id)).collect();
+        inserted
+            .iter()
+            .filter_map(|id| self.monitors.get(id))
+            .collect()
+    }
+
+    /// Per pending result in order, what became of it (the rows' ids filled in).
+    fn written(self) -> Vec<Written> {
+        let mut stored = self.rows.into_iter().zip(self.after);
+        self.fates
+            .into_iter()
+            .map(|fate| match fate {
+                Fate::Gone => Written::Gone,
+                Fate::Duplicate => Written::Duplicate,
+                Fate::Rejected => Written::Rejected,
+                Fate::Insert => match stored.next() {
+                    Some((row, (monitor, previous))) => Written::Stored(Arc::new(CheckEvent {
+                        result: rows::check_result(row),
+                        monitor: rows::monitor(monitor),
+                        previous,
+                    })),
+                    // Not reached: one row per insert fate.
+                    None => Written::Rejected,
+                },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+    use domain::{CheckOutcome, CheckStatus, Slot};
+    use entity::monitor;
+
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn stored(id: i64, last_seq: i32, next: Option<i64>) -> monitor::Model {
+        monitor::Model {
+            id,
+            name: format!("m{id}"),
+            url: "http://user:secret@127.0.0.1/".into(),
+            timeout_seconds: 5,
+            interval_seconds: 60,
+            active: true,
+            created_at: at(-100),
+            updated_at: at(-100),
+            last_checked_at: None,
+            last_up: None,
+            next_check_at: next.map(at),
+            last_slot_at: None,
+            last_seq,
+        }
+    }
+
+    fn result(
+        monitor_id: i64,
+        status: CheckStatus,
+        started: i64,
+        slot: Option<Slot>,
+    ) -> PendingResult {
+        PendingResult {
+            monitor_id,
+            outcome: CheckOutcome {
+                started_at: at(started),
+                status,
+                status_code: Some(if status.is_up() { 200 } else { 503 }),
+                response_time_ms: 7,
+                error: None,
+            },
+            slot,
+        }
+    }
+
+    fn slot(due: i64) -> Option<Slot> {
+        Some(Slot {
+            due: at(due),
+            next: at(due + 60),
+        })
+    }
+
+    #[test]
+    fn a_batch_numbers_each_monitors_results_and_tells_gone_and_duplicate_slots() {
+        let batch = [
+            result(1, CheckStatus::Up, 0, slot(0)),
+            result(2, CheckStatus::Down, 0, None),
+            result(1, CheckStatus::Down, 1, None),
+            // Monitor 3 was deleted; monitor 1's slot 0 already has a result.
+            result(3, CheckStatus::Up, 0, None),
+            result(1, CheckStatus::Up, 2, slot(0)),
+        ];
+        let plan = Plan::new(
+            batch.iter(),
+            vec![stored(1, 4, Some(0)), stored(2, 0, None)],
+        );
+        let seqs: Vec<(i32, i32)> = plan.rows.iter().map(|r| (r.monitor_id, r.seq)).collect();
+        assert_eq!(seqs, [(1, 5), (2, 1), (1, 6)]);
+        assert_eq!(plan.changed_monitors().len(), 2);
+        let monitor = &plan.monitors[&1];
+        // The slot's result moved the due time on; the later manual check did not.
+        assert_eq!(monitor.next_check_at, Some(at(60)));
+        assert_eq!(monitor.last_slot_at, Some(at(0)));
+        assert_eq!(monitor.last_up, Some(false));
+        let written = plan.written();
+        let kinds: Vec<&str> = written
+            .iter()
+            .map(|w| match w {
+                Written::Stored(_) => "stored",
+                Written::Gone => "gone",
+                Written::Duplicate => "duplicate",
+                Written::Rejected => "rejected",
+            })
+            .collect();
+        assert_eq!(kinds, ["stored", "stored", "stored", "gone", "duplicate"]);
+        let Written::Stored(first) = &written[0] else {
+            unreachable!()
+        };
+        // Its first result: a status change from nothing; the event's URL is masked.
+        assert_eq!(first.previous, None);
+        assert!(first.is_status_change());
+        assert_eq!(first.monitor.url, "http://user:***@127.0.0.1/");
+        let Written::Stored(third) = &written[2] else {
+            unreachable!()
+        };
+        assert_eq!(third.previous, Some(CheckStatus::Up));
+        assert_eq!(third.result.status, CheckStatus::Down);
+        assert_eq!(third.monitor.last_status, Some(CheckStatus::Down));
+    }
+
+    #[test]
+    fn a_late_result_does_not_move_the_latest_status_back() {
+        let mut monitor = stored(1, 1, None);
+        monitor.last_up = Some(true);
+        monitor.last_checked_at = Some(at(10));
+        let batch = [result(1, CheckStatus::Down, 5, None)];
+        let plan = Plan::new(batch.iter(), vec![monitor]);
+        assert_eq!(plan.monitors[&1].last_up, Some(true));
+        assert_eq!(plan.monitors[&1].last_checked_at, Some(at(10)));
+        assert_eq!(plan.rows[0].seq, 2);
+    }
+
+    #[test]
+    fn a_result_past_the_tables_integers_is_rejected_not_wrapped() {
+        let batch = [result(1, CheckStatus::Up, 0, None)];
+        let plan = Plan::new(batch.iter(), vec![stored(1, i32::MAX, None)]);
+        assert!(plan.rows.is_empty());
+        assert!(matches!(plan.written()[..], [Written::Rejected]));
+    }
+}

@@ -1,0 +1,147 @@
+//! Monitors: pages, counts, single reads, and the writes the API makes (create, patch,
+//! delete). Reads hand out [`Monitor`], whose URL has its password masked.
+
+use chrono::{DateTime, Utc};
+use domain::{Monitor, MonitorPatch, MonitorSchedule, NewMonitor};
+use entity::monitor;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::{rows, Database, Error, Page};
+
+impl Database {
+    /// Every monitor, oldest first.
+    pub async fn monitors(&self) -> Result<Vec<Monitor>, Error> {
+        let rows = monitor::Entity::find()
+            .order_by_asc(monitor::Column::Id)
+            .all(&self.conn)
+            .await?;
+        Ok(rows.into_iter().map(rows::monitor).collect())
+    }
+
+    /// Up to `limit` monitors with ids greater than `after` (only active or only paused ones
+    /// when `active` says so), oldest first.
+    pub async fn monitor_page(
+        &self,
+        after: Option<i64>,
+        limit: u64,
+        active: Option<bool>,
+    ) -> Result<Page<Monitor>, Error> {
+        let rows = match self.reads() {
+            Some(reads) => reads.monitors(after, limit + 1, active).await?,
+            None => {
+                let mut query = monitor::Entity::find().order_by_asc(monitor::Column::Id);
+                if let Some(after) = after {
+                    query = query.filter(monitor::Column::Id.gt(after));
+                }
+                if let Some(active) = active {
+                    query = query.filter(monitor::Column::Active.eq(active));
+                }
+                query.limit(limit + 1).all(&self.conn).await?
+            }
+        };
+        Ok(Page::of(rows, limit, rows::monitor))
+    }
+
+    /// How many monitors exist (optionally only active or paused ones).
+    pub async fn count_monitors(&self, active: Option<bool>) -> Result<u64, Error> {
+        let mut query = monitor::Entity::find();
+        if let Some(active) = active {
+            query = query.filter(monitor::Column::Active.eq(active));
+        }
+        Ok(query.count(&self.conn).await?)
+    }
+
+    /// The monitor with this id, if any.
+    pub async fn monitor(&self, id: i64) -> Result<Option<Monitor>, Error> {
+        let row = match self.reads() {
+            Some(reads) => reads.monitor(id).await?,
+            None => monitor::Entity::find_by_id(id).one(&self.conn).await?,
+        };
+        Ok(row.map(rows::monitor))
+    }
+
+    /// Whether a monitor with this id exists.
+    pub async fn monitor_exists(&self, id: i64) -> Result<bool, Error> {
+        if let Some(reads) = self.reads() {
+            return reads.monitor_exists(id).await;
+        }
+        Ok(monitor::Entity::find_by_id(id).count(&self.conn).await? > 0)
+    }
+
+    /// What checking the monitor with this id needs (its real URL), if it exists.
+    pub async fn monitor_schedule(&self, id: i64) -> Result<Option<MonitorSchedule>, Error> {
+        let row = monitor::Entity::find_by_id(id).one(&self.conn).await?;
+        Ok(row.map(rows::schedule))
+    }
+
+    /// Stores a new monitor, created at `now` and due at `next_check_at`.
+    pub async fn insert_monitor(
+        &self,
+        new: NewMonitor,
+        now: DateTime<Utc>,
+        next_check_at: Option<DateTime<Utc>>,
+    ) -> Result<Monitor, Error> {
+        let row = monitor::ActiveModel {
+            name: Set(new.name.into_inner()),
+            url: Set(new.url.into_inner()),
+            timeout_seconds: Set(new.timeout.get()),
+            interval_seconds: Set(new.interval.get()),
+            active: Set(new.active),
+            created_at: Set(now),
+            updated_at: Set(now),
+            last_checked_at: Set(None),
+            last_up: Set(None),
+            next_check_at: Set(next_check_at),
+            ..Default::default()
+        }
+        .insert(&self.conn)
+        .await?;
+        Ok(rows::monitor(row))
+    }
+
+    /// Applies `patch` at `now`, with the monitor due at `next_check_at`; `None` when no such
+    /// monitor exists.
+    pub async fn update_monitor(
+        &self,
+        id: i64,
+        patch: MonitorPatch,
+        now: DateTime<Utc>,
+        next_check_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Monitor>, Error> {
+        let mut row = monitor::ActiveModel {
+            id: sea_orm::ActiveValue::Unchanged(id),
+            ..Default::default()
+        };
+        if let Some(name) = patch.name {
+            row.name = Set(name.into_inner());
+        }
+        if let Some(url) = patch.url {
+            row.url = Set(url.into_inner());
+        }
+        if let Some(timeout) = patch.timeout {
+            row.timeout_seconds = Set(timeout.get());
+        }
+        if let Some(interval) = patch.interval {
+            row.interval_seconds = Set(interval.get());
+        }
+        if let Some(active) = patch.active {
+            row.active = Set(active);
+        }
+        row.next_check_at = Set(next_check_at);
+        row.updated_at = Set(now);
+        match row.update(&self.conn).await {
+            Ok(row) => Ok(Some(rows::monitor(row))),
+            Err(DbErr::RecordNotUpdated) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Deletes a monitor and, by cascade, its check history; false when there was none.
+    pub async fn delete_monitor(&self, id: i64) -> Result<bool, Error> {
+        let result = monitor::Entity::delete_by_id(id).exec(&self.conn).await?;
+        Ok(result.rows_affected > 0)
+    }
+}
