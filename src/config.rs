@@ -1,7 +1,12 @@
-//! Turns [`Settings`] into a checked configuration: the database URL chosen and validated.
+//! Turns [`Settings`] into a checked [`Config`], parsed once: the database URL chosen and
+//! validated, the edge policy, and the [`Topology`] (which roles run in this process).
 
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
 use store::redact;
 pub use store::{Backend, DatabaseUrl};
+use worker::Scheduling;
 
 use crate::cli::Settings;
 
@@ -83,6 +88,144 @@ pub fn amqp(url: &str, prefix: &str) -> Result<worker::AmqpConfig, String> {
     })
 }
 
+/// What a process was asked to run (its subcommand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `serve`: everything.
+    All,
+    /// `api`: the HTTP API (and manual checks).
+    Api,
+    /// `scheduler`: the lease scheduler.
+    Scheduler,
+    /// `worker`: consuming check jobs.
+    Worker,
+}
+
+/// Which pieces run in this process, decided once from the role, `RABBITMQ_URL` and the
+/// database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    pub role: Role,
+    /// RabbitMQ is configured: check jobs and live events go through it.
+    pub distributed: bool,
+    /// The HTTP API runs here.
+    pub serves_http: bool,
+    /// Which scheduler runs here.
+    pub scheduling: Scheduling,
+    /// This process consumes check jobs from RabbitMQ.
+    pub consume_jobs: bool,
+    /// This process feeds live events from RabbitMQ to its subscribers.
+    pub relay_events: bool,
+}
+
+impl Topology {
+    /// The pieces of `role`; the error says which setting the role is missing.
+    pub fn of(role: Role, distributed: bool, backend: Backend) -> Result<Self, String> {
+        let scheduling = match role {
+            Role::All if distributed && backend == Backend::Postgres => Scheduling::Leases,
+            Role::All => Scheduling::InProcess,
+            Role::Scheduler if !distributed => return Err(
+                "the scheduler role needs RABBITMQ_URL (without it, run `monitor-manager serve`)"
+                    .into(),
+            ),
+            Role::Scheduler if backend != Backend::Postgres => {
+                return Err(
+                    "the scheduler role needs PostgreSQL: set DATABASE_URL=postgres://...".into(),
+                )
+            }
+            Role::Scheduler => Scheduling::Leases,
+            Role::Worker if !distributed => {
+                return Err(
+                    "the worker role needs RABBITMQ_URL (without it, run `monitor-manager serve`)"
+                        .into(),
+                )
+            }
+            Role::Api | Role::Worker => Scheduling::Off,
+        };
+        let serves_http = matches!(role, Role::All | Role::Api);
+        Ok(Self {
+            role,
+            distributed,
+            serves_http,
+            scheduling,
+            consume_jobs: distributed && matches!(role, Role::All | Role::Worker),
+            relay_events: distributed && serves_http,
+        })
+    }
+
+    /// Whether checks run here (every role but the scheduler; the API runs the manual ones).
+    pub fn runs_checks(&self) -> bool {
+        self.role != Role::Scheduler
+    }
+}
+
+/// Everything a process needs to start, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub topology: Topology,
+    pub database: DatabaseUrl,
+    pub db_max_connections: u32,
+    pub auto_migrate: bool,
+    /// Where the API listens (when it runs here; port 0 picks a free one).
+    pub listen: Option<SocketAddr>,
+    pub edge: api::edge::EdgeConfig,
+    pub engine: worker::EngineConfig,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Parses and checks the settings for `role`; the error names the setting at fault.
+    pub fn load(settings: &Settings, role: Role) -> anyhow::Result<Self> {
+        let database = database_url(settings).map_err(anyhow::Error::msg)?;
+        let amqp = rabbitmq_url(settings)
+            .map(|url| amqp(url, &settings.rabbitmq_prefix))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let topology =
+            Topology::of(role, amqp.is_some(), database.backend).map_err(anyhow::Error::msg)?;
+        let edge = edge(settings).map_err(anyhow::Error::msg)?;
+        let listen = if topology.serves_http {
+            let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
+                .parse()
+                .or_else(|_| format!("[{}]:{}", settings.host, settings.port).parse())
+                .with_context(|| format!("HOST `{}` is not an IP address", settings.host))?;
+            Some(addr)
+        } else {
+            None
+        };
+        let engine = worker::EngineConfig {
+            check_concurrency: settings.check_concurrency as usize,
+            check_threads: match settings.check_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n as usize,
+            },
+            event_buffer: settings.event_buffer as usize,
+            scheduling: topology.scheduling,
+            consume_jobs: topology.consume_jobs,
+            relay_events: topology.relay_events,
+            amqp,
+        };
+        Ok(Self {
+            topology,
+            database,
+            db_max_connections: settings.db_max_connections,
+            auto_migrate: settings.auto_migrate,
+            listen,
+            edge,
+            engine,
+            shutdown_grace: Duration::from_secs(settings.shutdown_grace_seconds),
+        })
+    }
+}
+
+/// `RABBITMQ_URL` when it is set to something: blank counts as unset (distributed mode off).
+pub fn rabbitmq_url(settings: &Settings) -> Option<&str> {
+    settings
+        .rabbitmq_url
+        .as_deref()
+        .filter(|url| !url.trim().is_empty())
+}
+
 fn encode(part: &str) -> String {
     let mut out = String::with_capacity(part.len());
     for byte in part.bytes() {
@@ -115,6 +258,35 @@ mod tests {
             database_url(&cli.settings).expect("a file is fine").backend,
             Backend::Sqlite
         );
+    }
+
+    #[test]
+    fn each_role_runs_its_pieces_and_names_what_it_lacks() {
+        let all = Topology::of(Role::All, false, Backend::Sqlite).unwrap();
+        assert_eq!(all.scheduling, Scheduling::InProcess);
+        assert!(all.serves_http && !all.consume_jobs && !all.relay_events);
+        let all = Topology::of(Role::All, true, Backend::Postgres).unwrap();
+        assert_eq!(all.scheduling, Scheduling::Leases);
+        assert!(all.consume_jobs && all.relay_events);
+        // Distributed on SQLite: the in-process scheduler publishes jobs.
+        let all = Topology::of(Role::All, true, Backend::Sqlite).unwrap();
+        assert_eq!(all.scheduling, Scheduling::InProcess);
+        let api = Topology::of(Role::Api, true, Backend::Postgres).unwrap();
+        assert_eq!(api.scheduling, Scheduling::Off);
+        assert!(api.serves_http && api.relay_events && !api.consume_jobs && api.runs_checks());
+        let scheduler = Topology::of(Role::Scheduler, true, Backend::Postgres).unwrap();
+        assert!(!scheduler.serves_http && !scheduler.runs_checks() && !scheduler.consume_jobs);
+        let worker = Topology::of(Role::Worker, true, Backend::Sqlite).unwrap();
+        assert!(worker.consume_jobs && !worker.serves_http);
+        for (role, backend, lacking) in [
+            (Role::Scheduler, Backend::Postgres, "RABBITMQ_URL"),
+            (Role::Worker, Backend::Postgres, "RABBITMQ_URL"),
+        ] {
+            let err = Topology::of(role, false, backend).unwrap_err();
+            assert!(err.contains(lacking), "{err}");
+        }
+        let err = Topology::of(Role::Scheduler, true, Backend::Sqlite).unwrap_err();
+        assert!(err.contains("PostgreSQL"), "{err}");
     }
 
     #[test]

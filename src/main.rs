@@ -1,6 +1,6 @@
 //! `monitor-manager`: parse the command line, hand over.
 
-use monitor_manager::{cli, run};
+use monitor_manager::{cli, commands};
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    run::main(cli)
+    commands::main(cli)
 }
 
 /// Our allocations go through jemalloc, but SQLite's are C code on glibc's malloc, which gives
