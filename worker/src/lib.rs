@@ -9,6 +9,7 @@ pub mod checker;
 pub mod events;
 pub mod lease;
 mod notify;
+mod roles;
 pub mod runtime;
 pub mod scheduler;
 pub mod writer;
@@ -17,10 +18,7 @@ use std::{sync::Arc, time::Duration};
 
 use domain::{CheckEvent, CheckResult};
 use store::{Backend, Database};
-use tokio::{
-    sync::{broadcast, Semaphore},
-    task::JoinHandle,
-};
+use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use amqp::AmqpConfig;
@@ -92,41 +90,20 @@ pub struct EngineTasks {
 }
 
 impl Engine {
-    /// Starts the result writer and whatever else `config` asks for.
+    /// Starts the result writer and whatever else `config` asks for: each piece of a
+    /// process's topology has one builder in [`roles`].
     pub fn start(
         db: Database,
         config: &EngineConfig,
     ) -> anyhow::Result<(Self, ScheduleNotifier, EngineTasks)> {
         let checker = Checker::new()?;
-        let stop_scheduling = CancellationToken::new();
         let stop_store = CancellationToken::new();
         let stop_forwarding = CancellationToken::new();
-        let checks = TaskTracker::new();
-        let mut background = Vec::new();
-
         let publisher = config
             .amqp
             .as_ref()
             .map(|amqp| Arc::new(amqp::Publisher::new(amqp.clone(), stop_forwarding.clone())));
-        let (events, forwarder) = match &publisher {
-            Some(publisher) => {
-                let (events, outgoing) = EventBus::with_remote(config.event_buffer);
-                let forwarder = tokio::spawn(amqp::forward_events(
-                    publisher.clone(),
-                    outgoing,
-                    stop_forwarding.clone(),
-                ));
-                (events, Some(forwarder))
-            }
-            None => (EventBus::new(config.event_buffer), None),
-        };
-        if let (Some(amqp), true) = (&config.amqp, config.relay_events) {
-            background.push(tokio::spawn(amqp::relay_events(
-                amqp.clone(),
-                events.clone(),
-                stop_scheduling.clone(),
-            )));
-        }
+        let (events, forwarder) = roles::event_bus(config, publisher.as_ref(), &stop_forwarding);
         // Without RabbitMQ this process runs every check, so it stores every result (another
         // process writing too costs rounds, never correctness).
         let (store, store_task) = ResultWriter::start(
@@ -135,100 +112,53 @@ impl Engine {
             events.clone(),
             stop_store.clone(),
         )?;
-
-        let is_postgres = db.backend() == Backend::Postgres;
+        let mut parts = roles::Parts {
+            db: db.clone(),
+            checker: checker.clone(),
+            store: store.clone(),
+            stop: CancellationToken::new(),
+            checks: TaskTracker::new(),
+            background: Vec::new(),
+        };
+        if let (Some(amqp), true) = (&config.amqp, config.relay_events) {
+            parts.event_relay(amqp, &events);
+        }
         let notify_channel = store::notify_channel(
             config
                 .amqp
                 .as_ref()
                 .map_or("monitor_manager", |a| a.prefix.as_str()),
         );
-        let notifier = match config.scheduling {
-            Scheduling::InProcess => match &publisher {
-                Some(publisher) => {
-                    let (notifier, changes) = ScheduleNotifier::channel();
-                    let runner = amqp::AmqpRunner {
-                        publisher: publisher.clone(),
-                    };
-                    let scheduler = Scheduler::new(db.clone(), runner, config.check_concurrency);
-                    background.push(tokio::spawn(log_failure(scheduler.run(
-                        changes,
-                        stop_scheduling.clone(),
-                        checks.clone(),
-                    ))));
-                    notifier
-                }
-                None => {
-                    // The hot path: scheduling and checking on threads of their own, each
-                    // with a shard of the monitors, under one process-wide concurrency cap.
-                    let (notifier, shards) = ScheduleNotifier::sharded(config.check_threads);
-                    let count = shards.len();
-                    let source = Arc::new(db.clone());
-                    let limit = Arc::new(Semaphore::new(config.check_concurrency.max(1)));
-                    for (shard, changes) in shards.into_iter().enumerate() {
-                        let runner = scheduler::LocalRunner {
-                            checker: checker.clone(),
-                            store: store.clone(),
-                        };
-                        let source = runtime::ShardSource::new(
-                            source.clone(),
-                            tokio::runtime::Handle::current(),
-                            shard,
-                            count,
-                        );
-                        let scheduler = Scheduler::with_limit(source, runner, limit.clone());
-                        let stop = stop_scheduling.clone();
-                        let tracker = checks.clone();
-                        background.push(runtime::spawn_on_own_thread(
-                            &format!("checks-{shard}"),
-                            async move {
-                                log_failure(scheduler.run(changes, stop, tracker.clone())).await;
-                                // The checks in flight run on this thread's runtime: let them
-                                // end (shutdown closes the tracker and bounds the wait).
-                                tracker.wait().await;
-                            },
-                        )?);
-                    }
-                    notifier
-                }
-            },
-            Scheduling::Leases => {
+        let is_postgres = db.backend() == Backend::Postgres;
+        let notifier = match (config.scheduling, &publisher) {
+            (Scheduling::InProcess, None) => parts.local_shards(config)?,
+            (Scheduling::InProcess, Some(publisher)) => {
+                parts.publishing_scheduler(publisher, config.check_concurrency)
+            }
+            (Scheduling::Leases, publisher) => {
                 let publisher = publisher
                     .clone()
                     .ok_or_else(|| anyhow::anyhow!("the lease scheduler needs RABBITMQ_URL"))?;
-                if !is_postgres {
-                    anyhow::bail!(
-                        "the distributed scheduler needs PostgreSQL (DATABASE_URL=postgres://...)"
-                    );
-                }
-                background.push(tokio::spawn(lease::run(
-                    db.clone(),
-                    publisher,
-                    notify_channel.clone(),
-                    stop_scheduling.clone(),
-                )));
+                parts.lease_scheduler(publisher, notify_channel)?
+            }
+            (Scheduling::Off, _) if is_postgres => {
                 ScheduleNotifier::postgres(db.clone(), notify_channel)
             }
-            Scheduling::Off if is_postgres => {
-                ScheduleNotifier::postgres(db.clone(), notify_channel)
-            }
-            Scheduling::Off => ScheduleNotifier::detached(),
+            (Scheduling::Off, _) => ScheduleNotifier::detached(),
         };
         if config.consume_jobs {
             let amqp = config
                 .amqp
-                .clone()
+                .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("consuming check jobs needs RABBITMQ_URL"))?;
-            let prefetch = u16::try_from(config.check_concurrency).unwrap_or(u16::MAX);
-            background.push(tokio::spawn(amqp::consume_jobs(
-                amqp,
-                checker.clone(),
-                store.clone(),
-                prefetch,
-                stop_scheduling.clone(),
-                checks.clone(),
-            )));
+            parts.job_consumer(amqp, config.check_concurrency);
         }
+        let roles::Parts {
+            stop: stop_scheduling,
+            checks,
+            background,
+            ..
+        } = parts;
         let engine = Self {
             db,
             checker,
@@ -271,12 +201,6 @@ impl Engine {
     /// A subscriber to one monitor's stored checks.
     pub fn subscribe_to(&self, monitor_id: i64) -> broadcast::Receiver<Arc<CheckEvent>> {
         self.events.subscribe_to(monitor_id)
-    }
-}
-
-async fn log_failure(run: impl std::future::Future<Output = Result<(), store::Error>>) {
-    if let Err(err) = run.await {
-        tracing::error!(error = %err, "scheduler stopped: it could not load the monitors");
     }
 }
 
