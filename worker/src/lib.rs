@@ -12,6 +12,8 @@ mod notify;
 mod roles;
 pub mod runtime;
 pub mod scheduler;
+pub mod shard;
+pub mod source;
 pub mod writer;
 
 use std::{sync::Arc, time::Duration};

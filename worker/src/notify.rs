@@ -10,7 +10,7 @@ enum Target {
     #[default]
     Nobody,
     /// In-process schedulers (one, or several that each own the monitors whose id is their
-    /// index modulo their number; see [`crate::runtime::shard_of`]).
+    /// index modulo their number; see [`crate::shard::shard_of`]).
     Shards(Vec<mpsc::UnboundedSender<i64>>),
     Postgres {
         db: Database,
@@ -67,7 +67,7 @@ impl ScheduleNotifier {
             Target::Nobody => {}
             // A closed channel means the scheduler is shutting down: nothing left to tell.
             Target::Shards(shards) => {
-                let _ = shards[crate::runtime::shard_of(monitor_id, shards.len())].send(monitor_id);
+                let _ = shards[crate::shard::shard_of(monitor_id, shards.len())].send(monitor_id);
             }
             Target::Postgres { db, channel } => db.notify_changed(channel, monitor_id),
         }

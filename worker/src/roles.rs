@@ -12,7 +12,7 @@ use crate::{
     amqp::{self, AmqpConfig, Publisher},
     lease, runtime,
     scheduler::{self, Scheduler},
-    Checker, EngineConfig, EventBus, ResultWriter, ScheduleNotifier,
+    source, Checker, EngineConfig, EventBus, ResultWriter, ScheduleNotifier,
 };
 
 /// The event bus: straight to local subscribers, or, with a broker, through it (the returned
@@ -64,7 +64,7 @@ impl Parts {
                 checker: self.checker.clone(),
                 store: self.store.clone(),
             };
-            let source = runtime::ShardSource::new(
+            let source = source::ShardSource::new(
                 source.clone(),
                 tokio::runtime::Handle::current(),
                 shard,

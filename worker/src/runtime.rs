@@ -13,13 +13,9 @@
 //! another thread, so the threads share the load as evenly as the monitors' ids spread their
 //! checks (evenly, for any sizeable number of monitors).
 
-use std::{future::Future, sync::Arc};
+use std::future::Future;
 
-use domain::MonitorSchedule;
-use store::Error as DbErr;
-use tokio::{runtime::Handle, sync::oneshot, task::JoinHandle};
-
-use crate::scheduler::MonitorSource;
+use tokio::{sync::oneshot, task::JoinHandle};
 
 /// Runs `future` to completion on a new thread named `name`, on a single-threaded runtime
 /// of its own. The returned handle (on the calling runtime) completes when it is done; tasks
@@ -44,58 +40,4 @@ pub fn spawn_on_own_thread(
         // An error means the thread panicked; it has stopped either way.
         let _ = finished.await;
     }))
-}
-
-/// The shard (of `shards`) that schedules the monitor with this id.
-pub fn shard_of(monitor_id: i64, shards: usize) -> usize {
-    (monitor_id.unsigned_abs() % shards.max(1) as u64) as usize
-}
-
-/// A [`MonitorSource`] for one shard's scheduler: it sees only that shard's monitors, and its
-/// queries run on another runtime (the one that owns the database pool, so the pool's
-/// connections are never opened on, and tied to, a checks' thread).
-pub struct ShardSource<S> {
-    source: Arc<S>,
-    runtime: Handle,
-    shard: usize,
-    shards: usize,
-}
-
-impl<S> ShardSource<S> {
-    /// Shard `shard` of `shards` of `source`, queried on `runtime`.
-    pub fn new(source: Arc<S>, runtime: Handle, shard: usize, shards: usize) -> Self {
-        Self {
-            source,
-            runtime,
-            shard,
-            shards: shards.max(1),
-        }
-    }
-}
-
-impl<S: MonitorSource> MonitorSource for ShardSource<S> {
-    async fn active(&self) -> Result<Vec<MonitorSchedule>, DbErr> {
-        let source = self.source.clone();
-        let (shard, shards) = (self.shard, self.shards);
-        joined(
-            self.runtime
-                .spawn(async move { source.active_in_shard(shard, shards).await }),
-        )
-        .await
-    }
-
-    async fn get_many(&self, ids: &[i64]) -> Result<Vec<MonitorSchedule>, DbErr> {
-        let source = self.source.clone();
-        let ids = ids.to_vec();
-        joined(
-            self.runtime
-                .spawn(async move { source.get_many(&ids).await }),
-        )
-        .await
-    }
-}
-
-async fn joined<T>(task: JoinHandle<Result<T, DbErr>>) -> Result<T, DbErr> {
-    task.await
-        .map_err(|err| DbErr::Failed(format!("the monitor query did not finish: {err}")))?
 }

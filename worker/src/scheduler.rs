@@ -24,61 +24,18 @@ use domain::{
     slot::{self, Slot},
     MonitorSchedule,
 };
-use store::{Database, Error as DbErr};
+use store::Error as DbErr;
 use tokio::{
     sync::{mpsc, Semaphore},
     time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub use crate::source::MonitorSource;
 use crate::{
     checker::{CheckUrl, Checker},
-    runtime::shard_of,
     writer::ResultWriter,
 };
-
-/// Where the scheduler reads monitors from (the database; a fixed list in tests).
-pub trait MonitorSource: Send + Sync + 'static {
-    /// Every active monitor.
-    fn active(&self) -> impl Future<Output = Result<Vec<MonitorSchedule>, DbErr>> + Send;
-    /// The active monitors of shard `shard` of `shards` (by id, as [`shard_of`] shares them
-    /// out). By default every active monitor is read and the others are dropped.
-    fn active_in_shard(
-        &self,
-        shard: usize,
-        shards: usize,
-    ) -> impl Future<Output = Result<Vec<MonitorSchedule>, DbErr>> + Send {
-        async move {
-            let mut rows = self.active().await?;
-            rows.retain(|row| shard_of(row.id, shards) == shard);
-            Ok(rows)
-        }
-    }
-    /// The monitors among `ids` that exist.
-    fn get_many(
-        &self,
-        ids: &[i64],
-    ) -> impl Future<Output = Result<Vec<MonitorSchedule>, DbErr>> + Send;
-}
-
-impl MonitorSource for Database {
-    async fn active(&self) -> Result<Vec<MonitorSchedule>, DbErr> {
-        self.active_schedules(None).await
-    }
-
-    /// Filtered by the database: each check thread reads only its own shard's rows.
-    async fn active_in_shard(
-        &self,
-        shard: usize,
-        shards: usize,
-    ) -> Result<Vec<MonitorSchedule>, DbErr> {
-        self.active_schedules(Some((shard, shards))).await
-    }
-
-    async fn get_many(&self, ids: &[i64]) -> Result<Vec<MonitorSchedule>, DbErr> {
-        self.schedules(ids).await
-    }
-}
 
 /// One due check, handed to a [`CheckRunner`].
 #[derive(Debug, Clone)]

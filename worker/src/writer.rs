@@ -13,7 +13,7 @@ use store::{BatchWriter, Database, PendingResult, Written};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{events::EventBus, runtime::shard_of};
+use crate::{events::EventBus, shard::shard_of};
 
 /// Most results written in one transaction.
 pub const MAX_BATCH: usize = 1000;

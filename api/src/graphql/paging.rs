@@ -1,4 +1,5 @@
-//! Relay connections over id-ordered pages. A cursor is opaque to clients: the base64url of
+//! Relay paging over id-ordered pages: cursors, page arguments, `totalCount` and the building
+//! of a connection (the connection types themselves are in `types.rs`). A cursor is opaque to clients: the base64url of
 //! the row it points at (`monitor:<id>`, `result:<monitor id>:<number>`), so a page stays
 //! correct while new rows arrive: monitors page forwards by increasing id, check results
 //! backwards by decreasing number.
@@ -11,7 +12,6 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 
 use service::{MonitorService, Page};
 
-use super::types::{CheckResult, Monitor};
 use crate::error::{ApiError, IntoGraphql};
 
 /// Default page size.
@@ -82,7 +82,7 @@ pub struct PageArgs {
 
 impl PageArgs {
     /// Validated page size and the cursor after which to start.
-    fn parse(self) -> Result<(u64, Option<Cursor>), ApiError> {
+    pub(super) fn parse(self) -> Result<(u64, Option<Cursor>), ApiError> {
         let first = self.first.unwrap_or(DEFAULT_FIRST);
         if !(0..=MAX_FIRST).contains(&first) {
             return Err(ApiError::invalid(
@@ -102,7 +102,7 @@ impl PageArgs {
 
 /// `totalCount` of a monitor connection, counted only when asked for.
 pub struct MonitorCount {
-    active: Option<bool>,
+    pub(super) active: Option<bool>,
 }
 
 #[Object]
@@ -117,7 +117,7 @@ impl MonitorCount {
 
 /// `totalCount` of a check result connection, counted only when asked for.
 pub struct ResultCount {
-    monitor_id: i64,
+    pub(super) monitor_id: i64,
 }
 
 #[Object]
@@ -130,12 +130,8 @@ impl ResultCount {
     }
 }
 
-/// A page of monitors.
-pub type MonitorConnection = Connection<Cursor, Monitor, MonitorCount>;
-/// A page of check results.
-pub type ResultConnection = Connection<Cursor, CheckResult, ResultCount>;
-
-fn connection<T, N, C>(
+/// A connection of `page`'s items, each with its cursor, and `counter` for `totalCount`.
+pub(super) fn connection<T, N, C>(
     page: Page<T>,
     counter: C,
     cursor: impl Fn(&T) -> Cursor,
@@ -152,68 +148,6 @@ where
             .map(|item| Edge::new(cursor(&item), node(item))),
     );
     connection
-}
-
-/// A page of monitors, oldest first.
-pub async fn monitors_page(
-    ctx: &Context<'_>,
-    args: PageArgs,
-    active: Option<bool>,
-) -> async_graphql::Result<MonitorConnection> {
-    let (first, after) = args.parse().gql()?;
-    let after = match after {
-        None => None,
-        Some(Cursor::Monitor(id)) => Some(id),
-        Some(Cursor::Result { .. }) => {
-            return Err(ApiError::invalid(
-                "after",
-                "is a cursor of check results, not of monitors",
-            ))
-            .gql()
-        }
-    };
-    let service = ctx.data_unchecked::<MonitorService>();
-    let page = service.list_page(after, first, active).await.gql()?;
-    Ok(connection(
-        page,
-        MonitorCount { active },
-        |m| Cursor::Monitor(m.id),
-        Monitor,
-    ))
-}
-
-/// A page of one monitor's check results, newest first; `NOT_FOUND` when it does not exist.
-pub async fn check_results_page(
-    ctx: &Context<'_>,
-    monitor_id: i64,
-    args: PageArgs,
-) -> async_graphql::Result<ResultConnection> {
-    let (first, after) = args.parse().gql()?;
-    let after = match after {
-        None => None,
-        Some(Cursor::Result {
-            monitor_id: of,
-            seq,
-        }) if of == monitor_id => Some(seq),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "after",
-                "is not a cursor of this monitor's check results",
-            ))
-            .gql()
-        }
-    };
-    let service = ctx.data_unchecked::<MonitorService>();
-    let page = service.history(monitor_id, after, first).await.gql()?;
-    Ok(connection(
-        page,
-        ResultCount { monitor_id },
-        |r| Cursor::Result {
-            monitor_id,
-            seq: i64::from(r.seq),
-        },
-        CheckResult,
-    ))
 }
 
 #[cfg(test)]

@@ -3,12 +3,9 @@
 use async_graphql::{Context, Object, ID};
 
 use super::{
-    paging::{
-        check_results_page, monitors_page, page_complexity, MonitorConnection, PageArgs,
-        ResultConnection,
-    },
+    paging::{page_complexity, PageArgs},
     parse_gql_id,
-    types::Monitor,
+    types::{check_results_page, monitors_page, Monitor, MonitorConnection, ResultConnection},
 };
 use service::MonitorService;
 

@@ -5,7 +5,11 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 
-use super::paging::{check_results_page, page_complexity, PageArgs, ResultConnection};
+use async_graphql::connection::Connection;
+use service::MonitorService;
+
+use super::paging::{connection, page_complexity, Cursor, MonitorCount, PageArgs, ResultCount};
+use crate::error::{ApiError, IntoGraphql};
 
 /// A point in time: RFC 3339 in UTC with `Z`, as REST writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,4 +126,71 @@ impl CheckResult {
     async fn checked_at(&self) -> Timestamp {
         Timestamp(self.0.checked_at)
     }
+}
+
+/// A page of monitors.
+pub type MonitorConnection = Connection<Cursor, Monitor, MonitorCount>;
+/// A page of check results.
+pub type ResultConnection = Connection<Cursor, CheckResult, ResultCount>;
+
+/// A page of monitors, oldest first.
+pub async fn monitors_page(
+    ctx: &Context<'_>,
+    args: PageArgs,
+    active: Option<bool>,
+) -> async_graphql::Result<MonitorConnection> {
+    let (first, after) = args.parse().gql()?;
+    let after = match after {
+        None => None,
+        Some(Cursor::Monitor(id)) => Some(id),
+        Some(Cursor::Result { .. }) => {
+            return Err(ApiError::invalid(
+                "after",
+                "is a cursor of check results, not of monitors",
+            ))
+            .gql()
+        }
+    };
+    let service = ctx.data_unchecked::<MonitorService>();
+    let page = service.list_page(after, first, active).await.gql()?;
+    Ok(connection(
+        page,
+        MonitorCount { active },
+        |m| Cursor::Monitor(m.id),
+        Monitor,
+    ))
+}
+
+/// A page of one monitor's check results, newest first; `NOT_FOUND` when it does not exist.
+pub async fn check_results_page(
+    ctx: &Context<'_>,
+    monitor_id: i64,
+    args: PageArgs,
+) -> async_graphql::Result<ResultConnection> {
+    let (first, after) = args.parse().gql()?;
+    let after = match after {
+        None => None,
+        Some(Cursor::Result {
+            monitor_id: of,
+            seq,
+        }) if of == monitor_id => Some(seq),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "after",
+                "is not a cursor of this monitor's check results",
+            ))
+            .gql()
+        }
+    };
+    let service = ctx.data_unchecked::<MonitorService>();
+    let page = service.history(monitor_id, after, first).await.gql()?;
+    Ok(connection(
+        page,
+        ResultCount { monitor_id },
+        |r| Cursor::Result {
+            monitor_id,
+            seq: i64::from(r.seq),
+        },
+        CheckResult,
+    ))
 }
