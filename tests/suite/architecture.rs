@@ -23,6 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("entity", &[]),
     ("migration", &[]),
     ("bench", &[]),
+    ("testkit", &["monitor-manager"]),
 ];
 
 /// The outside crates `domain` may use: it does no I/O.
