@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("entity", &[]),
     ("migration", &[]),
-    ("bench", &[]),
+    ("bench", &["testkit"]),
     ("testkit", &["monitor-manager"]),
 ];
 
