@@ -3,10 +3,11 @@
 //! (also when the run fails or is interrupted). The bench reads it directly to count stored
 //! results and measure their size.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use testkit::db::{connect_small, PgScratch};
 
 /// Which database engine a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,12 +30,7 @@ pub struct BenchDb {
     pub url: String,
     pub backend: Backend,
     sqlite_path: Option<std::path::PathBuf>,
-    pg: Option<PgCleanup>,
-}
-
-struct PgCleanup {
-    admin_url: String,
-    name: String,
+    pg: Option<PgScratch>,
 }
 
 impl BenchDb {
@@ -66,22 +62,16 @@ impl BenchDb {
             std::process::id(),
             crate::target::unix_micros() % 1_000_000_000
         );
-        let admin = connect(admin_url).await.with_context(|| {
+        let admin = connect_small(admin_url).await.with_context(|| {
             format!("cannot reach PostgreSQL at {admin_url} (see --postgres-url)")
         })?;
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("cannot create database {name}"))?;
+        let pg = PgScratch::create_on(&admin, admin_url, name).await?;
         let _ = admin.close().await;
         Ok(Self {
-            url: with_database(admin_url, &name)?,
+            url: pg.url.clone(),
             backend: Backend::Postgres,
             sqlite_path: None,
-            pg: Some(PgCleanup {
-                admin_url: admin_url.to_owned(),
-                name,
-            }),
+            pg: Some(pg),
         })
     }
 
@@ -100,7 +90,7 @@ impl BenchDb {
             Backend::Sqlite if !write => format!("{}?mode=ro", self.url),
             _ => self.url.clone(),
         };
-        let db = connect(&url)
+        let db = connect_small(&url)
             .await
             .context("cannot open the run's database")?;
         let dbstat = self.backend == Backend::Sqlite
@@ -125,24 +115,7 @@ impl Drop for BenchDb {
         let Some(pg) = self.pg.take() else {
             return;
         };
-        // Drop cannot await: clean up on a thread of its own, with its own runtime.
-        let handle = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let admin = connect(&pg.admin_url).await?;
-                admin
-                    .execute_unprepared(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        pg.name
-                    ))
-                    .await?;
-                let _ = admin.close().await;
-                anyhow::Ok(())
-            })
-        });
-        if let Ok(Err(err)) = handle.join() {
+        if let Err(err) = pg.drop_blocking() {
             eprintln!("bench: could not drop the benchmark database: {err:#}");
         }
     }
@@ -241,30 +214,6 @@ impl Observer {
     }
 }
 
-async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(2)
-        .min_connections(0)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(30))
-        .sqlx_logging(false);
-    Ok(Database::connect(options).await?)
-}
-
-/// The URL with its database name replaced.
-fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let scheme_end = url.find("://").context("bad PostgreSQL URL")? + 3;
-    let (base, query) = match url.find('?') {
-        Some(q) => (&url[..q], &url[q..]),
-        None => (url, ""),
-    };
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    Ok(format!("{}/{name}{query}", &base[..authority_end]))
-}
-
 /// The bench talks to nothing but this machine's loopback.
 fn ensure_local(url: &str) -> anyhow::Result<()> {
     let scheme_end = url.find("://").context("bad PostgreSQL URL")? + 3;
@@ -281,22 +230,6 @@ fn ensure_local(url: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn database_name_is_replaced() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "bench_1").unwrap(),
-            "postgres://postgres@127.0.0.1:5432/bench_1"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@127.0.0.1/db?sslmode=disable", "b").unwrap(),
-            "postgres://u:p@127.0.0.1/b?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://127.0.0.1:5432", "b").unwrap(),
-            "postgres://127.0.0.1:5432/b"
-        );
-    }
 
     #[test]
     fn only_loopback_postgres_is_accepted() {

@@ -21,6 +21,9 @@ use tokio::{
     process::{Child, Command},
 };
 
+use testkit::process::listening_port;
+pub use testkit::Role;
+
 use crate::target;
 
 /// How long a child may take to say it listens.
@@ -145,38 +148,6 @@ struct LogTail {
     errors: u64,
     /// The first warning and error lines.
     notable: Vec<String>,
-}
-
-/// Which part of the service a process runs (`monitor-manager [api|scheduler|worker]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything in one process (no subcommand).
-    All,
-    Api,
-    Scheduler,
-    Worker,
-}
-
-impl Role {
-    fn args(self) -> &'static [&'static str] {
-        match self {
-            Role::All => &[],
-            Role::Api => &["api"],
-            Role::Scheduler => &["scheduler"],
-            Role::Worker => &["worker"],
-        }
-    }
-
-    /// The log line that says the process is ready.
-    fn ready_line(self) -> &'static str {
-        match self {
-            Role::All => "listening on ",
-            // Its subscribers hear of checks once it is bound to the events exchange.
-            Role::Api => "relaying live events",
-            Role::Scheduler => "lease scheduler started",
-            Role::Worker => "consuming check jobs",
-        }
-    }
 }
 
 impl ServiceProcess {
@@ -448,12 +419,6 @@ impl LogTail {
     }
 }
 
-fn listening_port(line: &str) -> Option<u16> {
-    let rest = &line[line.find("listening on http://127.0.0.1:")? + 30..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 /// CPU time (user + system) of a process, from `/proc/PID/stat`.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -670,19 +635,5 @@ pub fn workspace_version() -> String {
             }
         }
         None => "unknown commit".to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listening_line_gives_the_port() {
-        assert_eq!(
-            listening_port("2026-01-01T00:00:00Z  INFO run: listening on http://127.0.0.1:40123"),
-            Some(40123)
-        );
-        assert_eq!(listening_port("something else"), None);
     }
 }

@@ -1,5 +1,5 @@
 // A graphql-ws client that retries forever (short waits) keeps its subscription across a
-// server restart on the same port and database, by itself. Talks to tests/clients.rs by lines:
+// server restart on the same port and database, by itself. Talks to tests/suite/clients.rs by lines:
 //   stdout `SUBSCRIBED`  an event arrived: the Rust side may now restart the server
 //   stdin  `RESTARTED`   the new server is listening on the same port
 //   stdout `OK ...`      the client reconnected, resubscribed and got an event of the new server

@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use crate::common::BIN;
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -11,7 +13,7 @@ fn read(path: &str) -> String {
 
 /// `monitor-manager ARGS --help` succeeds, i.e. the subcommand exists.
 fn subcommand_exists(args: &[&str]) -> bool {
-    Command::new(env!("CARGO_BIN_EXE_monitor-manager"))
+    Command::new(BIN)
         .args(args)
         .arg("--help")
         .output()
@@ -20,10 +22,7 @@ fn subcommand_exists(args: &[&str]) -> bool {
 }
 
 fn help_text() -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_monitor-manager"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let output = Command::new(BIN).arg("--help").output().unwrap();
     String::from_utf8(output.stdout).unwrap()
 }
 

@@ -1,8 +1,7 @@
 //! Start-up failures of the real binary: each ends at once with a non-zero exit and exactly one
-//! line on stderr saying what is wrong and what to do (a missing SQLite directory, each way a
-//! PostgreSQL connection fails, a second all-in-one process on one SQLite file).
-
-mod common;
+//! line on stderr saying what is wrong and what to do (a wrong setting, a missing SQLite
+//! directory, each way a PostgreSQL connection fails, a second all-in-one process on one SQLite
+//! file).
 
 use std::{
     io::Write as _,
@@ -12,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Backend, Proc, TestDb};
+use crate::common::{Backend, Proc, TestDb, BIN};
 
 /// What a run of the binary left: success, stdout, stderr and how long it took.
 struct Run {
@@ -26,7 +25,7 @@ struct Run {
 /// is the error line alone).
 fn run(dir: &Path, database_url: &str, args: &[&str]) -> Run {
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_monitor-manager"))
+    let output = Command::new(BIN)
         .env_clear()
         .current_dir(dir)
         .env("DATABASE_URL", database_url)
@@ -210,7 +209,7 @@ async fn a_tls_failure_says_which_settings_to_check() {
 async fn a_second_all_in_one_process_on_one_sqlite_file_refuses_to_start() {
     let db = TestDb::fresh(Backend::Sqlite).await.unwrap();
     let file = db.url.strip_prefix("sqlite://").unwrap().to_owned();
-    let mut first = Proc::launch(&db.url, &[], &[], "listening on ");
+    let mut first = Proc::launch(BIN, &db.url, &[], &[], "listening on ");
     let dir = tempfile::tempdir().unwrap();
 
     let second = run(dir.path(), &db.url, &["serve"]);
@@ -231,5 +230,53 @@ async fn a_second_all_in_one_process_on_one_sqlite_file_refuses_to_start() {
 
     // The lock goes with the process, however it ends.
     first.kill();
-    let _again = Proc::launch(&db.url, &[], &[], "listening on ");
+    let _again = Proc::launch(BIN, &db.url, &[], &[], "listening on ");
+}
+
+/// Runs the binary with some environment and returns (exit success, stderr).
+fn run_binary(env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(BIN);
+    command.env_clear().current_dir(dir.path()).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_wrong_setting_ends_the_process_with_one_clear_line() {
+    for (env, needle) in [
+        (vec![("PORT", "abc")], "port"),
+        (vec![("PORT", "70000")], "port"),
+        (
+            vec![("DATABASE_URL", "mysql://root@localhost/x")],
+            "DATABASE_URL",
+        ),
+        (vec![("CHECK_CONCURRENCY", "0")], "check-concurrency"),
+        (vec![("AUTO_MIGRATE", "maybe")], "auto-migrate"),
+        (vec![("HOST", "not an address"), ("PORT", "0")], "HOST"),
+        (
+            vec![("DATABASE_URL", "postgres://nobody:secret@127.0.0.1:1/none")],
+            "cannot connect",
+        ),
+    ] {
+        let (ok, stderr) = run_binary(&env, &[]);
+        assert!(!ok, "{env:?} should fail");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains(" INFO "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{env:?}: expected one line, got:\n{stderr}");
+        assert!(lines[0].contains(needle), "{env:?}: {stderr}");
+        assert!(
+            !stderr.contains("secret"),
+            "passwords stay out of messages: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

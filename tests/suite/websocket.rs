@@ -5,15 +5,14 @@
 //! keep-alive pings and dead peers (1001), and shutdown closing every socket with 1012
 //! without `complete`. None of this depends on the database, so it runs on SQLite.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{App, Backend};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::HeaderValue, Message};
+
+use crate::common::{App, Backend, BIN};
 
 /// The longest any single expected thing may take before a test gives up on it.
 const WAIT: Duration = Duration::from_secs(10);
@@ -23,7 +22,7 @@ type Socket =
 
 macro_rules! spawn_app {
     ($env:expr) => {
-        match App::spawn_with(Backend::Sqlite, $env).await {
+        match App::spawn_with(BIN, Backend::Sqlite, $env).await {
             Some(app) => app,
             None => return,
         }

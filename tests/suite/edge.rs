@@ -3,19 +3,16 @@
 //! and shutdown within its grace. Every abuse case checks that the process is still up and
 //! answering afterwards.
 
-mod common;
-#[path = "common/target.rs"]
-mod target;
-
 use std::time::{Duration, Instant};
 
-use common::{App, Backend};
 use serde_json::{json, Value};
-use target::Target;
+use testkit::{on_both_backends, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::common::{self, App, Backend, BIN};
+
 /// graphql-js 16's `getIntrospectionQuery()` with every option on.
-const INTROSPECTION: &str = include_str!("fixtures/introspection.graphql");
+const INTROSPECTION: &str = include_str!("../fixtures/introspection.graphql");
 
 async fn post_graphql(app: &App, body: &Value) -> (u16, Value) {
     let response = app
@@ -53,7 +50,7 @@ async fn still_serves(app: &App) {
 }
 
 async fn tools_work_over_http(backend: Backend) {
-    let Some(app) = App::spawn(backend).await else {
+    let Some(app) = App::spawn(BIN, backend).await else {
         return;
     };
     // The standard introspection query, every option on.
@@ -191,7 +188,7 @@ fn sha256_hex(text: &str) -> String {
 }
 
 async fn abusive_documents_are_refused_by_name(backend: Backend) {
-    let Some(app) = App::spawn(backend).await else {
+    let Some(app) = App::spawn(BIN, backend).await else {
         return;
     };
     let id = app
@@ -289,6 +286,7 @@ async fn abusive_documents_are_refused_by_name(backend: Backend) {
 
 async fn foreign_hosts_and_origins_are_refused(backend: Backend) {
     let Some(app) = App::spawn_with(
+        BIN,
         backend,
         &[("CORS_ALLOWED_ORIGINS", "https://app.example.com")],
     )
@@ -381,6 +379,7 @@ on_both_backends!(
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed_and_extra_ones_refused() {
     let Some(app) = App::spawn_with(
+        BIN,
         Backend::Sqlite,
         &[
             ("HEADER_READ_TIMEOUT_SECONDS", "1"),
@@ -436,6 +435,7 @@ async fn slow_and_idle_connections_are_closed_and_extra_ones_refused() {
 async fn shutdown_ends_within_its_grace_with_checks_in_flight() {
     let target = Target::start().await;
     let Some(mut app) = App::spawn_with(
+        BIN,
         Backend::Sqlite,
         &[
             ("SHUTDOWN_GRACE_SECONDS", "2"),
@@ -482,7 +482,7 @@ async fn shutdown_ends_within_its_grace_with_checks_in_flight() {
 #[tokio::test]
 async fn a_request_stops_when_its_client_leaves() {
     let target = Target::start().await;
-    let Some(app) = App::spawn(Backend::Sqlite).await else {
+    let Some(app) = App::spawn(BIN, Backend::Sqlite).await else {
         return;
     };
     let id = app

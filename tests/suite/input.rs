@@ -2,8 +2,6 @@
 //! real binary on SQLite and PostgreSQL: unknown body keys, control characters, invisible
 //! names, port 0, and passwords in monitor URLs (masked on every read, kept on write-back).
 
-mod common;
-
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -18,13 +16,15 @@ use axum::{
     routing::get,
     Router,
 };
-use common::{App, Backend};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{json, Value};
+use testkit::on_both_backends;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue, Message};
+
+use crate::common::{App, Backend, BIN};
 
 fn monitor_body() -> Value {
     json!({"name": "Example", "url": "http://127.0.0.1:9/health", "timeout_seconds": 5, "interval_seconds": 30})
@@ -47,7 +47,7 @@ async fn stored(app: &App, id: i64, column: &str) -> String {
 }
 
 async fn unknown_body_keys_are_refused_by_name_and_nothing_changes(backend: Backend) {
-    let Some(app) = App::spawn(backend).await else {
+    let Some(app) = App::spawn(BIN, backend).await else {
         return;
     };
     let mut with_method = monitor_body();
@@ -116,7 +116,7 @@ async fn unknown_body_keys_are_refused_by_name_and_nothing_changes(backend: Back
 async fn control_characters_invisible_names_and_port_zero_are_refused_over_rest_and_graphql(
     backend: Backend,
 ) {
-    let Some(app) = App::spawn(backend).await else {
+    let Some(app) = App::spawn(BIN, backend).await else {
         return;
     };
     let (status, created) = app
@@ -308,7 +308,7 @@ async fn check_now(app: &App, id: i64) -> Value {
 }
 
 async fn passwords_in_urls_are_masked_on_every_read_and_kept_on_write_back(backend: Backend) {
-    let Some(app) = App::spawn(backend).await else {
+    let Some(app) = App::spawn(BIN, backend).await else {
         return;
     };
     let (host, failing) = basic_auth_target().await;

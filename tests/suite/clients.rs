@@ -7,8 +7,6 @@
 //! `/usr/bin/chromium`; `.ci/run` installs them. Under `CI=true` a missing one is a failure,
 //! elsewhere the test prints a SKIPPED line.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
@@ -17,16 +15,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{App, Backend, Proc, TestDb};
+use testkit::{in_ci, on_both_backends};
+
+use crate::common::{App, Backend, Proc, TestDb, BIN};
 
 /// The browser GraphiQL is driven in (Debian's package).
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Longest a client script may run.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(150);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
 
 fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -123,7 +119,7 @@ async fn start(backend: Backend, browser: bool) -> Option<App> {
         return None;
     }
     let db = TestDb::fresh(backend).await?;
-    Some(App::start_on(db, &[]))
+    Some(App::start_on(BIN, db, &[]))
 }
 
 async fn graphiql_loads_offline_in_chromium_and_runs_queries_and_subscriptions(backend: Backend) {
@@ -160,7 +156,7 @@ async fn graphiql_and_its_assets_come_from_the_binary_with_their_headers(backend
     let Some(db) = TestDb::fresh(backend).await else {
         return;
     };
-    let app = App::start_on(db, &[]);
+    let app = App::start_on(BIN, db, &[]);
     let page = app
         .http
         .get(app.url("/graphql"))
@@ -293,7 +289,7 @@ async fn a_graphql_ws_client_resubscribes_by_itself_after_a_restart(backend: Bac
         return;
     };
     let script = "graphql-ws-restart.mjs";
-    let mut server = Proc::launch(&db.url, &[], &[], "listening on ");
+    let mut server = Proc::launch(BIN, &db.url, &[], &[], "listening on ");
     let base = server.base();
     let port = base.rsplit(':').next().expect("a port").to_owned();
 
@@ -336,7 +332,7 @@ async fn a_graphql_ws_client_resubscribes_by_itself_after_a_restart(backend: Bac
     // The same port and database, so the client's own retries find the new server.
     terminate(&mut server);
     let first_log = server.log();
-    let server = Proc::launch(&db.url, &[], &[("PORT", &port)], "listening on ");
+    let server = Proc::launch(BIN, &db.url, &[], &[("PORT", &port)], "listening on ");
     assert_eq!(
         server.base(),
         base,

@@ -23,7 +23,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("entity", &[]),
     ("migration", &[]),
-    ("bench", &[]),
+    ("bench", &["testkit"]),
+    ("testkit", &["monitor-manager"]),
 ];
 
 /// The outside crates `domain` may use: it does no I/O.

@@ -2,15 +2,15 @@
 //! GraphQL documents never get a 5xx or a non-JSON answer, never crash the process, and
 //! exactly the accepted creations are stored.
 
-mod common;
-
-use common::{App, Backend};
 use proptest::{
     prelude::*,
     strategy::ValueTree,
     test_runner::{Config, TestRunner},
 };
 use serde_json::{json, Map, Value};
+use testkit::on_both_backends;
+
+use crate::common::{self, App, Backend, BIN};
 
 const CASES: usize = 300;
 
@@ -82,7 +82,7 @@ fn sample<S: Strategy>(runner: &mut TestRunner, strategy: &S) -> S::Value {
 }
 
 async fn random_rest_bodies_get_json_answers_and_only_accepted_ones_are_stored(backend: Backend) {
-    let Some(app) = App::spawn(backend).await else {
+    let Some(app) = App::spawn(BIN, backend).await else {
         return;
     };
     let mut runner = TestRunner::new(Config::default());
@@ -156,7 +156,7 @@ fn document() -> impl Strategy<Value = String> {
 }
 
 async fn random_graphql_documents_get_graphql_answers_and_change_nothing(backend: Backend) {
-    let Some(app) = App::spawn(backend).await else {
+    let Some(app) = App::spawn(BIN, backend).await else {
         return;
     };
     let id = app

@@ -10,7 +10,6 @@
 //! - `/endless`: 200 with a body that never ends;
 //! - `/flip`: the status last set with [`Target::set_flip`] (200 at start);
 //! - `/toggle`: 200, 500, 200, 500, ... on successive requests (every check a status change).
-#![allow(dead_code)]
 
 use std::{
     convert::Infallible,

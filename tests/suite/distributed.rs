@@ -9,18 +9,15 @@
 //! Each test uses its own queue prefix and database, so they do not see each other's jobs;
 //! the broker-restart test is run alone (see `.config/nextest.toml`).
 
-mod common;
-#[path = "common/target.rs"]
-mod target;
-
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{Backend, Proc, TestDb};
 use futures_util::StreamExt;
 use lapin::{options::*, types::FieldTable, BasicProperties, Connection, ConnectionProperties};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{json, Value};
-use target::Target;
+use testkit::{Role, Target};
+
+use crate::common::{Backend, Proc, TestDb, BIN};
 
 fn rabbitmq_url() -> String {
     std::env::var("TEST_RABBITMQ_URL")
@@ -35,7 +32,7 @@ async fn rabbitmq_available() -> bool {
             true
         }
         Err(err) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            if testkit::in_ci() {
                 panic!(
                     "RabbitMQ is required under CI=true but {} is unreachable: {err}",
                     rabbitmq_url()
@@ -80,14 +77,14 @@ fn start_cluster(
 ) -> Cluster {
     let url = rabbitmq_url();
     let env = [("RABBITMQ_URL", url.as_str()), ("RABBITMQ_PREFIX", prefix)];
-    let start = |role: &str, ready: &str| Proc::launch(&db.url, &[role], &env, ready);
+    let start = |role: &str, ready: &str| Proc::launch(BIN, &db.url, &[role], &env, ready);
     // The first API process migrates; the others find the schema in place.
     let apis: Vec<Proc> = (0..apis)
         .map(|_| {
             let api = start("api", "listening on ");
             // Its subscribers hear of checks once it is bound to the events exchange.
             let deadline = std::time::Instant::now() + Duration::from_secs(15);
-            while !api.log().contains("relaying live events") {
+            while !api.log().contains(Role::Api.ready_line()) {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "API never bound to RabbitMQ:\n{}",
@@ -99,10 +96,10 @@ fn start_cluster(
         })
         .collect();
     let schedulers = (0..schedulers)
-        .map(|_| start("scheduler", "lease scheduler started"))
+        .map(|_| start("scheduler", Role::Scheduler.ready_line()))
         .collect();
     let workers = (0..workers)
-        .map(|_| start("worker", "consuming check jobs"))
+        .map(|_| start("worker", Role::Worker.ready_line()))
         .collect();
     Cluster {
         apis,
