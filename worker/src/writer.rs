@@ -1,14 +1,14 @@
 //! The result writer: one task that gathers check results into batches, has the store write
 //! them ([`store::BatchWriter`]: on SQLite on a connection and thread of its own, on
 //! PostgreSQL several batches at once), and then publishes the events. What happens after a
-//! result is stored starts here, in [`Writer::write`].
+//! result is stored has one place: `Writer::after_stored`.
 //!
 //! Checks hand their outcome to [`ResultWriter::submit`] and go on; a manual check waits for
 //! its stored row with [`ResultWriter::store`].
 
 use std::{sync::Arc, time::Duration};
 
-use domain::{CheckOutcome, CheckResult, Slot};
+use domain::{CheckEvent, CheckOutcome, CheckResult, Slot};
 use store::{BatchWriter, Database, PendingResult, Written};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -301,7 +301,7 @@ impl Writer {
             let answer = match written {
                 Some(Written::Stored(event)) => {
                     let record = event.result.clone();
-                    self.events.publish(event);
+                    self.after_stored(event);
                     Ok(Some(record))
                 }
                 Some(Written::Duplicate) => Ok(None),
@@ -312,6 +312,13 @@ impl Writer {
                 let _ = reply.send(answer);
             }
         }
+    }
+
+    /// What follows a stored result, in the order results were stored: today its live event
+    /// goes out. Incidents, notifications and maintenance windows go here, each as a step that
+    /// sees the event (its result, the monitor after it, the status before it).
+    fn after_stored(&self, event: Arc<CheckEvent>) {
+        self.events.publish(event);
     }
 
     /// Writes the results `todo` (indexes into `batch`) once, and records in `outcomes` what
