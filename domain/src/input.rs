@@ -2,6 +2,8 @@
 //! re-checks: REST and GraphQL parse what the client sent into these, naming the field in
 //! their own spelling when parsing fails.
 
+use crate::{spec::SpecInput, state::Threshold};
+
 /// Longest monitor name, in characters.
 pub const NAME_MAX_CHARS: usize = 200;
 /// Longest URL, in bytes.
@@ -168,6 +170,11 @@ pub struct NewMonitor {
     pub timeout: TimeoutSeconds,
     pub interval: IntervalSeconds,
     pub active: bool,
+    /// The check's options as sent; the service parses them ([`crate::CheckSpec::parse`]).
+    pub spec: SpecInput,
+    /// `None`: 1 for a new monitor, the stored value for a replacement.
+    pub failure_threshold: Option<Threshold>,
+    pub success_threshold: Option<Threshold>,
 }
 
 /// A partial change to a monitor: `None` keeps the current value.
@@ -178,6 +185,10 @@ pub struct MonitorPatch {
     pub timeout: Option<TimeoutSeconds>,
     pub interval: Option<IntervalSeconds>,
     pub active: Option<bool>,
+    /// Check options as sent, applied over the stored ones by the service.
+    pub spec: SpecInput,
+    pub failure_threshold: Option<Threshold>,
+    pub success_threshold: Option<Threshold>,
 }
 
 impl From<NewMonitor> for MonitorPatch {
@@ -188,6 +199,9 @@ impl From<NewMonitor> for MonitorPatch {
             timeout: Some(new.timeout),
             interval: Some(new.interval),
             active: Some(new.active),
+            spec: new.spec,
+            failure_threshold: new.failure_threshold,
+            success_threshold: new.success_threshold,
         }
     }
 }

@@ -4,11 +4,19 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::{
+    check::{Timings, TlsInfo},
+    evaluate::AssertionResult,
+    spec::{CheckSpec, MonitorKind},
+    state::MonitorState,
+};
+
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum CheckStatus {
-    /// The URL answered with a 2xx or 3xx final status in time.
+    /// The URL answered in time with an accepted final status, and every assertion that
+    /// is not a warning held.
     Up,
     /// Anything else: an error status, a timeout, a refused connection, ...
     Down,
@@ -51,9 +59,18 @@ pub struct CheckResult {
     /// The final HTTP status, `None` when no response came.
     pub status_code: Option<u16>,
     pub response_time_ms: i64,
-    /// A short reason for DOWN, `None` for UP.
+    /// A short reason for DOWN (or for degraded), `None` for a plain UP.
     pub error: Option<String>,
     pub checked_at: DateTime<Utc>,
+    /// UP, but slow or failing a warning assertion.
+    #[serde(default)]
+    pub degraded: bool,
+    #[serde(default)]
+    pub timings: Timings,
+    #[serde(default)]
+    pub tls: Option<TlsInfo>,
+    #[serde(default)]
+    pub assertion_results: Vec<AssertionResult>,
 }
 
 /// A stored epoch-millisecond time as a UTC timestamp.
@@ -76,6 +93,13 @@ pub struct Monitor {
     pub updated_at: DateTime<Utc>,
     pub last_checked_at: Option<DateTime<Utc>>,
     pub last_status: Option<CheckStatus>,
+    pub kind: MonitorKind,
+    /// The check's options (the defaults for a plain check), secret header values masked.
+    #[serde(flatten)]
+    pub check: CheckSpec,
+    pub failure_threshold: i32,
+    pub success_threshold: i32,
+    pub state: MonitorState,
 }
 
 /// What checking and scheduling a monitor needs: its real URL (password included) and its
@@ -89,6 +113,8 @@ pub struct MonitorSchedule {
     pub active: bool,
     /// When its next check is due; `None` while paused or not yet scheduled.
     pub next_check_at: Option<DateTime<Utc>>,
+    /// The check's options (secrets in clear); `None` for the plain check.
+    pub spec: Option<CheckSpec>,
 }
 
 impl MonitorSchedule {
@@ -135,6 +161,7 @@ mod tests {
             interval_seconds: 60,
             active,
             next_check_at: next.map(at),
+            spec: None,
         }
     }
 

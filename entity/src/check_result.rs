@@ -23,8 +23,17 @@ pub struct Model {
     /// The final HTTP status, null when no response came.
     pub status_code: Option<i16>,
     pub response_time_ms: i32,
-    /// A short reason for DOWN; null for UP.
+    /// A short reason for DOWN (or degraded); null for a plain UP.
     pub error: Option<String>,
+    /// UP, but slow or failing a warning assertion.
+    pub degraded: bool,
+    /// Phase timings in milliseconds; null where the phase did not happen.
+    pub dns_ms: Option<i32>,
+    pub connect_ms: Option<i32>,
+    pub tls_ms: Option<i32>,
+    pub first_byte_ms: Option<i32>,
+    /// JSON: `{"tls": ..., "assertions": [...]}`; null when there is neither.
+    pub details: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -28,6 +28,16 @@ pub struct Model {
     /// `seq` of this monitor's newest stored result; 0 before the first.
     #[serde(default)]
     pub last_seq: i32,
+    /// The check's options as JSON (`domain::CheckSpec`); null for the plain check.
+    pub check_spec: Option<String>,
+    pub failure_threshold: i32,
+    pub success_threshold: i32,
+    /// The confirmed status (flap control): true for UP; null before the first confirmation.
+    pub confirmed_up: Option<bool>,
+    /// Consecutive newest results of one status that differ from the confirmed one.
+    pub state_streak: i32,
+    /// `UP`, `DOWN`, `PENDING` or `DEGRADED` after the newest result; null before the first.
+    pub state: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -33,7 +33,7 @@ UPDATE monitors AS m
 SET next_check_at = due.due + make_interval(secs => due.interval_seconds::double precision)
 FROM due
 WHERE m.id = due.id
-RETURNING m.id, m.url, m.timeout_seconds, due.due AS due, m.next_check_at AS next
+RETURNING m.id, m.url, m.timeout_seconds, m.check_spec, due.due AS due, m.next_check_at AS next
 "#;
 
 const NEXT_DUE_IN: &str = r#"
@@ -62,6 +62,8 @@ pub struct ClaimedSlot {
     pub monitor_id: i64,
     pub url: String,
     pub timeout_seconds: i32,
+    /// The check's options; `None` for the plain check.
+    pub spec: Option<domain::CheckSpec>,
     /// The slot's due time.
     pub due: DateTime<Utc>,
     /// The monitor's next due time, as the claim moved it.
@@ -112,8 +114,11 @@ impl Database {
         let slots = rows
             .iter()
             .map(|row| {
+                let monitor_id: i64 = row.try_get("", "id")?;
+                let spec: Option<String> = row.try_get("", "check_spec")?;
                 Ok(ClaimedSlot {
-                    monitor_id: row.try_get("", "id")?,
+                    spec: crate::rows::spec(monitor_id, spec.as_deref()),
+                    monitor_id,
                     url: row.try_get("", "url")?,
                     timeout_seconds: row.try_get("", "timeout_seconds")?,
                     due: row.try_get("", "due")?,

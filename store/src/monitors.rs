@@ -2,7 +2,7 @@
 //! delete). Reads hand out [`Monitor`], whose URL has its password masked.
 
 use chrono::{DateTime, Utc};
-use domain::{Monitor, MonitorPatch, MonitorSchedule, NewMonitor};
+use domain::{CheckSpec, Monitor, MonitorPatch, MonitorSchedule, NewMonitor, Threshold};
 use entity::monitor;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait,
@@ -77,10 +77,12 @@ impl Database {
         Ok(row.map(rows::schedule))
     }
 
-    /// Stores a new monitor, created at `now` and due at `next_check_at`.
+    /// Stores a new monitor with its parsed check options, created at `now` and due at
+    /// `next_check_at`.
     pub async fn insert_monitor(
         &self,
         new: NewMonitor,
+        spec: Option<&CheckSpec>,
         now: DateTime<Utc>,
         next_check_at: Option<DateTime<Utc>>,
     ) -> Result<Monitor, Error> {
@@ -95,6 +97,12 @@ impl Database {
             last_checked_at: Set(None),
             last_up: Set(None),
             next_check_at: Set(next_check_at),
+            check_spec: Set(spec.map(CheckSpec::to_json)),
+            failure_threshold: Set(new.failure_threshold.unwrap_or(Threshold::ONE).get()),
+            success_threshold: Set(new.success_threshold.unwrap_or(Threshold::ONE).get()),
+            confirmed_up: Set(None),
+            state_streak: Set(0),
+            state: Set(None),
             ..Default::default()
         }
         .insert(&self.conn)
@@ -102,12 +110,13 @@ impl Database {
         Ok(rows::monitor(row))
     }
 
-    /// Applies `patch` at `now`, with the monitor due at `next_check_at`; `None` when no such
-    /// monitor exists.
+    /// Applies `patch` at `now`, with the check options `spec` (`None` keeps the stored
+    /// ones) and the monitor due at `next_check_at`; `None` when no such monitor exists.
     pub async fn update_monitor(
         &self,
         id: i64,
         patch: MonitorPatch,
+        spec: Option<Option<&CheckSpec>>,
         now: DateTime<Utc>,
         next_check_at: Option<DateTime<Utc>>,
     ) -> Result<Option<Monitor>, Error> {
@@ -129,6 +138,15 @@ impl Database {
         }
         if let Some(active) = patch.active {
             row.active = Set(active);
+        }
+        if let Some(spec) = spec {
+            row.check_spec = Set(spec.map(CheckSpec::to_json));
+        }
+        if let Some(threshold) = patch.failure_threshold {
+            row.failure_threshold = Set(threshold.get());
+        }
+        if let Some(threshold) = patch.success_threshold {
+            row.success_threshold = Set(threshold.get());
         }
         row.next_check_at = Set(next_check_at);
         row.updated_at = Set(now);

@@ -121,6 +121,10 @@ mod tests {
                 response_time_ms: 1,
                 error: None,
                 checked_at: now,
+                degraded: false,
+                timings: domain::Timings::default(),
+                tls: None,
+                assertion_results: Vec::new(),
             },
             monitor: Monitor {
                 id: monitor_id,
@@ -133,8 +137,14 @@ mod tests {
                 updated_at: now,
                 last_checked_at: Some(now),
                 last_status: Some(CheckStatus::Up),
+                kind: domain::MonitorKind::Http,
+                check: domain::CheckSpec::default(),
+                failure_threshold: 1,
+                success_threshold: 1,
+                state: domain::MonitorState::Up,
             },
             previous: None,
+            change: None,
         })
     }
 

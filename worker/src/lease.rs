@@ -93,6 +93,8 @@ async fn claim_and_publish(db: &Database, publisher: &Publisher) -> Result<usize
         .slots
         .iter()
         .map(|slot| JobMessage {
+            v: crate::amqp::JOB_VERSION,
+            spec: slot.spec.clone(),
             monitor_id: slot.monitor_id,
             url: slot.url.clone(),
             timeout_ms: domain::slot::timeout_of(slot.timeout_seconds).as_millis() as u64,

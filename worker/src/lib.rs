@@ -24,7 +24,7 @@ use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use amqp::AmqpConfig;
-pub use checker::Checker;
+pub use checker::{Checker, CheckerSettings};
 pub use events::EventBus;
 pub use notify::ScheduleNotifier;
 pub use scheduler::Scheduler;
@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub relay_events: bool,
     /// RabbitMQ, for distributed mode; `None` keeps everything in-process.
     pub amqp: Option<amqp::AmqpConfig>,
+    /// The target policy and trusted roots of every check.
+    pub checks: CheckerSettings,
 }
 
 /// Why a manual check failed.
@@ -98,7 +100,7 @@ impl Engine {
         db: Database,
         config: &EngineConfig,
     ) -> anyhow::Result<(Self, ScheduleNotifier, EngineTasks)> {
-        let checker = Checker::new()?;
+        let checker = Checker::new(&config.checks)?;
         let stop_store = CancellationToken::new();
         let stop_forwarding = CancellationToken::new();
         let publisher = config
@@ -187,12 +189,20 @@ impl Engine {
             .await?
             .ok_or(RunCheckError::NotFound(monitor_id))?;
         let timeout = domain::slot::timeout_of(monitor.timeout_seconds);
-        let outcome = self.checker.check(&monitor.url, timeout).await;
+        let outcome = self
+            .checker
+            .check(&monitor.url, monitor.spec.as_ref(), timeout)
+            .await;
         match self.store.store(monitor_id, outcome).await {
             Ok(record) => Ok(record),
             Err(WriteError::MonitorGone(id)) => Err(RunCheckError::NotFound(id)),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Which addresses checks may reach.
+    pub fn policy(&self) -> &domain::TargetPolicy {
+        self.checker.policy()
     }
 
     /// A subscriber to every stored check this process hears of.

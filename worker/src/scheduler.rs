@@ -33,7 +33,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use crate::source::MonitorSource;
 use crate::{
-    checker::{CheckUrl, Checker},
+    checker::{Checker, Target},
     writer::ResultWriter,
 };
 
@@ -41,7 +41,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Job {
     pub monitor_id: i64,
-    pub url: CheckUrl,
+    pub target: Target,
     pub timeout: Duration,
     /// The slot this check is for.
     pub slot: Slot,
@@ -62,7 +62,7 @@ pub struct LocalRunner {
 
 impl CheckRunner for LocalRunner {
     async fn run(&self, job: Job) {
-        let outcome = self.checker.check_url(&job.url, job.timeout).await;
+        let outcome = self.checker.check_target(&job.target, job.timeout).await;
         self.store
             .submit(job.monitor_id, outcome, Some(job.slot))
             .await;
@@ -93,7 +93,7 @@ const TIMER_GUARD: Duration = Duration::from_millis(500);
 /// What the scheduler needs to know about one monitor.
 #[derive(Debug, Clone)]
 struct Scheduled {
-    url: CheckUrl,
+    target: Target,
     timeout: Duration,
     interval: Duration,
     /// The due time of the queued slot, on the scheduler's clock.
@@ -311,7 +311,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
     fn insert(&mut self, row: &MonitorSchedule, due: Instant) {
         self.next_generation += 1;
         let scheduled = Scheduled {
-            url: CheckUrl::new(&row.url),
+            target: Target::new(&row.url, row.spec.as_ref()),
             timeout: slot::timeout_of(row.timeout_seconds),
             interval: slot::interval_of(row.interval_seconds),
             due,
@@ -355,7 +355,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             };
             let job = Job {
                 monitor_id: id,
-                url: entry.url,
+                target: entry.target,
                 timeout: entry.timeout,
                 slot,
             };
@@ -480,6 +480,7 @@ mod tests {
             interval_seconds: interval,
             active: true,
             next_check_at: next,
+            spec: None,
         }
     }
 

@@ -10,7 +10,10 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use domain::{from_epoch_ms, CheckEvent, CheckOutcome, CheckStatus, LatestStatus, Slot};
+use domain::{
+    from_epoch_ms, CheckEvent, CheckOutcome, CheckStatus, Confirmation, LatestStatus,
+    MonitorState, Slot, StatusChange, Threshold,
+};
 use entity::{check_result, monitor};
 
 use crate::{rows, Database, Error};
@@ -106,6 +109,36 @@ impl BatchWriter {
     }
 }
 
+/// Moves a monitor's confirmed state on by its newest result (`previous` is the raw status
+/// before it); the confirmed change it made, if any.
+fn confirm(
+    monitor: &mut monitor::Model,
+    previous: Option<CheckStatus>,
+    outcome: &CheckOutcome,
+) -> Option<StatusChange> {
+    let mut confirmation = Confirmation {
+        confirmed: monitor.confirmed_up.map(CheckStatus::from_up),
+        streak: monitor.state_streak,
+        state: monitor.state.as_deref().and_then(MonitorState::parse),
+    };
+    let state_before = confirmation.state.unwrap_or(MonitorState::Pending);
+    let change = confirmation.apply(
+        previous,
+        outcome.status,
+        outcome.degraded,
+        Threshold::stored(monitor.failure_threshold),
+        Threshold::stored(monitor.success_threshold),
+    );
+    monitor.confirmed_up = confirmation.confirmed.map(CheckStatus::is_up);
+    monitor.state_streak = confirmation.streak;
+    monitor.state = confirmation.state.map(|s| s.as_str().to_owned());
+    change.map(|(from, to)| StatusChange {
+        from,
+        to,
+        state_before,
+    })
+}
+
 /// The monitors of a batch, each once, in id order.
 fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a PendingResult>) -> Vec<i64> {
     let mut ids: Vec<i64> = batch.into_iter().map(|p| p.monitor_id).collect();
@@ -119,8 +152,9 @@ fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a PendingResult>) -> Vec<i6
 struct Plan {
     fates: Vec<Fate>,
     rows: Vec<check_result::Model>,
-    /// Per row: its monitor as it is after that result, and the monitor's status before it.
-    after: Vec<(monitor::Model, Option<CheckStatus>)>,
+    /// Per row: its monitor as it is after that result, the monitor's status before it and
+    /// the confirmed change it made.
+    after: Vec<(monitor::Model, Option<CheckStatus>, Option<StatusChange>)>,
     monitors: HashMap<i64, monitor::Model>,
 }
 
@@ -168,22 +202,36 @@ impl Plan {
                 status_code: outcome.status_code.and_then(|c| i16::try_from(c).ok()),
                 response_time_ms: i32::try_from(outcome.response_time_ms).unwrap_or(i32::MAX),
                 error: outcome.error.clone(),
+                degraded: outcome.degraded,
+                dns_ms: outcome.timings.dns_ms,
+                connect_ms: outcome.timings.connect_ms,
+                tls_ms: outcome.timings.tls_ms,
+                first_byte_ms: outcome.timings.first_byte_ms,
+                details: rows::details_json(outcome.tls.as_ref(), &outcome.assertion_results),
             };
             monitor.last_seq = seq;
             let mut latest = LatestStatus {
                 status: monitor.last_up.map(CheckStatus::from_up),
                 checked_at: monitor.last_checked_at,
             };
-            let previous = latest.apply(outcome.status, from_epoch_ms(row.checked_at_ms));
+            let checked_at = from_epoch_ms(row.checked_at_ms);
+            let newest = latest.checked_at.is_none_or(|last| checked_at >= last);
+            let previous = latest.apply(outcome.status, checked_at);
             monitor.last_up = latest.status.map(CheckStatus::is_up);
             monitor.last_checked_at = latest.checked_at;
+            // Flap control follows the newest results only; a late one changes nothing.
+            let change = if newest {
+                confirm(monitor, previous, outcome)
+            } else {
+                None
+            };
             if let Some(slot) = pending.slot {
                 monitor.last_slot_at = Some(slot.due);
                 monitor.next_check_at = slot.next_check_at(monitor.next_check_at);
             }
             fates.push(Fate::Insert);
             rows.push(row);
-            after.push((monitor.clone(), previous));
+            after.push((monitor.clone(), previous, change));
         }
         Self {
             fates,
@@ -213,11 +261,14 @@ impl Plan {
                 Fate::Duplicate => Written::Duplicate,
                 Fate::Rejected => Written::Rejected,
                 Fate::Insert => match stored.next() {
-                    Some((row, (monitor, previous))) => Written::Stored(Arc::new(CheckEvent {
-                        result: rows::check_result(row),
-                        monitor: rows::monitor(monitor),
-                        previous,
-                    })),
+                    Some((row, (monitor, previous, change))) => {
+                        Written::Stored(Arc::new(CheckEvent {
+                            result: rows::check_result(row),
+                            monitor: rows::monitor(monitor),
+                            previous,
+                            change,
+                        }))
+                    }
                     // Not reached: one row per insert fate.
                     None => Written::Rejected,
                 },
@@ -253,6 +304,12 @@ mod tests {
             next_check_at: next.map(at),
             last_slot_at: None,
             last_seq,
+            check_spec: None,
+            failure_threshold: 1,
+            success_threshold: 1,
+            confirmed_up: None,
+            state_streak: 0,
+            state: None,
         }
     }
 
@@ -264,13 +321,13 @@ mod tests {
     ) -> PendingResult {
         PendingResult {
             monitor_id,
-            outcome: CheckOutcome {
-                started_at: at(started),
+            outcome: CheckOutcome::basic(
+                at(started),
                 status,
-                status_code: Some(if status.is_up() { 200 } else { 503 }),
-                response_time_ms: 7,
-                error: None,
-            },
+                Some(if status.is_up() { 200 } else { 503 }),
+                7,
+                None,
+            ),
             slot,
         }
     }

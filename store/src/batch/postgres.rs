@@ -72,21 +72,26 @@ WITH v AS (
     SELECT * FROM json_to_recordset($1::text::json) AS v(
         id bigint, seen_seq integer, seen_next timestamptz, seen_updated timestamptz,
         last_checked_at timestamptz, last_up boolean, next_check_at timestamptz,
-        last_slot_at timestamptz, last_seq integer)
+        last_slot_at timestamptz, last_seq integer, confirmed_up boolean, state_streak integer,
+        state text)
 ), moved AS (
     UPDATE monitors AS m
     SET last_checked_at = v.last_checked_at, last_up = v.last_up,
-        next_check_at = v.next_check_at, last_slot_at = v.last_slot_at, last_seq = v.last_seq
+        next_check_at = v.next_check_at, last_slot_at = v.last_slot_at, last_seq = v.last_seq,
+        confirmed_up = v.confirmed_up, state_streak = v.state_streak, state = v.state
     FROM v
     WHERE m.id = ANY (ARRAY(SELECT id FROM v)) AND m.id = v.id AND m.last_seq = v.seen_seq
       AND m.next_check_at IS NOT DISTINCT FROM v.seen_next AND m.updated_at = v.seen_updated
     RETURNING m.id
 )
-INSERT INTO check_results (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error)
-SELECT r.monitor_id, r.seq, r.checked_at_ms, r.up, r.status_code, r.response_time_ms, r.error
+INSERT INTO check_results (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms,
+    error, degraded, dns_ms, connect_ms, tls_ms, first_byte_ms, details)
+SELECT r.monitor_id, r.seq, r.checked_at_ms, r.up, r.status_code, r.response_time_ms, r.error,
+    coalesce(r.degraded, false), r.dns_ms, r.connect_ms, r.tls_ms, r.first_byte_ms, r.details
 FROM json_to_recordset($2::text::json) AS r(
     monitor_id integer, seq integer, checked_at_ms bigint, up boolean,
-    status_code smallint, response_time_ms integer, error text)
+    status_code smallint, response_time_ms integer, error text, degraded boolean,
+    dns_ms integer, connect_ms integer, tls_ms integer, first_byte_ms integer, details text)
 WHERE r.monitor_id IN (SELECT id FROM moved)
 RETURNING id, monitor_id, seq";
 
@@ -96,7 +101,7 @@ type Seen = (i32, Option<DateTime<Utc>>, DateTime<Utc>);
 
 /// A monitor's move: what it was when read, and what it becomes.
 #[derive(Serialize)]
-struct Move {
+struct Move<'a> {
     id: i64,
     seen_seq: i32,
     seen_next: Option<DateTime<Utc>>,
@@ -106,6 +111,9 @@ struct Move {
     next_check_at: Option<DateTime<Utc>>,
     last_slot_at: Option<DateTime<Utc>>,
     last_seq: i32,
+    confirmed_up: Option<bool>,
+    state_streak: i32,
+    state: Option<&'a str>,
 }
 
 /// A result row to insert.
@@ -118,6 +126,20 @@ struct NewRow<'a> {
     status_code: Option<i16>,
     response_time_ms: i32,
     error: Option<&'a str>,
+    /// Left out when false, as are the phases and details when null: the plain check's row
+    /// travels as before.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    degraded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_ms: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_ms: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_ms: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_byte_ms: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a str>,
 }
 
 /// A connection the store keeps checked out.
@@ -243,7 +265,7 @@ impl PgStore {
         let mut plan = Plan::new(batch.iter().copied(), found);
         let mut changed = HashSet::new();
         if !plan.rows.is_empty() {
-            let moves: Vec<Move> = plan
+            let moves: Vec<Move<'_>> = plan
                 .changed_monitors()
                 .into_iter()
                 .filter_map(|m| {
@@ -258,6 +280,9 @@ impl PgStore {
                         next_check_at: m.next_check_at,
                         last_slot_at: m.last_slot_at,
                         last_seq: m.last_seq,
+                        confirmed_up: m.confirmed_up,
+                        state_streak: m.state_streak,
+                        state: m.state.as_deref(),
                     })
                 })
                 .collect();
@@ -385,5 +410,11 @@ fn new_row(row: &check_result::Model) -> NewRow<'_> {
         status_code: row.status_code,
         response_time_ms: row.response_time_ms,
         error: row.error.as_deref(),
+        degraded: row.degraded,
+        dns_ms: row.dns_ms,
+        connect_ms: row.connect_ms,
+        tls_ms: row.tls_ms,
+        first_byte_ms: row.first_byte_ms,
+        details: row.details.as_deref(),
     }
 }

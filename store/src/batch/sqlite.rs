@@ -17,11 +17,13 @@ use crate::rows::sqlite::{monitor_from_row, to_text, SELECT_MONITOR};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const INSERT_RESULT: &str = "INSERT INTO check_results \
-     (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error, degraded, \
+     dns_ms, connect_ms, tls_ms, first_byte_ms, details) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 const UPDATE_MONITOR: &str = "UPDATE monitors SET last_checked_at = ?2, last_up = ?3, \
-     next_check_at = ?4, last_slot_at = ?5, last_seq = ?6 WHERE id = ?1";
+     next_check_at = ?4, last_slot_at = ?5, last_seq = ?6, confirmed_up = ?7, \
+     state_streak = ?8, state = ?9 WHERE id = ?1";
 
 /// The store's connection, and the monitor rows as this connection last read or wrote them.
 ///
@@ -107,6 +109,12 @@ impl SqliteStore {
                     row.status_code,
                     row.response_time_ms,
                     row.error,
+                    row.degraded,
+                    row.dns_ms,
+                    row.connect_ms,
+                    row.tls_ms,
+                    row.first_byte_ms,
+                    row.details,
                 ])?;
                 row.id = txn.last_insert_rowid();
             }
@@ -121,6 +129,9 @@ impl SqliteStore {
                     monitor.next_check_at.map(to_text),
                     monitor.last_slot_at.map(to_text),
                     monitor.last_seq,
+                    monitor.confirmed_up,
+                    monitor.state_streak,
+                    monitor.state,
                 ])?;
             }
         }

@@ -13,7 +13,8 @@ use rusqlite::{
 macro_rules! monitor_columns {
     () => {
         "id, name, url, timeout_seconds, interval_seconds, active, created_at, updated_at, \
-         last_checked_at, last_up, next_check_at, last_slot_at, last_seq"
+         last_checked_at, last_up, next_check_at, last_slot_at, last_seq, check_spec, \
+         failure_threshold, success_threshold, confirmed_up, state_streak, state"
     };
 }
 
@@ -28,8 +29,8 @@ pub(crate) const SELECT_MONITOR: &str = concat!(
 );
 
 /// The results' columns in the order [`result_from_row`] reads them.
-pub(crate) const RESULT_COLUMNS: &str =
-    "id, monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error";
+pub(crate) const RESULT_COLUMNS: &str = "id, monitor_id, seq, checked_at_ms, up, status_code, \
+     response_time_ms, error, degraded, dns_ms, connect_ms, tls_ms, first_byte_ms, details";
 
 pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model> {
     Ok(monitor::Model {
@@ -46,6 +47,12 @@ pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model
         next_check_at: datetime(row, 10)?,
         last_slot_at: datetime(row, 11)?,
         last_seq: row.get(12)?,
+        check_spec: row.get(13)?,
+        failure_threshold: row.get(14)?,
+        success_threshold: row.get(15)?,
+        confirmed_up: row.get(16)?,
+        state_streak: row.get(17)?,
+        state: row.get(18)?,
     })
 }
 
@@ -103,6 +110,12 @@ pub(crate) fn result_from_row(row: &Row<'_>) -> rusqlite::Result<check_result::M
         status_code: row.get(5)?,
         response_time_ms: row.get(6)?,
         error: row.get(7)?,
+        degraded: row.get(8)?,
+        dns_ms: row.get(9)?,
+        connect_ms: row.get(10)?,
+        tls_ms: row.get(11)?,
+        first_byte_ms: row.get(12)?,
+        details: row.get(13)?,
     })
 }
 

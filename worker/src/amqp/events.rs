@@ -9,7 +9,10 @@
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use domain::{CheckEvent, CheckResult, CheckStatus, Monitor};
+use domain::{
+    AssertionResult, CheckEvent, CheckResult, CheckSpec, CheckStatus, Monitor, MonitorKind,
+    MonitorState, StatusChange, Timings, TlsInfo,
+};
 use futures_util::StreamExt;
 use lapin::{
     options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
@@ -35,6 +38,23 @@ pub struct WireEvent<'a> {
     /// The monitor's status before this result; absent for its first result.
     #[serde(default)]
     pub previous: Option<CheckStatus>,
+    /// The confirmed change this result made; absent when none (or from an older writer,
+    /// which made one whenever the raw status changed: see [`WireEvent::into_event`]).
+    #[serde(default)]
+    pub change: Option<WireChange>,
+    /// Set by writers with flap control; events without it take the older rule (every raw
+    /// change is a status change).
+    #[serde(default)]
+    pub confirms: bool,
+}
+
+/// A confirmed status change.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct WireChange {
+    #[serde(default)]
+    pub from: Option<CheckStatus>,
+    pub to: CheckStatus,
+    pub state_before: MonitorState,
 }
 
 /// The stored result.
@@ -50,6 +70,14 @@ pub struct WireResult<'a> {
     #[serde(default)]
     pub error: Option<Cow<'a, str>>,
     pub checked_at: DateTime<Utc>,
+    #[serde(default)]
+    pub degraded: bool,
+    #[serde(default)]
+    pub timings: Option<Timings>,
+    #[serde(default)]
+    pub tls: Option<TlsInfo>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub assertion_results: Cow<'a, [AssertionResult]>,
 }
 
 /// The monitor after the result (its URL's password masked: the broker never sees one).
@@ -67,6 +95,16 @@ pub struct WireMonitor<'a> {
     pub last_checked_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_status: Option<CheckStatus>,
+    /// The check options (secrets masked), kept as JSON: a field a newer writer added is
+    /// dropped here rather than failing the whole event.
+    #[serde(default)]
+    pub check: Option<serde_json::Value>,
+    #[serde(default)]
+    pub failure_threshold: Option<i32>,
+    #[serde(default)]
+    pub success_threshold: Option<i32>,
+    #[serde(default)]
+    pub state: Option<MonitorState>,
 }
 
 impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
@@ -83,6 +121,10 @@ impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
                 response_time_ms: r.response_time_ms,
                 error: r.error.as_deref().map(Cow::Borrowed),
                 checked_at: r.checked_at,
+                degraded: r.degraded,
+                timings: Some(r.timings),
+                tls: r.tls.clone(),
+                assertion_results: Cow::Borrowed(&r.assertion_results),
             },
             monitor: WireMonitor {
                 id: m.id,
@@ -95,8 +137,20 @@ impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
                 updated_at: m.updated_at,
                 last_checked_at: m.last_checked_at,
                 last_status: m.last_status,
+                check: (m.check != CheckSpec::default())
+                    .then(|| serde_json::to_value(&m.check).ok())
+                    .flatten(),
+                failure_threshold: Some(m.failure_threshold),
+                success_threshold: Some(m.success_threshold),
+                state: Some(m.state),
             },
             previous: event.previous,
+            change: event.change.map(|c| WireChange {
+                from: c.from,
+                to: c.to,
+                state_before: c.state_before,
+            }),
+            confirms: true,
         }
     }
 }
@@ -111,6 +165,22 @@ impl WireEvent<'_> {
             ));
         }
         let (r, m) = (self.result, self.monitor);
+        let check = m
+            .check
+            .and_then(|value| lenient_spec(value))
+            .unwrap_or_default();
+        let change = match (self.confirms, self.change) {
+            (true, change) => change.map(|c| StatusChange {
+                from: c.from,
+                to: c.to,
+                state_before: c.state_before,
+            }),
+            (false, _) => domain::is_status_change(self.previous, r.status).then(|| StatusChange {
+                from: self.previous,
+                to: r.status,
+                state_before: MonitorState::Pending,
+            }),
+        };
         Ok(CheckEvent {
             result: CheckResult {
                 id: r.id,
@@ -121,6 +191,13 @@ impl WireEvent<'_> {
                 response_time_ms: r.response_time_ms,
                 error: r.error.map(Cow::into_owned),
                 checked_at: r.checked_at,
+                degraded: r.degraded,
+                timings: r.timings.unwrap_or(Timings {
+                    total_ms: i32::try_from(r.response_time_ms).unwrap_or(i32::MAX),
+                    ..Timings::default()
+                }),
+                tls: r.tls,
+                assertion_results: r.assertion_results.into_owned(),
             },
             monitor: Monitor {
                 id: m.id,
@@ -133,8 +210,22 @@ impl WireEvent<'_> {
                 updated_at: m.updated_at,
                 last_checked_at: m.last_checked_at,
                 last_status: m.last_status,
+                kind: MonitorKind::Http,
+                check,
+                failure_threshold: m.failure_threshold.unwrap_or(1),
+                success_threshold: m.success_threshold.unwrap_or(1),
+                state: m.state.unwrap_or(if m.active {
+                    match m.last_status {
+                        Some(CheckStatus::Up) => MonitorState::Up,
+                        Some(CheckStatus::Down) => MonitorState::Down,
+                        None => MonitorState::Pending,
+                    }
+                } else {
+                    MonitorState::Paused
+                }),
             },
             previous: self.previous,
+            change,
         })
     }
 
@@ -144,6 +235,18 @@ impl WireEvent<'_> {
             .map_err(|err| format!("malformed event message: {err}"))?
             .into_event()
     }
+}
+
+/// A spec from an event, dropping fields this version does not know.
+fn lenient_spec(mut value: serde_json::Value) -> Option<CheckSpec> {
+    if let Ok(spec) = serde_json::from_value::<CheckSpec>(value.clone()) {
+        return Some(spec);
+    }
+    let known = serde_json::to_value(CheckSpec::default()).ok()?;
+    if let (Some(object), Some(known)) = (value.as_object_mut(), known.as_object()) {
+        object.retain(|key, _| known.contains_key(key));
+    }
+    serde_json::from_value(value).ok()
 }
 
 /// Forwards locally stored check events to the events exchange until `stop` fires and what
@@ -278,6 +381,10 @@ mod tests {
                 response_time_ms: 12,
                 error: Some("HTTP 503".into()),
                 checked_at: at,
+                degraded: false,
+                timings: domain::Timings::default(),
+                tls: None,
+                assertion_results: Vec::new(),
             },
             monitor: Monitor {
                 id: 3,
@@ -290,8 +397,14 @@ mod tests {
                 updated_at: at,
                 last_checked_at: Some(at),
                 last_status: Some(CheckStatus::Down),
+                kind: domain::MonitorKind::Http,
+                check: domain::CheckSpec::default(),
+                failure_threshold: 1,
+                success_threshold: 1,
+                state: domain::MonitorState::Down,
             },
             previous: Some(CheckStatus::Up),
+            change: None,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use domain::Slot;
+use domain::{CheckSpec, Slot};
 use futures_util::StreamExt;
 use lapin::{
     options::{
@@ -22,27 +22,63 @@ use crate::{
     writer::{ResultWriter, WriteError},
 };
 
+/// The job format this version writes and reads. Version 1 had no spec (and no `v`); a
+/// job of a later version, or whose spec has a field this version does not know, is
+/// dead-lettered with the reason rather than checked as something else.
+pub const JOB_VERSION: u32 = 2;
+
 /// A check job on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobMessage {
+    #[serde(default = "version_one")]
+    pub v: u32,
     pub monitor_id: i64,
     pub url: String,
     pub timeout_ms: u64,
     /// The slot's due time and the next one's.
     pub due: DateTime<Utc>,
     pub next: DateTime<Utc>,
+    /// The check's options; absent for the plain check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<CheckSpec>,
+}
+
+fn version_one() -> u32 {
+    1
 }
 
 impl From<&Job> for JobMessage {
     fn from(job: &Job) -> Self {
         Self {
+            v: JOB_VERSION,
             monitor_id: job.monitor_id,
-            url: job.url.as_str().to_owned(),
+            url: job.target.as_str().to_owned(),
             timeout_ms: u64::try_from(job.timeout.as_millis()).unwrap_or(u64::MAX),
             due: job.slot.due,
             next: job.slot.next,
+            spec: job.target.spec().cloned(),
         }
     }
+}
+
+/// Reads a job, or says why this worker cannot run it.
+pub fn read_job(data: &[u8]) -> Result<JobMessage, String> {
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(default = "version_one")]
+        v: u32,
+    }
+    let version = serde_json::from_slice::<Version>(data)
+        .map_err(|e| format!("malformed check job: {e}"))?
+        .v;
+    if version > JOB_VERSION {
+        return Err(format!(
+            "check job version {version} is newer than this worker reads ({JOB_VERSION}); upgrade the worker"
+        ));
+    }
+    serde_json::from_slice(data).map_err(|e| {
+        format!("check job not understood by this worker version (upgrade it): {e}")
+    })
 }
 
 /// Runs a due check by publishing it as a job (the in-memory scheduler's distributed runner).
@@ -143,10 +179,10 @@ async fn consume_once(
 }
 
 async fn handle_job(delivery: lapin::message::Delivery, checker: Checker, store: ResultWriter) {
-    let job: JobMessage = match serde_json::from_slice(&delivery.data) {
+    let job: JobMessage = match read_job(&delivery.data) {
         Ok(job) => job,
-        Err(err) => {
-            tracing::warn!(error = %err, "malformed check job dead-lettered");
+        Err(reason) => {
+            tracing::warn!(%reason, "check job dead-lettered");
             let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
             return;
         }
@@ -163,7 +199,7 @@ async fn handle_job(delivery: lapin::message::Delivery, checker: Checker, store:
         return;
     }
     let timeout = domain::slot::timeout_of_ms(job.timeout_ms);
-    let outcome = checker.check(&job.url, timeout).await;
+    let outcome = checker.check(&job.url, job.spec.as_ref(), timeout).await;
     match store.store_slot(job.monitor_id, outcome, Some(slot)).await {
         Ok(_) | Err(WriteError::MonitorGone(_)) => {
             let _ = delivery.ack(BasicAckOptions::default()).await;

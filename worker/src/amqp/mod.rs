@@ -22,7 +22,7 @@ mod publisher;
 mod topology;
 
 pub use events::{forward_events, relay_events};
-pub use jobs::{consume_jobs, AmqpRunner, JobMessage};
+pub use jobs::{consume_jobs, read_job, AmqpRunner, JobMessage, JOB_VERSION};
 pub use publisher::Publisher;
 pub use topology::{connect, declare, AmqpConfig, DELIVERY_LIMIT};
 
