@@ -119,6 +119,19 @@ pub struct Settings {
     #[arg(long, env = "CHECK_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub check_concurrency: u32,
 
+    /// Also block loopback, private (RFC 1918), carrier-grade NAT and unique-local addresses
+    /// as check targets (link-local, metadata, multicast and broadcast are always blocked).
+    #[arg(long, env = "BLOCK_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub block_private_networks: bool,
+
+    /// Comma-separated networks (CIDRs) checks may always reach, overriding every block.
+    #[arg(long, env = "ALLOWED_NETWORKS", global = true)]
+    pub allowed_networks: Option<String>,
+
+    /// A PEM file of CA certificates trusted by https checks besides the Mozilla roots.
+    #[arg(long, env = "CHECK_CA_FILE", global = true)]
+    pub check_ca_file: Option<std::path::PathBuf>,
+
     /// Threads that schedule and run checks in this process, each for a shard of the monitors
     /// (0: one per CPU core).
     #[arg(long, env = "CHECK_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256), global = true)]

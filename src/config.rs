@@ -204,6 +204,19 @@ impl Config {
             consume_jobs: topology.consume_jobs,
             relay_events: topology.relay_events,
             amqp,
+            checks: worker::CheckerSettings {
+                policy: domain::TargetPolicy {
+                    block_private: settings.block_private_networks,
+                    allowed: domain::TargetPolicy::parse_networks(
+                        settings.allowed_networks.as_deref().unwrap_or(""),
+                    )
+                    .map_err(|problem| anyhow::anyhow!("ALLOWED_NETWORKS: {problem}"))?,
+                },
+                ca_file: settings
+                    .check_ca_file
+                    .clone()
+                    .filter(|p| !p.as_os_str().is_empty()),
+            },
         };
         Ok(Self {
             topology,

@@ -144,8 +144,16 @@ impl<T> IntoGraphql<T> for Result<T, ApiError> {
 }
 
 impl<T> IntoGraphql<T> for Result<T, service::Error> {
+    /// The service names fields in snake_case; GraphQL clients see them in camelCase.
     fn gql(self) -> async_graphql::Result<T> {
-        self.map_err(ApiError::from).gql()
+        self.map_err(|err| match ApiError::from(err) {
+            ApiError::Invalid { field, problem } => ApiError::Invalid {
+                field: crate::graphql::camel_case_path(&field).into(),
+                problem,
+            },
+            other => other,
+        })
+        .gql()
     }
 }
 

@@ -45,9 +45,9 @@ impl Prepared {
             _ => None,
         };
         let path = match assertion.source {
-            AssertionSource::JsonBody => Some(
-                serde_json_path::JsonPath::parse(assertion.property.as_deref()?).ok()?,
-            ),
+            AssertionSource::JsonBody => {
+                Some(serde_json_path::JsonPath::parse(assertion.property.as_deref()?).ok()?)
+            }
             _ => None,
         };
         Some(Self {
@@ -94,7 +94,9 @@ pub fn judge(spec: &CheckSpec, assertions: &[Prepared], seen: &Observed<'_>) -> 
             let what = format!(
                 "assertion failed: {} (actual {})",
                 prepared.assertion,
-                actual.as_deref().map_or_else(|| "none".to_owned(), |a| format!("{a:?}"))
+                actual
+                    .as_deref()
+                    .map_or_else(|| "none".to_owned(), |a| format!("{a:?}"))
             );
             if prepared.assertion.warning {
                 degraded = true;
@@ -133,7 +135,11 @@ pub fn judge(spec: &CheckSpec, assertions: &[Prepared], seen: &Observed<'_>) -> 
 
 /// Judges assertions when no response came: each fails, with no actual value, except the
 /// response time (which is known) and the certificate's days (when the handshake got one).
-pub fn no_response(assertions: &[Prepared], response_time_ms: i64, cert_days_left: Option<i64>) -> Vec<AssertionResult> {
+pub fn no_response(
+    assertions: &[Prepared],
+    response_time_ms: i64,
+    cert_days_left: Option<i64>,
+) -> Vec<AssertionResult> {
     assertions
         .iter()
         .map(|p| {
@@ -174,7 +180,10 @@ fn evaluate(
         AssertionSource::JsonBody => {
             let Some(Ok(document)) = json else {
                 let passed = a.comparison == Comparison::IsEmpty;
-                return (passed, Some("body is not JSON".to_owned()).filter(|_| seen.body.is_some()));
+                return (
+                    passed,
+                    Some("body is not JSON".to_owned()).filter(|_| seen.body.is_some()),
+                );
             };
             let Some(path) = &prepared.path else {
                 return (false, None);
@@ -233,11 +242,18 @@ fn numeric(a: &Assertion, value: Option<f64>) -> (bool, Option<String>) {
 
 /// Compares text (`number` is the text read as a number, for ordering and for numeric
 /// equality: `1.0` equals `1`).
-fn text_compare(prepared: &Prepared, text: Option<&str>, number: Option<f64>) -> (bool, Option<String>) {
+fn text_compare(
+    prepared: &Prepared,
+    text: Option<&str>,
+    number: Option<f64>,
+) -> (bool, Option<String>) {
     let a = &prepared.assertion;
     let actual = text.map(str::to_owned);
     let Some(text) = text else {
-        let passed = matches!(a.comparison, Comparison::IsEmpty | Comparison::NotContains | Comparison::NotEquals);
+        let passed = matches!(
+            a.comparison,
+            Comparison::IsEmpty | Comparison::NotContains | Comparison::NotEquals
+        );
         return (passed, None);
     };
     let target_number = a.target.trim().parse::<f64>().ok();
@@ -307,11 +323,20 @@ mod tests {
             ..Default::default()
         };
         let spec = CheckSpec::parse(input, None).unwrap().unwrap();
-        let prepared = spec.assertions.iter().map(|a| Prepared::new(a).unwrap()).collect();
+        let prepared = spec
+            .assertions
+            .iter()
+            .map(|a| Prepared::new(a).unwrap())
+            .collect();
         (spec, prepared)
     }
 
-    fn seen<'a>(code: u16, ms: i64, body: &'a [u8], header: &'a dyn Fn(&str) -> Option<String>) -> Observed<'a> {
+    fn seen<'a>(
+        code: u16,
+        ms: i64,
+        body: &'a [u8],
+        header: &'a dyn Fn(&str) -> Option<String>,
+    ) -> Observed<'a> {
         Observed {
             status_code: code,
             response_time_ms: ms,
@@ -323,7 +348,8 @@ mod tests {
 
     #[test]
     fn assertions_pass_and_fail_with_the_actual_value() {
-        let headers = |name: &str| (name.eq_ignore_ascii_case("x-version")).then(|| "12".to_owned());
+        let headers =
+            |name: &str| (name.eq_ignore_ascii_case("x-version")).then(|| "12".to_owned());
         let (s, p) = spec(&[
             ("JSON_BODY", Some("$.status"), "EQUALS", "up", false),
             ("JSON_BODY", Some("$.load"), "LESS_THAN", "0.9", false),
@@ -335,7 +361,11 @@ mod tests {
         let body = br#"{"status":"up","load":0.5}"#;
         let v = judge(&s, &p, &seen(200, 10, body, &headers));
         assert!(v.up && !v.degraded, "{v:?}");
-        let actual: Vec<_> = v.results.iter().map(|r| r.actual.clone().unwrap()).collect();
+        let actual: Vec<_> = v
+            .results
+            .iter()
+            .map(|r| r.actual.clone().unwrap())
+            .collect();
         assert_eq!(actual[0], "up");
         assert_eq!(actual[1], "0.5");
         assert_eq!(actual[3], "12");
@@ -363,7 +393,10 @@ mod tests {
         assert!(v.up && v.degraded);
         let v = judge(&s, &p, &seen(200, 900, b"ok", &none));
         assert!(v.up && v.degraded);
-        assert_eq!(v.reason.as_deref(), Some("slow: 900 ms, degraded after 500 ms"));
+        assert_eq!(
+            v.reason.as_deref(),
+            Some("slow: 900 ms, degraded after 500 ms")
+        );
         let v = judge(&s, &p, &seen(503, 10, b"ok", &none));
         assert!(!v.up && !v.degraded);
         assert_eq!(v.reason.as_deref(), Some("HTTP status 503"));

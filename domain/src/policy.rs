@@ -57,7 +57,9 @@ impl TargetPolicy {
             .map(|item| {
                 item.parse::<IpNet>()
                     .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("`{item}` is not a network such as 10.0.0.0/8 or fd00::/8"))
+                    .map_err(|_| {
+                        format!("`{item}` is not a network such as 10.0.0.0/8 or fd00::/8")
+                    })
             })
             .collect()
     }
@@ -192,7 +194,17 @@ mod tests {
             block_private: true,
             allowed: TargetPolicy::parse_networks("10.9.0.0/16, 169.254.10.10").unwrap(),
         };
-        for bad in ["127.0.0.1", "127.255.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "::1", "fd12::1", "::ffff:127.0.0.1"] {
+        for bad in [
+            "127.0.0.1",
+            "127.255.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "::1",
+            "fd12::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(strict.vet(ip(bad)).is_err(), "{bad}");
         }
         assert!(strict.vet(ip("10.9.3.4")).is_ok());
@@ -222,6 +234,9 @@ mod tests {
             assert!(addr.is_loopback(), "{form}");
         }
         let name = url::Url::parse("http://localhost/").unwrap();
-        assert!(strict.vet_url(&name).is_ok(), "names are vetted once resolved");
+        assert!(
+            strict.vet_url(&name).is_ok(),
+            "names are vetted once resolved"
+        );
     }
 }

@@ -119,7 +119,10 @@ impl StatusRange {
             }
         };
         if from > to {
-            return Err(format!("`{}` is a range that ends before it starts", shown(raw)));
+            return Err(format!(
+                "`{}` is a range that ends before it starts",
+                shown(raw)
+            ));
         }
         Ok(Self { from, to })
     }
@@ -255,7 +258,11 @@ impl Comparison {
     }
 }
 
-fn parse_enum<T: Copy>(raw: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T, String> {
+fn parse_enum<T: Copy>(
+    raw: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<T, String> {
     let wanted = raw.trim().to_ascii_uppercase();
     all.iter()
         .copied()
@@ -397,7 +404,10 @@ impl CheckSpec {
     /// `input` applied over `current` (or the defaults): every value checked, secrets sent
     /// back masked (`***`) keeping their stored value. `None` when the result is the plain
     /// check (all defaults).
-    pub fn parse(input: SpecInput, current: Option<&CheckSpec>) -> Result<Option<Self>, FieldError> {
+    pub fn parse(
+        input: SpecInput,
+        current: Option<&CheckSpec>,
+    ) -> Result<Option<Self>, FieldError> {
         let mut spec = current.cloned().unwrap_or_default();
         if let Some(method) = input.method {
             let upper = method.trim().to_ascii_uppercase();
@@ -482,15 +492,22 @@ impl CheckSpec {
                 Some(_) => {
                     return Err(FieldError::new(
                         "degraded_after_ms",
-                        format!("must be a positive integer no greater than {MAX_DEGRADED_AFTER_MS}"),
+                        format!(
+                            "must be a positive integer no greater than {MAX_DEGRADED_AFTER_MS}"
+                        ),
                     ))
                 }
             };
         }
-        if spec.body.is_some() && matches!(spec.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "DELETE") {
+        if spec.body.is_some()
+            && matches!(spec.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "DELETE")
+        {
             return Err(FieldError::new(
                 "body",
-                format!("a {} request takes no body; use POST, PUT or PATCH", spec.method),
+                format!(
+                    "a {} request takes no body; use POST, PUT or PATCH",
+                    spec.method
+                ),
             ));
         }
         Ok((spec != Self::default()).then_some(spec))
@@ -535,7 +552,9 @@ fn is_secret_header(name: &str) -> bool {
 /// `Bearer abc` → `Bearer ***`; anything else → `***`.
 fn mask_secret(value: &str) -> String {
     match value.split_once(' ') {
-        Some((scheme, _)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) => {
+        Some((scheme, _))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
             format!("{scheme} {MASK}")
         }
         _ => MASK.to_owned(),
@@ -561,7 +580,10 @@ fn parse_headers(headers: Vec<Header>, current: &[Header]) -> Result<Vec<Header>
                     format!("`{}` is not a valid header name", shown(&header.name)),
                 ));
             }
-            if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            if RESERVED_HEADERS
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(name))
+            {
                 return Err(FieldError::new(
                     field("name"),
                     format!("`{name}` is set by the checker and cannot be given"),
@@ -574,26 +596,30 @@ fn parse_headers(headers: Vec<Header>, current: &[Header]) -> Result<Vec<Header>
                     format!("must be at most {MAX_HEADER_VALUE_BYTES} bytes"),
                 ));
             }
-            if !value.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b)) {
+            if !value
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b))
+            {
                 return Err(FieldError::new(
                     field("value"),
                     "must be visible ASCII characters and spaces (no control characters)",
                 ));
             }
             // A masked secret sent back keeps the stored value.
-            let value = if is_secret_header(name) && value == mask_secret(value) && value.ends_with(MASK) {
-                match current.iter().find(|h| h.name.eq_ignore_ascii_case(name)) {
-                    Some(stored) => stored.value.clone(),
-                    None => {
-                        return Err(FieldError::new(
-                            field("value"),
-                            "is the masked form `***` but no value is stored for this header",
-                        ))
+            let value =
+                if is_secret_header(name) && value == mask_secret(value) && value.ends_with(MASK) {
+                    match current.iter().find(|h| h.name.eq_ignore_ascii_case(name)) {
+                        Some(stored) => stored.value.clone(),
+                        None => {
+                            return Err(FieldError::new(
+                                field("value"),
+                                "is the masked form `***` but no value is stored for this header",
+                            ))
+                        }
                     }
-                }
-            } else {
-                value.to_owned()
-            };
+                } else {
+                    value.to_owned()
+                };
             Ok(Header {
                 name: name.to_owned(),
                 value,
@@ -609,12 +635,19 @@ fn is_token_byte(b: u8) -> bool {
 
 fn parse_assertion(input: AssertionInput, at: &str) -> Result<Assertion, FieldError> {
     let field = |part: &str| format!("{at}.{part}");
-    let source = AssertionSource::parse(&input.source).map_err(|p| FieldError::new(field("source"), p))?;
-    let comparison =
-        Comparison::parse(&input.comparison).map_err(|p| FieldError::new(field("comparison"), p))?;
-    let property = input.property.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
+    let source =
+        AssertionSource::parse(&input.source).map_err(|p| FieldError::new(field("source"), p))?;
+    let comparison = Comparison::parse(&input.comparison)
+        .map_err(|p| FieldError::new(field("comparison"), p))?;
+    let property = input
+        .property
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty());
     let target = input.target.unwrap_or_default();
-    for (name, text) in [("property", property.as_deref().unwrap_or("")), ("target", &target)] {
+    for (name, text) in [
+        ("property", property.as_deref().unwrap_or("")),
+        ("target", &target),
+    ] {
         no_control_characters(text).map_err(|p| FieldError::new(field(name), p))?;
         if text.len() > MAX_TARGET_BYTES {
             return Err(FieldError::new(
@@ -647,7 +680,10 @@ fn parse_assertion(input: AssertionInput, at: &str) -> Result<Assertion, FieldEr
         match source {
             AssertionSource::JsonBody => {
                 serde_json_path::JsonPath::parse(property).map_err(|e| {
-                    FieldError::new(field("property"), format!("is not a valid JSON path (RFC 9535): {e}"))
+                    FieldError::new(
+                        field("property"),
+                        format!("is not a valid JSON path (RFC 9535): {e}"),
+                    )
                 })?;
             }
             AssertionSource::Header if !property.bytes().all(is_token_byte) => {
@@ -682,10 +718,19 @@ fn parse_assertion(input: AssertionInput, at: &str) -> Result<Assertion, FieldEr
         ));
     }
     if comparison.takes_target() {
-        if (source.is_numeric() || comparison.is_ordering()) && target.trim().parse::<f64>().map_or(true, |n| !n.is_finite()) {
+        if (source.is_numeric() || comparison.is_ordering())
+            && target
+                .trim()
+                .parse::<f64>()
+                .map_or(true, |n| !n.is_finite())
+        {
             return Err(FieldError::new(
                 field("target"),
-                format!("must be a number for {} {}", source.as_str(), comparison.as_str()),
+                format!(
+                    "must be a number for {} {}",
+                    source.as_str(),
+                    comparison.as_str()
+                ),
             ));
         }
         if comparison == Comparison::Matches {
@@ -712,8 +757,13 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| match e {
-            regex::Error::CompiledTooBig(_) => "is a regular expression too large to run".to_owned(),
-            other => format!("is not a valid regular expression: {}", first_line(&other.to_string())),
+            regex::Error::CompiledTooBig(_) => {
+                "is a regular expression too large to run".to_owned()
+            }
+            other => format!(
+                "is not a valid regular expression: {}",
+                first_line(&other.to_string())
+            ),
         })
 }
 
@@ -739,7 +789,12 @@ fn shown(raw: &str) -> String {
 mod tests {
     use super::*;
 
-    fn assertion(source: &str, property: Option<&str>, comparison: &str, target: &str) -> AssertionInput {
+    fn assertion(
+        source: &str,
+        property: Option<&str>,
+        comparison: &str,
+        target: &str,
+    ) -> AssertionInput {
         AssertionInput {
             source: source.into(),
             property: property.map(Into::into),
@@ -768,28 +823,43 @@ mod tests {
     fn bad_values_name_their_field() {
         let cases: Vec<(SpecInput, &str, &str)> = vec![
             (
-                SpecInput { method: Some("FETCH".into()), ..Default::default() },
+                SpecInput {
+                    method: Some("FETCH".into()),
+                    ..Default::default()
+                },
                 "method",
                 "not one of",
             ),
             (
-                SpecInput { accepted_status_codes: Some(vec!["200".into(), "299-200".into()]), ..Default::default() },
+                SpecInput {
+                    accepted_status_codes: Some(vec!["200".into(), "299-200".into()]),
+                    ..Default::default()
+                },
                 "accepted_status_codes[1]",
                 "ends before",
             ),
             (
-                SpecInput { accepted_status_codes: Some(vec!["2xx".into()]), ..Default::default() },
+                SpecInput {
+                    accepted_status_codes: Some(vec!["2xx".into()]),
+                    ..Default::default()
+                },
                 "accepted_status_codes[0]",
                 "not a status code",
             ),
             (
-                SpecInput { body: Some(Some("x".into())), ..Default::default() },
+                SpecInput {
+                    body: Some(Some("x".into())),
+                    ..Default::default()
+                },
                 "body",
                 "takes no body",
             ),
             (
                 SpecInput {
-                    headers: Some(vec![Header { name: "Bad Name".into(), value: "v".into() }]),
+                    headers: Some(vec![Header {
+                        name: "Bad Name".into(),
+                        value: "v".into(),
+                    }]),
                     ..Default::default()
                 },
                 "headers[0].name",
@@ -797,7 +867,10 @@ mod tests {
             ),
             (
                 SpecInput {
-                    headers: Some(vec![Header { name: "X-A".into(), value: "a\r\nb".into() }]),
+                    headers: Some(vec![Header {
+                        name: "X-A".into(),
+                        value: "a\r\nb".into(),
+                    }]),
                     ..Default::default()
                 },
                 "headers[0].value",
@@ -805,7 +878,10 @@ mod tests {
             ),
             (
                 SpecInput {
-                    headers: Some(vec![Header { name: "Host".into(), value: "x".into() }]),
+                    headers: Some(vec![Header {
+                        name: "Host".into(),
+                        value: "x".into(),
+                    }]),
                     ..Default::default()
                 },
                 "headers[0].name",
@@ -821,7 +897,12 @@ mod tests {
             ),
             (
                 SpecInput {
-                    assertions: Some(vec![assertion("JSON_BODY", Some("$.[broken"), "EQUALS", "up")]),
+                    assertions: Some(vec![assertion(
+                        "JSON_BODY",
+                        Some("$.[broken"),
+                        "EQUALS",
+                        "up",
+                    )]),
                     ..Default::default()
                 },
                 "assertions[0].property",
@@ -860,18 +941,27 @@ mod tests {
                 "not one of",
             ),
             (
-                SpecInput { max_redirects: Some(21), ..Default::default() },
+                SpecInput {
+                    max_redirects: Some(21),
+                    ..Default::default()
+                },
                 "max_redirects",
                 "0 to 20",
             ),
             (
-                SpecInput { degraded_after_ms: Some(Some(0)), ..Default::default() },
+                SpecInput {
+                    degraded_after_ms: Some(Some(0)),
+                    ..Default::default()
+                },
                 "degraded_after_ms",
                 "positive",
             ),
             (
                 SpecInput {
-                    assertions: Some(vec![assertion("BODY", None, "CONTAINS", "x"); MAX_ASSERTIONS + 1]),
+                    assertions: Some(vec![
+                        assertion("BODY", None, "CONTAINS", "x");
+                        MAX_ASSERTIONS + 1
+                    ]),
                     ..Default::default()
                 },
                 "assertions",
@@ -889,8 +979,14 @@ mod tests {
     fn secrets_are_masked_and_a_masked_value_keeps_the_stored_one() {
         let spec = parse(SpecInput {
             headers: Some(vec![
-                Header { name: "Authorization".into(), value: "Bearer s3cret".into() },
-                Header { name: "X-Trace".into(), value: "1".into() },
+                Header {
+                    name: "Authorization".into(),
+                    value: "Bearer s3cret".into(),
+                },
+                Header {
+                    name: "X-Trace".into(),
+                    value: "1".into(),
+                },
             ]),
             ..Default::default()
         })
@@ -900,7 +996,10 @@ mod tests {
         assert_eq!(shown.headers[0].value, "Bearer ***");
         assert_eq!(shown.headers[1].value, "1");
         let again = CheckSpec::parse(
-            SpecInput { headers: Some(shown.headers.clone()), ..Default::default() },
+            SpecInput {
+                headers: Some(shown.headers.clone()),
+                ..Default::default()
+            },
             Some(&spec),
         )
         .unwrap()
@@ -909,7 +1008,9 @@ mod tests {
         let json = spec.to_json();
         assert_eq!(CheckSpec::from_json(&json).unwrap(), spec);
         // An older worker refuses a field it does not know.
-        assert!(CheckSpec::from_json(&json.replace("\"method\"", "\"novel\":1,\"method\"")).is_err());
+        assert!(
+            CheckSpec::from_json(&json.replace("\"method\"", "\"novel\":1,\"method\"")).is_err()
+        );
     }
 
     #[test]

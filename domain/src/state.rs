@@ -168,7 +168,11 @@ mod tests {
     #[test]
     fn n_failures_then_down_and_m_successes_then_up_with_pending_between() {
         use MonitorState as S;
-        let got = run(3, 2, &[Up, Up, Down, Down, Up, Down, Down, Down, Down, Up, Up]);
+        let got = run(
+            3,
+            2,
+            &[Up, Up, Down, Down, Up, Down, Down, Down, Down, Up, Up],
+        );
         assert_eq!(
             got,
             [

@@ -33,10 +33,15 @@ const RESULT_COLUMNS: [(&str, &str); 6] = [
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for (table, columns) in [("monitors", &MONITOR_COLUMNS), ("check_results", &RESULT_COLUMNS)] {
+        for (table, columns) in [
+            ("monitors", &MONITOR_COLUMNS),
+            ("check_results", &RESULT_COLUMNS),
+        ] {
             for (name, definition) in columns {
-                db.execute_unprepared(&format!("ALTER TABLE {table} ADD COLUMN {name} {definition}"))
-                    .await?;
+                db.execute_unprepared(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {name} {definition}"
+                ))
+                .await?;
             }
         }
         // Monitors checked before keep their status as confirmed.
@@ -51,7 +56,10 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for (table, columns) in [("monitors", &MONITOR_COLUMNS), ("check_results", &RESULT_COLUMNS)] {
+        for (table, columns) in [
+            ("monitors", &MONITOR_COLUMNS),
+            ("check_results", &RESULT_COLUMNS),
+        ] {
             for (name, _) in columns.iter().rev() {
                 db.execute_unprepared(&format!("ALTER TABLE {table} DROP COLUMN {name}"))
                     .await?;

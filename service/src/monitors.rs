@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{
-    url_password, CheckEvent, CheckResult, Monitor, MonitorPatch, MonitorUrl, NewMonitor,
+    spec::FieldError, url_password, CheckEvent, CheckResult, CheckSpec, Monitor, MonitorPatch,
+    MonitorUrl, NewMonitor, SpecInput,
 };
 use store::{Database, Page};
 use tokio::sync::broadcast;
@@ -86,9 +87,11 @@ impl MonitorService {
         if url_password::is_masked(new.url.as_str()) {
             return Err(masked_password_error());
         }
+        self.vet(&new.url)?;
+        let spec = CheckSpec::parse(new.spec.clone(), None).map_err(spec_error)?;
         let now = now();
         let due = new.active.then_some(now);
-        let monitor = self.db.insert_monitor(new, now, due).await?;
+        let monitor = self.db.insert_monitor(new, spec.as_ref(), now, due).await?;
         self.schedule.changed(monitor.id);
         Ok(monitor)
     }
@@ -112,11 +115,30 @@ impl MonitorService {
                 );
             }
         }
+        if let Some(url) = &patch.url {
+            self.vet(url)?;
+        }
+        let spec = if patch.spec == SpecInput::default() {
+            None
+        } else {
+            let input = std::mem::take(&mut patch.spec);
+            Some(CheckSpec::parse(input, current.spec.as_ref()).map_err(spec_error)?)
+        };
         let now = now();
-        let next_check_at = current.next_check_after(&patch, now);
+        let mut next_check_at = current.next_check_after(&patch, now);
+        // New check options take effect at once, as a new URL does.
+        if spec.is_some() && spec.as_ref().map(Option::as_ref) != Some(current.spec.as_ref()) {
+            next_check_at = next_check_at.map(|_| now);
+        }
         let monitor = self
             .db
-            .update_monitor(id, patch, now, next_check_at)
+            .update_monitor(
+                id,
+                patch,
+                spec.as_ref().map(Option::as_ref),
+                now,
+                next_check_at,
+            )
             .await?
             .ok_or_else(not_found)?;
         self.schedule.changed(id);
@@ -193,6 +215,26 @@ impl MonitorService {
     pub async fn exists(&self, id: i64) -> Result<bool, Error> {
         Ok(self.db.monitor_exists(id).await?)
     }
+}
+
+impl MonitorService {
+    /// Refuses a URL whose host is a literal address the target policy blocks (a name is
+    /// vetted by each check, once resolved).
+    fn vet(&self, url: &MonitorUrl) -> Result<(), Error> {
+        let Ok(parsed) = url::Url::parse(url.as_str()) else {
+            return Ok(());
+        };
+        self.engine.policy().vet_url(&parsed).map_err(|(ip, why)| {
+            Error::invalid(
+                "url",
+                format!("points at {ip}, which is {why}; checks may not connect there (see ALLOWED_NETWORKS)"),
+            )
+        })
+    }
+}
+
+fn spec_error(err: FieldError) -> Error {
+    Error::invalid(err.field, err.problem)
 }
 
 /// A URL carries the read mask as its password where no stored password can take its place.

@@ -46,19 +46,23 @@ async fn stored(app: &App, id: i64, column: &str) -> String {
     value
 }
 
+/// The keys a `/monitors` body may have, as the refusal lists them.
+const MONITOR_KEYS: &str = "name, url, timeout_seconds, interval_seconds, active, kind, method, headers, body, accepted_status_codes, follow_redirects, max_redirects, ignore_tls, assertions, degraded_after_ms, failure_threshold, success_threshold";
+
 async fn unknown_body_keys_are_refused_by_name_and_nothing_changes(backend: Backend) {
     let Some(app) = App::spawn(BIN, backend).await else {
         return;
     };
-    let mut with_method = monitor_body();
-    with_method["method"] = json!("POST");
+    // Uptime Kuma's name for what is `failure_threshold` here.
+    let mut with_retries = monitor_body();
+    with_retries["maxretries"] = json!(3);
     let (status, body) = app
-        .json(Method::POST, "/monitors", Some(with_method.clone()))
+        .json(Method::POST, "/monitors", Some(with_retries.clone()))
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body,
-        json!({"error": "unknown field `method`; allowed: name, url, timeout_seconds, interval_seconds, active"})
+        json!({"error": format!("unknown field `maxretries`; allowed: {MONITOR_KEYS}")})
     );
     assert_eq!(app.db.count("monitors").await, 0);
 
@@ -76,7 +80,7 @@ async fn unknown_body_keys_are_refused_by_name_and_nothing_changes(backend: Back
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["error"],
-        "unknown field `Name`; allowed: name, url, timeout_seconds, interval_seconds, active"
+        format!("unknown field `Name`; allowed: {MONITOR_KEYS}")
     );
     let (_, after) = app
         .json(Method::GET, &format!("/monitors/{id}"), None)

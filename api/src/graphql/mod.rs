@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries, mutations and subscriptions over the monitor service, and
 //! GraphiQL; [`http`] serves `/graphql`, [`ws`] serves `/graphql/ws`.
 
+mod checks;
 pub mod graphiql;
 pub mod http;
 pub mod limits;
@@ -14,6 +15,7 @@ pub mod ws;
 use async_graphql::{Schema, ID};
 use axum::response::Response;
 
+pub use checks::camel_case_path;
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;

@@ -1,10 +1,14 @@
 //! `Mutation`: create, change and delete monitors, and run a check now.
 
 use async_graphql::{Context, InputObject, Object, ID};
-use domain::{IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, TimeoutSeconds};
+use domain::{
+    Header, IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, SpecInput,
+    Threshold, TimeoutSeconds,
+};
 use service::MonitorService;
 
 use super::{
+    checks::{AssertionInput, HeaderInput, MonitorKind},
     parse_gql_id,
     types::{CheckResult, Monitor},
 };
@@ -24,6 +28,27 @@ pub struct CreateMonitorInput {
     /// Whether the scheduler checks it; default true.
     #[graphql(default = true)]
     active: bool,
+    kind: Option<MonitorKind>,
+    /// GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
+    method: Option<String>,
+    /// Replaces the request headers (at most 32).
+    headers: Option<Vec<HeaderInput>>,
+    /// The request body (POST, PUT and PATCH only).
+    body: Option<String>,
+    /// Final statuses counted as UP: ranges such as "200-299" or codes such as "418".
+    accepted_status_codes: Option<Vec<String>>,
+    follow_redirects: Option<bool>,
+    /// 0 to 20 (default 10).
+    max_redirects: Option<i64>,
+    ignore_tls: Option<bool>,
+    /// Replaces the assertions (at most 20).
+    assertions: Option<Vec<AssertionInput>>,
+    /// A response slower than this (1 to 300000 ms) is degraded.
+    degraded_after_ms: Option<i64>,
+    /// Consecutive failures before DOWN (1 to 100, default 1).
+    failure_threshold: Option<i64>,
+    /// Consecutive successes before UP again (1 to 100, default 1).
+    success_threshold: Option<i64>,
 }
 
 /// A partial change: omitted fields keep their value.
@@ -34,6 +59,27 @@ pub struct UpdateMonitorInput {
     timeout_seconds: Option<i64>,
     interval_seconds: Option<i64>,
     active: Option<bool>,
+    kind: Option<MonitorKind>,
+    /// GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
+    method: Option<String>,
+    /// Replaces the request headers (at most 32).
+    headers: Option<Vec<HeaderInput>>,
+    /// The request body (POST, PUT and PATCH only).
+    body: Option<String>,
+    /// Final statuses counted as UP: ranges such as "200-299" or codes such as "418".
+    accepted_status_codes: Option<Vec<String>>,
+    follow_redirects: Option<bool>,
+    /// 0 to 20 (default 10).
+    max_redirects: Option<i64>,
+    ignore_tls: Option<bool>,
+    /// Replaces the assertions (at most 20).
+    assertions: Option<Vec<AssertionInput>>,
+    /// A response slower than this (1 to 300000 ms) is degraded.
+    degraded_after_ms: Option<i64>,
+    /// Consecutive failures before DOWN (1 to 100, default 1).
+    failure_threshold: Option<i64>,
+    /// Consecutive successes before UP again (1 to 100, default 1).
+    success_threshold: Option<i64>,
 }
 
 fn field<R, T>(
@@ -60,8 +106,58 @@ impl CreateMonitorInput {
                 IntervalSeconds::parse,
             )?,
             active: self.active,
+            spec: spec_input(
+                self.method,
+                self.headers,
+                self.body,
+                self.accepted_status_codes,
+                self.follow_redirects,
+                self.max_redirects,
+                self.ignore_tls,
+                self.assertions,
+                self.degraded_after_ms,
+            ),
+            failure_threshold: threshold("failureThreshold", self.failure_threshold)?,
+            success_threshold: threshold("successThreshold", self.success_threshold)?,
         })
     }
+}
+
+/// The options sent, for the service to check and apply.
+#[allow(clippy::too_many_arguments)]
+fn spec_input(
+    method: Option<String>,
+    headers: Option<Vec<HeaderInput>>,
+    body: Option<String>,
+    accepted_status_codes: Option<Vec<String>>,
+    follow_redirects: Option<bool>,
+    max_redirects: Option<i64>,
+    ignore_tls: Option<bool>,
+    assertions: Option<Vec<AssertionInput>>,
+    degraded_after_ms: Option<i64>,
+) -> SpecInput {
+    SpecInput {
+        method,
+        headers: headers.map(|list| {
+            list.into_iter()
+                .map(|h| Header {
+                    name: h.name,
+                    value: h.value,
+                })
+                .collect()
+        }),
+        body: body.map(Some),
+        accepted_status_codes,
+        follow_redirects,
+        max_redirects,
+        ignore_tls,
+        assertions: assertions.map(|list| list.into_iter().map(Into::into).collect()),
+        degraded_after_ms: degraded_after_ms.map(Some),
+    }
+}
+
+fn threshold(name: &'static str, raw: Option<i64>) -> Result<Option<Threshold>, ApiError> {
+    raw.map(|n| field(name, n, Threshold::parse)).transpose()
 }
 
 impl UpdateMonitorInput {
@@ -84,6 +180,19 @@ impl UpdateMonitorInput {
                 .map(|v| field("intervalSeconds", v, IntervalSeconds::parse))
                 .transpose()?,
             active: self.active,
+            spec: spec_input(
+                self.method,
+                self.headers,
+                self.body,
+                self.accepted_status_codes,
+                self.follow_redirects,
+                self.max_redirects,
+                self.ignore_tls,
+                self.assertions,
+                self.degraded_after_ms,
+            ),
+            failure_threshold: threshold("failureThreshold", self.failure_threshold)?,
+            success_threshold: threshold("successThreshold", self.success_threshold)?,
         })
     }
 }

@@ -14,7 +14,8 @@ use super::{
 };
 use crate::error::{ApiError, IntoGraphql};
 
-/// A monitor's status changed: its first result, UP -> DOWN or DOWN -> UP.
+/// A monitor's confirmed status changed (after its failure or success threshold): its first
+/// confirmation, UP -> DOWN or DOWN -> UP.
 pub struct StatusChange(Arc<CheckEvent>);
 
 #[Object]
@@ -23,15 +24,15 @@ impl StatusChange {
     async fn monitor(&self) -> Monitor {
         Monitor(self.0.monitor.clone())
     }
-    /// The status before; null for the monitor's first result.
+    /// The confirmed status before; null for the monitor's first confirmation.
     async fn old_status(&self) -> Option<CheckStatus> {
-        self.0.previous.map(Into::into)
+        self.0.change.and_then(|c| c.from).map(Into::into)
     }
-    /// The status now.
+    /// The confirmed status now.
     async fn new_status(&self) -> CheckStatus {
-        self.0.result.status.into()
+        self.0.change.map_or(self.0.result.status, |c| c.to).into()
     }
-    /// The check that caused the change.
+    /// The check that confirmed the change.
     async fn check_result(&self) -> CheckResult {
         CheckResult(self.0.result.clone())
     }

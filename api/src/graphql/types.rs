@@ -8,6 +8,9 @@ use chrono::{DateTime, Utc};
 use async_graphql::connection::Connection;
 use service::MonitorService;
 
+use super::checks::{
+    Assertion, AssertionResult, CheckTimings, Header, MonitorKind, MonitorState, TlsCertificate,
+};
 use super::paging::{connection, page_complexity, Cursor, MonitorCount, PageArgs, ResultCount};
 use crate::error::{ApiError, IntoGraphql};
 
@@ -38,7 +41,8 @@ impl ScalarType for Timestamp {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "domain::CheckStatus")]
 pub enum CheckStatus {
-    /// The URL answered with a 2xx or 3xx final status in time.
+    /// The URL answered in time with an accepted status, and every assertion that is not a
+    /// warning held.
     Up,
     /// It did not: an error status, a timeout, a refused connection, ...
     Down,
@@ -84,6 +88,67 @@ impl Monitor {
     async fn last_status(&self) -> Option<CheckStatus> {
         self.0.last_status.map(Into::into)
     }
+    /// The confirmed state: the thresholds applied, degraded and paused shown.
+    async fn state(&self) -> MonitorState {
+        self.0.state.into()
+    }
+    async fn kind(&self) -> MonitorKind {
+        self.0.kind.into()
+    }
+    /// The HTTP method (default GET).
+    async fn method(&self) -> &str {
+        &self.0.check.method
+    }
+    /// Request headers; secret values masked.
+    async fn headers(&self) -> Vec<Header> {
+        self.0
+            .check
+            .headers
+            .iter()
+            .map(|h| Header {
+                name: h.name.clone(),
+                value: h.value.clone(),
+            })
+            .collect()
+    }
+    /// The request body, for POST, PUT and PATCH.
+    async fn body(&self) -> Option<&str> {
+        self.0.check.body.as_deref()
+    }
+    /// Final statuses counted as UP, as ranges (`"200-299"`) or single codes.
+    async fn accepted_status_codes(&self) -> Vec<String> {
+        self.0
+            .check
+            .accepted_status_codes
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+    async fn follow_redirects(&self) -> bool {
+        self.0.check.follow_redirects
+    }
+    async fn max_redirects(&self) -> i32 {
+        i32::from(self.0.check.max_redirects)
+    }
+    /// Whether certificate errors are ignored (the certificate is still read).
+    async fn ignore_tls(&self) -> bool {
+        self.0.check.ignore_tls
+    }
+    async fn assertions(&self) -> Vec<Assertion> {
+        self.0.check.assertions.iter().map(Into::into).collect()
+    }
+    /// A response slower than this is degraded; null: never.
+    async fn degraded_after_ms(&self) -> Option<i32> {
+        self.0.check.degraded_after_ms.map(|ms| ms as i32)
+    }
+    /// Consecutive failed checks before the state turns DOWN.
+    async fn failure_threshold(&self) -> i32 {
+        self.0.failure_threshold
+    }
+    /// Consecutive good checks before the state turns UP again.
+    async fn success_threshold(&self) -> i32 {
+        self.0.success_threshold
+    }
     /// This monitor's check history, newest first.
     #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn check_results(
@@ -118,13 +183,41 @@ impl CheckResult {
     async fn response_time_ms(&self) -> i64 {
         self.0.response_time_ms
     }
-    /// A short reason for DOWN; null for UP.
+    /// A short reason for DOWN (or for degraded); null for a plain UP.
     async fn error(&self) -> Option<&str> {
         self.0.error.as_deref()
     }
     /// When the check started.
     async fn checked_at(&self) -> Timestamp {
         Timestamp(self.0.checked_at)
+    }
+    /// UP, but slow or failing a warning assertion.
+    async fn degraded(&self) -> bool {
+        self.0.degraded
+    }
+    /// Milliseconds per phase.
+    async fn timings(&self) -> CheckTimings {
+        let t = self.0.timings;
+        CheckTimings {
+            dns_ms: t.dns_ms,
+            connect_ms: t.connect_ms,
+            tls_ms: t.tls_ms,
+            first_byte_ms: t.first_byte_ms,
+            total_ms: t.total_ms,
+        }
+    }
+    /// The server's certificate, for https checks that got one.
+    async fn tls(&self) -> Option<TlsCertificate> {
+        self.0.tls.as_ref().map(|c| TlsCertificate {
+            subject: c.subject.clone(),
+            issuer: c.issuer.clone(),
+            not_after: Timestamp(c.not_after),
+            days_left: c.days_left,
+        })
+    }
+    /// Each assertion's outcome, in the monitor's order.
+    async fn assertion_results(&self) -> Vec<AssertionResult> {
+        self.0.assertion_results.iter().map(Into::into).collect()
     }
 }
 

@@ -131,6 +131,20 @@ impl Fields {
         value.filter(|v| !v.is_null())
     }
 
+    /// Whether the key was sent, null included.
+    pub fn has(&self, key: &str) -> bool {
+        if self.case_insensitive {
+            self.map.keys().any(|k| k.eq_ignore_ascii_case(key))
+        } else {
+            self.map.contains_key(key)
+        }
+    }
+
+    /// A field's raw value; `None` when absent or null.
+    pub fn opt_value(&self, key: &str) -> Option<&Value> {
+        self.get(key)
+    }
+
     /// A string field; `None` when absent or null.
     pub fn opt_str(&self, key: &'static str) -> Result<Option<&str>, ApiError> {
         match self.get(key) {
@@ -205,7 +219,8 @@ fn wrong_type(key: &'static str, expected: &str, got: &Value) -> ApiError {
     ApiError::invalid(key, format!("must be {expected}, not {}", kind(got)))
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What a JSON value is, for messages.
+pub fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -5,6 +5,7 @@ pub mod body;
 pub mod checks;
 pub mod monitors;
 pub mod services;
+pub mod spec;
 
 use axum::{extract::DefaultBodyLimit, routing::get, Router};
 

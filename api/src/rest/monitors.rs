@@ -8,7 +8,9 @@ use axum::{
     Json,
 };
 
-use domain::{IntervalSeconds, Monitor, MonitorName, MonitorUrl, NewMonitor, TimeoutSeconds};
+use domain::{
+    IntervalSeconds, Monitor, MonitorName, MonitorUrl, NewMonitor, SpecInput, TimeoutSeconds,
+};
 
 use super::body::{parse_field, path_id, required, Fields, JsonObject};
 use crate::{error::ApiError, AppState};
@@ -85,6 +87,18 @@ const MONITOR_BODY_KEYS: &[&str] = &[
     "timeout_seconds",
     "interval_seconds",
     "active",
+    "kind",
+    "method",
+    "headers",
+    "body",
+    "accepted_status_codes",
+    "follow_redirects",
+    "max_redirects",
+    "ignore_tls",
+    "assertions",
+    "degraded_after_ms",
+    "failure_threshold",
+    "success_threshold",
 ];
 
 /// Keys a monitor read shows that no write sets.
@@ -94,6 +108,7 @@ const MONITOR_READ_ONLY_KEYS: &[&str] = &[
     "updated_at",
     "last_checked_at",
     "last_status",
+    "state",
 ];
 
 /// The keys of a monitor body, as one API spells them.
@@ -113,7 +128,12 @@ pub const MONITOR_KEYS: MonitorKeys = MonitorKeys {
 };
 
 fn parse_monitor_body(body: &Fields, active: bool) -> Result<NewMonitor, ApiError> {
-    parse_monitor_fields(body, &MONITOR_KEYS, active, None)
+    let mut new = parse_monitor_fields(body, &MONITOR_KEYS, active, None)?;
+    let (spec, failure, success) = super::spec::parse_spec(body)?;
+    new.spec = spec;
+    new.failure_threshold = failure;
+    new.success_threshold = success;
+    Ok(new)
 }
 
 /// Reads name, URL, timeout and interval under the given keys; all are required, except the
@@ -137,5 +157,8 @@ pub fn parse_monitor_fields(
         timeout: parse_field(keys.timeout, timeout, TimeoutSeconds::parse)?,
         interval: parse_field(keys.interval, interval, IntervalSeconds::parse)?,
         active,
+        spec: SpecInput::default(),
+        failure_threshold: None,
+        success_threshold: None,
     })
 }

@@ -11,8 +11,8 @@ use std::{
 };
 
 use domain::{
-    from_epoch_ms, CheckEvent, CheckOutcome, CheckStatus, Confirmation, LatestStatus,
-    MonitorState, Slot, StatusChange, Threshold,
+    from_epoch_ms, CheckEvent, CheckOutcome, CheckStatus, Confirmation, LatestStatus, MonitorState,
+    Slot, StatusChange, Threshold,
 };
 use entity::{check_result, monitor};
 

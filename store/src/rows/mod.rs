@@ -71,7 +71,10 @@ struct Details {
 }
 
 /// The `details` column for a result: null when it has no certificate and no assertions.
-pub(crate) fn details_json(tls: Option<&TlsInfo>, assertions: &[AssertionResult]) -> Option<String> {
+pub(crate) fn details_json(
+    tls: Option<&TlsInfo>,
+    assertions: &[AssertionResult],
+) -> Option<String> {
     if tls.is_none() && assertions.is_empty() {
         return None;
     }

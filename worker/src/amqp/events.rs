@@ -165,21 +165,20 @@ impl WireEvent<'_> {
             ));
         }
         let (r, m) = (self.result, self.monitor);
-        let check = m
-            .check
-            .and_then(|value| lenient_spec(value))
-            .unwrap_or_default();
+        let check = m.check.and_then(lenient_spec).unwrap_or_default();
         let change = match (self.confirms, self.change) {
             (true, change) => change.map(|c| StatusChange {
                 from: c.from,
                 to: c.to,
                 state_before: c.state_before,
             }),
-            (false, _) => domain::is_status_change(self.previous, r.status).then(|| StatusChange {
-                from: self.previous,
-                to: r.status,
-                state_before: MonitorState::Pending,
-            }),
+            (false, _) => {
+                domain::is_status_change(self.previous, r.status).then_some(StatusChange {
+                    from: self.previous,
+                    to: r.status,
+                    state_before: MonitorState::Pending,
+                })
+            }
         };
         Ok(CheckEvent {
             result: CheckResult {
@@ -382,7 +381,10 @@ mod tests {
                 error: Some("HTTP 503".into()),
                 checked_at: at,
                 degraded: false,
-                timings: domain::Timings::default(),
+                timings: domain::Timings {
+                    total_ms: 12,
+                    ..Default::default()
+                },
                 tls: None,
                 assertion_results: Vec::new(),
             },
@@ -404,12 +406,33 @@ mod tests {
                 state: domain::MonitorState::Down,
             },
             previous: Some(CheckStatus::Up),
-            change: None,
+            change: Some(StatusChange {
+                from: Some(CheckStatus::Up),
+                to: CheckStatus::Down,
+                state_before: MonitorState::Up,
+            }),
         }
     }
 
-    /// Version 1 as it travels. A change to this text breaks processes of other releases.
-    const V1: &str = r#"{"version":1,"result":{"id":9,"monitor_id":3,"seq":2,"status":"DOWN","status_code":503,"response_time_ms":12,"error":"HTTP 503","checked_at":"2027-01-15T08:00:00Z"},"monitor":{"id":3,"name":"api","url":"http://u:***@127.0.0.1/","timeout_seconds":5,"interval_seconds":60,"active":true,"created_at":"2027-01-15T08:00:00Z","updated_at":"2027-01-15T08:00:00Z","last_checked_at":"2027-01-15T08:00:00Z","last_status":"DOWN"},"previous":"UP"}"#;
+    /// Version 1 as the first release wrote it (no check options, timings or confirmed
+    /// changes): still read, every raw change taken as a status change.
+    const V1_FIRST: &str = r#"{"version":1,"result":{"id":9,"monitor_id":3,"seq":2,"status":"DOWN","status_code":503,"response_time_ms":12,"error":"HTTP 503","checked_at":"2027-01-15T08:00:00Z"},"monitor":{"id":3,"name":"api","url":"http://u:***@127.0.0.1/","timeout_seconds":5,"interval_seconds":60,"active":true,"created_at":"2027-01-15T08:00:00Z","updated_at":"2027-01-15T08:00:00Z","last_checked_at":"2027-01-15T08:00:00Z","last_status":"DOWN"},"previous":"UP"}"#;
+
+    /// Version 1 as it travels now. A change to this text breaks processes of other
+    /// releases.
+    const V1: &str = r#"{"version":1,"result":{"id":9,"monitor_id":3,"seq":2,"status":"DOWN","status_code":503,"response_time_ms":12,"error":"HTTP 503","checked_at":"2027-01-15T08:00:00Z","degraded":false,"timings":{"dns_ms":null,"connect_ms":null,"tls_ms":null,"first_byte_ms":null,"total_ms":12},"tls":null},"monitor":{"id":3,"name":"api","url":"http://u:***@127.0.0.1/","timeout_seconds":5,"interval_seconds":60,"active":true,"created_at":"2027-01-15T08:00:00Z","updated_at":"2027-01-15T08:00:00Z","last_checked_at":"2027-01-15T08:00:00Z","last_status":"DOWN","check":null,"failure_threshold":1,"success_threshold":1,"state":"DOWN"},"previous":"UP","change":{"from":"UP","to":"DOWN","state_before":"UP"},"confirms":true}"#;
+
+    #[test]
+    fn an_event_of_the_first_release_still_reads() {
+        let read = WireEvent::decode(V1_FIRST.as_bytes()).unwrap();
+        let mut expected = event();
+        expected.change = Some(StatusChange {
+            from: Some(CheckStatus::Up),
+            to: CheckStatus::Down,
+            state_before: MonitorState::Pending,
+        });
+        assert_eq!(read, expected);
+    }
 
     #[test]
     fn version_1_is_written_and_read_as_pinned() {

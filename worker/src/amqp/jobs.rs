@@ -76,9 +76,8 @@ pub fn read_job(data: &[u8]) -> Result<JobMessage, String> {
             "check job version {version} is newer than this worker reads ({JOB_VERSION}); upgrade the worker"
         ));
     }
-    serde_json::from_slice(data).map_err(|e| {
-        format!("check job not understood by this worker version (upgrade it): {e}")
-    })
+    serde_json::from_slice(data)
+        .map_err(|e| format!("check job not understood by this worker version (upgrade it): {e}"))
 }
 
 /// Runs a due check by publishing it as a job (the in-memory scheduler's distributed runner).

@@ -50,7 +50,10 @@ impl Failure {
                 network_failure(err, timeout)
                     .unwrap_or_else(|| format!("connection failed: {}", innermost(err)))
             }
-            Failure::Tls(err) => match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Failure::Tls(err) => match err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+            {
                 Some(tls) => super::tls::describe(tls),
                 None => network_failure(err, timeout)
                     .unwrap_or_else(|| format!("TLS failure: {}", innermost(err))),

@@ -172,7 +172,12 @@ impl Rich {
 fn is_secret(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "x-api-key" | "x-auth-token" | "x-access-token"
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "x-api-key"
+            | "x-auth-token"
+            | "x-access-token"
     )
 }
 
@@ -221,8 +226,9 @@ impl Hop {
                 percent_decode(url.username()),
                 percent_decode(url.password().unwrap_or(""))
             );
-            let mut value = HeaderValue::try_from(format!("Basic {}", base64(credentials.as_bytes())))
-                .map_err(|_| Failure::InvalidUrl)?;
+            let mut value =
+                HeaderValue::try_from(format!("Basic {}", base64(credentials.as_bytes())))
+                    .map_err(|_| Failure::InvalidUrl)?;
             value.set_sensitive(true);
             Some(value)
         };
@@ -302,7 +308,12 @@ impl Checker {
     }
 
     /// Checks `url` with `spec`, giving the whole check at most `timeout`.
-    pub async fn check(&self, url: &str, spec: Option<&CheckSpec>, timeout: Duration) -> CheckOutcome {
+    pub async fn check(
+        &self,
+        url: &str,
+        spec: Option<&CheckSpec>,
+        timeout: Duration,
+    ) -> CheckOutcome {
         self.check_target(&Target::new(url, spec), timeout).await
     }
 
@@ -355,7 +366,7 @@ impl Checker {
                 outcome.status_code = Some(code);
                 match rich {
                     None => {
-                        if code < 300 && code >= 200 {
+                        if (200..300).contains(&code) {
                             outcome.status = CheckStatus::Up;
                         } else {
                             outcome.error = Some(format!("HTTP status {code}"));
@@ -621,9 +632,10 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(ResetOnClose(TokioIo::new(io)))
-        .await
-        .map_err(Failure::Http)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(ResetOnClose(TokioIo::new(io)))
+            .await
+            .map_err(Failure::Http)?;
     let mut connection = pin!(connection);
     let started = Instant::now();
     let mut response = pin!(sender.send_request(request));
@@ -641,7 +653,11 @@ where
     add(&mut phases.first_byte, started.elapsed());
     let status = response.status();
     if follow && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
-        if let Some(location) = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+        if let Some(location) = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+        {
             return Ok(Exchange::Redirect(status, location.to_owned()));
         }
     }

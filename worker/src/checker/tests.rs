@@ -177,7 +177,6 @@ fn sanitize_removes_control_characters_and_bounds_length() {
     assert_eq!(sanitize(&long).chars().count(), MAX_ERROR_CHARS);
 }
 
-
 /// An https server on 127.0.0.1 with a certificate for `localhost` valid from `from` to
 /// `until` days from now, issued by a CA of its own; returns its port and the CA's PEM.
 async fn serve_tls(from: i64, until: i64) -> (u16, String) {
@@ -228,7 +227,9 @@ async fn serve_tls(from: i64, until: i64) -> (u16, String) {
                     let mut buf = [0u8; 4096];
                     let _ = tls.read(&mut buf).await;
                     let _ = tls
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
                         .await;
                     let _ = tls.shutdown().await;
                 }
@@ -264,10 +265,20 @@ async fn https_is_timed_by_phase_and_its_certificate_read_or_refused() {
     assert_eq!(outcome.status, CheckStatus::Up, "{outcome:?}");
     let tls = outcome.tls.expect("certificate read");
     assert!((19..=20).contains(&tls.days_left), "{tls:?}");
-    assert!(tls.subject.contains("localhost") && tls.issuer.contains("Test CA"), "{tls:?}");
+    assert!(
+        tls.subject.contains("localhost") && tls.issuer.contains("Test CA"),
+        "{tls:?}"
+    );
     let t = outcome.timings;
-    assert!(t.dns_ms.is_some() && t.connect_ms.is_some() && t.tls_ms.is_some() && t.first_byte_ms.is_some(), "{t:?}");
-    let phases = t.dns_ms.unwrap() + t.connect_ms.unwrap() + t.tls_ms.unwrap() + t.first_byte_ms.unwrap();
+    assert!(
+        t.dns_ms.is_some()
+            && t.connect_ms.is_some()
+            && t.tls_ms.is_some()
+            && t.first_byte_ms.is_some(),
+        "{t:?}"
+    );
+    let phases =
+        t.dns_ms.unwrap() + t.connect_ms.unwrap() + t.tls_ms.unwrap() + t.first_byte_ms.unwrap();
     assert!(phases <= t.total_ms, "{t:?}");
 
     // Without the CA: untrusted, DOWN, unless TLS errors are ignored.
@@ -282,7 +293,9 @@ async fn https_is_timed_by_phase_and_its_certificate_read_or_refused() {
         ignore_tls: Some(true),
         ..Default::default()
     });
-    let outcome = plain.check(&url, Some(&ignoring), Duration::from_secs(5)).await;
+    let outcome = plain
+        .check(&url, Some(&ignoring), Duration::from_secs(5))
+        .await;
     assert_eq!(outcome.status, CheckStatus::Up, "{outcome:?}");
     assert!(outcome.tls.is_some());
 }
@@ -300,7 +313,10 @@ async fn an_expired_certificate_is_down_and_says_so() {
     .unwrap();
     let url = format!("https://localhost:{port}/");
     let outcome = checker.check(&url, None, Duration::from_secs(5)).await;
-    assert_eq!(outcome.error.as_deref(), Some("TLS failure: certificate expired"));
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("TLS failure: certificate expired")
+    );
     // Ignoring TLS errors, the days left are still known, and an assertion can hold them.
     let spec = spec_of(domain::SpecInput {
         ignore_tls: Some(true),
@@ -312,10 +328,16 @@ async fn an_expired_certificate_is_down_and_says_so() {
         }]),
         ..Default::default()
     });
-    let outcome = checker.check(&url, Some(&spec), Duration::from_secs(5)).await;
+    let outcome = checker
+        .check(&url, Some(&spec), Duration::from_secs(5))
+        .await;
     assert_eq!(outcome.status, CheckStatus::Down);
     assert!(!outcome.assertion_results[0].passed);
-    assert!(outcome.assertion_results[0].actual.as_deref().unwrap().starts_with('-'));
+    assert!(outcome.assertion_results[0]
+        .actual
+        .as_deref()
+        .unwrap()
+        .starts_with('-'));
 }
 
 #[tokio::test]
@@ -338,7 +360,10 @@ async fn blocked_addresses_are_never_connected_to() {
         let outcome = strict.check(&url, None, Duration::from_secs(5)).await;
         assert_eq!(outcome.status, CheckStatus::Down);
         let error = outcome.error.unwrap();
-        assert!(error.starts_with("blocked by the target policy: 127.0.0.1 is loopback"), "{url}: {error}");
+        assert!(
+            error.starts_with("blocked by the target policy: 127.0.0.1 is loopback"),
+            "{url}: {error}"
+        );
     }
     assert!(seen.lock().unwrap().is_empty());
 }

@@ -33,10 +33,16 @@ impl TlsConfigs {
                 anyhow::anyhow!("CHECK_CA_FILE {}: cannot be read ({e})", path.display())
             })? {
                 let cert = cert.map_err(|e| {
-                    anyhow::anyhow!("CHECK_CA_FILE {}: not a PEM certificate ({e})", path.display())
+                    anyhow::anyhow!(
+                        "CHECK_CA_FILE {}: not a PEM certificate ({e})",
+                        path.display()
+                    )
                 })?;
                 roots.add(cert).map_err(|e| {
-                    anyhow::anyhow!("CHECK_CA_FILE {}: a certificate is unusable ({e})", path.display())
+                    anyhow::anyhow!(
+                        "CHECK_CA_FILE {}: a certificate is unusable ({e})",
+                        path.display()
+                    )
                 })?;
                 added += 1;
             }
