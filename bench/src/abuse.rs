@@ -139,7 +139,7 @@ pub async fn run(a: &Abuse, env: &Env) -> anyhow::Result<(Vec<PhaseReport>, Stri
         );
     }
     let limits = service_limits(&a.service_env);
-    let target = TargetProcess::start(false).await?;
+    let target = TargetProcess::start(&crate::target::Options::default()).await?;
     let dir = tempfile::Builder::new()
         .prefix("monitor-abuse-")
         .tempdir()
@@ -168,6 +168,7 @@ pub async fn run(a: &Abuse, env: &Env) -> anyhow::Result<(Vec<PhaseReport>, Stri
     let spec = Spec {
         interval: a.interval,
         target_port: target.port,
+        check: crate::api::CheckProfile::Plain,
     };
     eprintln!(
         "bench: creating {} monitors every {} s",

@@ -54,17 +54,52 @@ struct MonitorJson {
 pub struct Spec {
     pub interval: u64,
     pub target_port: u16,
+    pub check: CheckProfile,
 }
 
 impl Spec {
     fn body(&self, n: usize, active: bool) -> serde_json::Value {
-        json!({
+        let scheme = match self.check {
+            CheckProfile::Https => "https",
+            CheckProfile::Plain | CheckProfile::Body => "http",
+        };
+        let mut body = json!({
             "name": format!("bench-{n}"),
-            "url": format!("http://127.0.0.1:{}/m/{n}", self.target_port),
+            "url": format!("{scheme}://127.0.0.1:{}/m/{n}", self.target_port),
             "timeout_seconds": 5,
             "interval_seconds": self.interval,
             "active": active,
-        })
+        });
+        if self.check == CheckProfile::Body {
+            // The target's page ends in `ok`: the whole body is read and searched.
+            body["assertions"] =
+                json!([{"source": "BODY", "comparison": "CONTAINS", "target": "ok"}]);
+        }
+        body
+    }
+}
+
+/// What each monitor's check does beyond a GET.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckProfile {
+    /// A GET over plain HTTP, judged by its status (the body is never read).
+    #[default]
+    Plain,
+    /// The same GET with an assertion on the body (read whole and searched).
+    Body,
+    /// A GET over https with a full TLS handshake (certificate verified against the target's
+    /// CA, given to the service as CHECK_CA_FILE).
+    Https,
+}
+
+impl CheckProfile {
+    /// How scenario names say it.
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckProfile::Plain => "",
+            CheckProfile::Body => ", body assertion",
+            CheckProfile::Https => ", https",
+        }
     }
 }
 

@@ -63,6 +63,7 @@ pub async fn run(h: &History, env: &Env) -> anyhow::Result<Vec<(String, String)>
     let spec = Spec {
         interval: 60,
         target_port: 9,
+        check: crate::api::CheckProfile::Plain,
     };
     eprintln!("bench: creating {} paused monitors", h.monitors);
     let (monitors, _) = api::create(&http, &base, &spec, h.monitors, 32, false).await?;

@@ -147,7 +147,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 
-use crate::{database::Backend, procs::Distributed, report::RunInfo, scenario::Scenario};
+use crate::{
+    api::CheckProfile, database::Backend, procs::Distributed, report::RunInfo, scenario::Scenario,
+};
 
 /// Load benchmark for monitor-manager (see bench/src/main.rs for what each figure means).
 #[derive(Debug, Parser)]
@@ -223,6 +225,13 @@ enum Command {
         /// Requests in flight at once.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         clients: u64,
+        /// The work besides the GET: none, searching the body, or https with a full TLS
+        /// handshake per fresh connection.
+        #[arg(long, value_enum, default_value = "plain")]
+        check: CheckProfile,
+        /// Size of the target's answer body, in bytes (at least 2).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..=1_048_576))]
+        body_bytes: u64,
         /// Markdown file to write the results into [default: BENCHMARKS.md at the workspace
         /// root].
         #[arg(long)]
@@ -269,6 +278,10 @@ enum Command {
         port: u16,
         #[arg(long)]
         keep_alive: bool,
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        body_bytes: usize,
     },
 }
 
@@ -313,6 +326,12 @@ struct Common {
     /// Let the target keep connections open (default: `Connection: close`).
     #[arg(long)]
     keep_alive: bool,
+    /// What each check does: a plain GET, a GET with a body assertion, or https.
+    #[arg(long, value_enum, default_value = "plain")]
+    check: CheckProfile,
+    /// Size of the target's answer body, in bytes (at least 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..=1_048_576))]
+    body_bytes: u64,
     /// Monitor-creating requests at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -376,8 +395,19 @@ fn parse_env(raw: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Target { port, keep_alive } = cli.command {
-        return exit(target::main(port, keep_alive));
+    if let Command::Target {
+        port,
+        keep_alive,
+        tls_ca,
+        body_bytes,
+    } = cli.command
+    {
+        let options = target::Options {
+            keep_alive,
+            tls_ca,
+            body_bytes,
+        };
+        return exit(target::main(port, options));
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -425,8 +455,7 @@ async fn command(command: Command) -> anyhow::Result<()> {
             s.duration = load.duration;
             s.burst = load.burst;
             s.name = load.name.unwrap_or_else(|| {
-                let mut name =
-                    scenario::default_name(s.backend, s.monitors, s.interval, s.keep_alive);
+                let mut name = scenario::default_name(&s);
                 if let Some(d) = &s.distributed {
                     name.push_str(&format!(", distributed ({} workers)", d.workers));
                 }
@@ -508,6 +537,8 @@ async fn command(command: Command) -> anyhow::Result<()> {
         Command::Reference {
             duration,
             clients,
+            check,
+            body_bytes,
             report,
             no_report,
         } => {
@@ -515,9 +546,18 @@ async fn command(command: Command) -> anyhow::Result<()> {
                 "{} (not run: this section measures the machine)",
                 procs::workspace_version()
             ));
-            let rows = reference::run(Duration::from_secs(duration), clients as usize).await?;
+            let work = reference::Work {
+                check,
+                body_bytes: body_bytes as usize,
+            };
+            let rows =
+                reference::run(Duration::from_secs(duration), clients as usize, work).await?;
             let table = report::table(&rows);
-            let name = "reference: a bare client on this machine";
+            let mut name = format!("reference: a bare client on this machine{}", check.label());
+            if body_bytes > 2 {
+                name.push_str(&format!(", {body_bytes} B bodies"));
+            }
+            let name = name.as_str();
             println!("\n### {name}\n\n{table}");
             let path = match (no_report, report) {
                 (true, _) => None,
@@ -606,6 +646,8 @@ fn template(common: &Common, default_subscribers: usize) -> Scenario {
         subscribers: common.subscribers.unwrap_or(default_subscribers),
         subscribe_each: common.subscribe_each,
         keep_alive: common.keep_alive,
+        check: common.check,
+        body_bytes: common.body_bytes as usize,
         concurrency: common.concurrency.max(1),
         check_concurrency: common.check_concurrency,
         read_clients: common.read_clients.max(1),

@@ -105,13 +105,19 @@ pub struct TargetProcess {
 
 impl TargetProcess {
     /// Re-executes this binary as `bench target` and waits for its port.
-    pub async fn start(keep_alive: bool) -> anyhow::Result<Self> {
+    pub async fn start(options: &target::Options) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the bench binary")?;
         let mut command = Command::new(exe);
         command.arg("target").arg("--port").arg("0");
-        if keep_alive {
+        if options.keep_alive {
             command.arg("--keep-alive");
         }
+        if let Some(path) = &options.tls_ca {
+            command.arg("--tls-ca").arg(path);
+        }
+        command
+            .arg("--body-bytes")
+            .arg(options.body_bytes.to_string());
         guarded(&mut command);
         command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().context("cannot start the target")?;

@@ -12,6 +12,11 @@
 //!   response head, close with a reset (as the service's checks do), again;
 //! - **keep-alive**: one connection per client loop, requests one after the other.
 //!
+//! `--check body` makes the client search each body for `ok`, as a body assertion does (with
+//! `--body-bytes` for a bigger page); `--check https` speaks TLS (rustls with ring, as the
+//! service does) with a full handshake on every fresh connection: no session resumption,
+//! the certificate verified against the target's CA.
+//!
 //! The client is one thread (a single-threaded tokio runtime) running `--clients` loops at
 //! once; its CPU is that thread's own (`getrusage(RUSAGE_THREAD)`), so the target's and the
 //! bench's other threads are not in it. The rate is what the client and the one-thread
@@ -26,11 +31,26 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
+use tokio_rustls::{
+    rustls::{self, pki_types::pem::PemObject as _},
+    TlsConnector,
+};
 
-use crate::procs::{self, TargetProcess};
+use crate::{
+    api::CheckProfile,
+    procs::{self, TargetProcess},
+    target,
+};
+
+/// What the client does besides the GET.
+#[derive(Clone, Copy)]
+pub struct Work {
+    pub check: CheckProfile,
+    pub body_bytes: usize,
+}
 
 /// What one mode measured.
 pub struct Measured {
@@ -57,7 +77,11 @@ impl Measured {
 }
 
 /// Runs both modes for `duration` each and returns the report's rows.
-pub async fn run(duration: Duration, clients: usize) -> anyhow::Result<Vec<(String, String)>> {
+pub async fn run(
+    duration: Duration,
+    clients: usize,
+    work: Work,
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut rows = Vec::new();
     for keep_alive in [false, true] {
         let mode = if keep_alive {
@@ -69,7 +93,7 @@ pub async fn run(duration: Duration, clients: usize) -> anyhow::Result<Vec<(Stri
             "bench: reference, {mode}, {clients} at once, {} s",
             duration.as_secs()
         );
-        let m = measure(keep_alive, duration, clients).await?;
+        let m = measure(keep_alive, duration, clients, work).await?;
         rows.push((
             format!("bare client, {mode}: GETs/s"),
             format!(
@@ -92,14 +116,37 @@ pub async fn run(duration: Duration, clients: usize) -> anyhow::Result<Vec<(Stri
 }
 
 /// One mode against a target of its own.
-async fn measure(keep_alive: bool, duration: Duration, clients: usize) -> anyhow::Result<Measured> {
-    let target = TargetProcess::start(keep_alive).await?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], target.port));
+async fn measure(
+    keep_alive: bool,
+    duration: Duration,
+    clients: usize,
+    work: Work,
+) -> anyhow::Result<Measured> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let ca_file = dir.path().join("target-ca.pem");
+    let https = work.check == CheckProfile::Https;
+    let target = TargetProcess::start(&target::Options {
+        keep_alive,
+        tls_ca: https.then(|| ca_file.clone()),
+        body_bytes: work.body_bytes,
+    })
+    .await?;
+    let tls = if https {
+        Some(connector(&ca_file)?)
+    } else {
+        None
+    };
+    let client = Client {
+        addr: SocketAddr::from(([127, 0, 0, 1], target.port)),
+        keep_alive,
+        search: work.check == CheckProfile::Body,
+        tls,
+    };
     let target_pid = target.pid().context("the target has no process id")?;
     let target_before = procs::cpu_time(target_pid)?;
     let client = std::thread::Builder::new()
         .name("reference-client".into())
-        .spawn(move || client_thread(addr, keep_alive, duration, clients))
+        .spawn(move || client_thread(client, duration, clients))
         .context("cannot start the client thread")?;
     let (requests, elapsed, client_cpu) = tokio::task::spawn_blocking(move || client.join())
         .await
@@ -118,8 +165,7 @@ async fn measure(keep_alive: bool, duration: Duration, clients: usize) -> anyhow
 /// The client: `clients` loops on one single-threaded runtime for `duration`. Returns the
 /// requests answered, the time taken and the thread's CPU.
 fn client_thread(
-    addr: SocketAddr,
-    keep_alive: bool,
+    client: Client,
     duration: Duration,
     clients: usize,
 ) -> anyhow::Result<(u64, Duration, Duration)> {
@@ -132,7 +178,7 @@ fn client_thread(
         let started = Instant::now();
         let deadline = started + duration;
         let loops: Vec<_> = (0..clients.max(1))
-            .map(|_| tokio::spawn(client_loop(addr, keep_alive, deadline)))
+            .map(|_| tokio::spawn(client.clone().run(deadline)))
             .collect();
         let mut requests = 0;
         for handle in loops {
@@ -147,49 +193,126 @@ fn client_thread(
 const FRESH: &[u8] = b"GET /m/0 HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
 const KEEP: &[u8] = b"GET /m/0 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
 
-async fn client_loop(addr: SocketAddr, keep_alive: bool, deadline: Instant) -> anyhow::Result<u64> {
-    let mut buf = Vec::with_capacity(512);
-    let mut done = 0;
-    if keep_alive {
-        let mut stream = connect(addr).await?;
-        while Instant::now() < deadline {
-            stream.write_all(KEEP).await?;
-            read_response(&mut stream, &mut buf).await?;
-            done += 1;
+/// A client TLS configuration trusting the target's CA (and nothing else), with no session
+/// resumption, so every fresh connection is a full handshake.
+fn connector(ca_file: &std::path::Path) -> anyhow::Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_file)? {
+        roots.add(cert?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(TlsConnector::from(std::sync::Arc::new(config)))
+}
+
+#[derive(Clone)]
+struct Client {
+    addr: SocketAddr,
+    keep_alive: bool,
+    /// Search each body for `ok`.
+    search: bool,
+    tls: Option<TlsConnector>,
+}
+
+impl Client {
+    async fn run(self, deadline: Instant) -> anyhow::Result<u64> {
+        let mut buf = Vec::with_capacity(512);
+        let mut done = 0;
+        if self.keep_alive {
+            match &self.tls {
+                Some(tls) => {
+                    let mut stream = self.handshake(tls, self.connect().await?).await?;
+                    while Instant::now() < deadline {
+                        self.exchange(&mut stream, KEEP, &mut buf).await?;
+                        done += 1;
+                    }
+                }
+                None => {
+                    let mut stream = self.connect().await?;
+                    while Instant::now() < deadline {
+                        self.exchange(&mut stream, KEEP, &mut buf).await?;
+                        done += 1;
+                    }
+                }
+            }
+            return Ok(done);
         }
-    } else {
         while Instant::now() < deadline {
-            let mut stream = connect(addr).await?;
-            stream.write_all(FRESH).await?;
-            read_response(&mut stream, &mut buf).await?;
+            let tcp = self.connect().await?;
             // Close with a reset once the answer is in, as the service's checks do (no
             // TIME_WAIT left behind, so a long run does not run out of ports).
-            stream.set_zero_linger()?;
-            drop(stream);
+            tcp.set_zero_linger()?;
+            match &self.tls {
+                Some(tls) => {
+                    let mut stream = self.handshake(tls, tcp).await?;
+                    self.exchange(&mut stream, FRESH, &mut buf).await?;
+                }
+                None => {
+                    let mut stream = tcp;
+                    self.exchange(&mut stream, FRESH, &mut buf).await?;
+                }
+            }
             done += 1;
         }
+        Ok(done)
     }
-    Ok(done)
+
+    async fn connect(&self) -> anyhow::Result<TcpStream> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .with_context(|| format!("cannot connect to the target at {}", self.addr))?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    async fn handshake(
+        &self,
+        tls: &TlsConnector,
+        tcp: TcpStream,
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+        tls.connect(name, tcp)
+            .await
+            .context("TLS handshake with the target failed")
+    }
+
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        request: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> anyhow::Result<()> {
+        stream.write_all(request).await?;
+        let head_len = read_response(stream, buf).await?;
+        if self.search {
+            anyhow::ensure!(
+                buf[head_len..].windows(2).any(|w| w == b"ok"),
+                "the body has no `ok`"
+            );
+        }
+        Ok(())
+    }
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to the target at {addr}"))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// Reads one response: its head and a `content-length` body.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+/// Reads one response: its head and a `content-length` body. Returns the head's length.
+async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<usize> {
     buf.clear();
-    let mut chunk = [0u8; 1024];
+    let mut chunk = [0u8; 4096];
     loop {
         if let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head_len = head + 4;
             let body = content_length(&buf[..head_len]);
             if buf.len() >= head_len + body {
-                return Ok(());
+                return Ok(head_len);
             }
         }
         let read = stream.read(&mut chunk).await?;

@@ -31,6 +31,8 @@ pub struct Results {
     /// Checks the target served during the whole run minus rows stored once the service
     /// stopped.
     pub lost: i64,
+    /// Stored results that are not UP (a healthy target should have none).
+    pub not_up: i64,
     /// Against the activation grid.
     pub lag: LagReport,
     /// Against each monitor's own grid (missed slots are counted here).
@@ -167,6 +169,7 @@ impl Results {
                 self.lost
             ),
         );
+        row("stored results not UP (whole run)", self.not_up.to_string());
         row(
             "missed slots",
             format!(

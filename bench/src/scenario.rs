@@ -7,13 +7,13 @@ use anyhow::Context as _;
 use tokio::time::Instant;
 
 use crate::{
-    api::{self, Spec},
+    api::{self, CheckProfile, Spec},
     database::{Backend, BenchDb},
     probes,
     procs::{self, Distributed, Service, TargetProcess},
     report::Results,
     stats::{self, Summary},
-    target::{parse_arrivals, unix_micros},
+    target::{self, parse_arrivals, unix_micros},
 };
 
 /// What to run.
@@ -31,6 +31,10 @@ pub struct Scenario {
     /// monitors) instead of every check.
     pub subscribe_each: bool,
     pub keep_alive: bool,
+    /// What each check does.
+    pub check: CheckProfile,
+    /// Size of the target's answer body.
+    pub body_bytes: usize,
     /// Monitor-creating requests at once.
     pub concurrency: usize,
     pub check_concurrency: Option<u32>,
@@ -53,10 +57,19 @@ pub struct Env {
 }
 
 /// A default scenario name, e.g. `sqlite, 1000 monitors every 10 s`.
-pub fn default_name(backend: Backend, monitors: usize, interval: u64, keep_alive: bool) -> String {
-    let mut name = format!("{}, {monitors} monitors every {interval} s", backend.name());
-    if keep_alive {
+pub fn default_name(s: &Scenario) -> String {
+    let mut name = format!(
+        "{}, {} monitors every {} s",
+        s.backend.name(),
+        s.monitors,
+        s.interval
+    );
+    if s.keep_alive {
         name.push_str(", keep-alive");
+    }
+    name.push_str(s.check.label());
+    if s.body_bytes > 2 {
+        name.push_str(&format!(", {} B bodies", s.body_bytes));
     }
     name
 }
@@ -65,14 +78,26 @@ pub fn default_name(backend: Backend, monitors: usize, interval: u64, keep_alive
 pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     eprintln!("bench: == {} ==", s.name);
     warn_if_busy().await;
-    let target = TargetProcess::start(s.keep_alive).await?;
     let dir = tempfile::Builder::new()
         .prefix("monitor-bench-")
         .tempdir()
         .context("cannot make a temporary directory")?;
+    let ca_file = dir.path().join("target-ca.pem");
+    let target = TargetProcess::start(&target::Options {
+        keep_alive: s.keep_alive,
+        tls_ca: (s.check == CheckProfile::Https).then(|| ca_file.clone()),
+        body_bytes: s.body_bytes,
+    })
+    .await?;
     // Declared before the service, so it is dropped (a PostgreSQL database dropped) after it.
     let db = BenchDb::fresh(s.backend, dir.path(), &env.postgres_url).await?;
     let mut service_env = s.service_env.clone();
+    if s.check == CheckProfile::Https {
+        service_env.push((
+            "CHECK_CA_FILE".to_owned(),
+            ca_file.to_string_lossy().into_owned(),
+        ));
+    }
     if let Some(c) = s.check_concurrency {
         service_env.push(("CHECK_CONCURRENCY".to_owned(), c.to_string()));
     }
@@ -94,6 +119,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     let spec = Spec {
         interval: s.interval,
         target_port: target.port,
+        check: s.check,
     };
     eprintln!("bench: creating {} monitors", s.monitors);
     let (mut monitors, create) =
@@ -195,6 +221,9 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     let final_rows = observer.count_results().await?;
     let late = fetch_arrivals(&http, target.port, arrivals.len()).await?;
     let lost = (arrivals.len() + late.len()) as i64 - final_rows;
+    let not_up = observer
+        .scalar("SELECT COUNT(*) FROM check_results WHERE NOT up")
+        .await?;
     observer.close().await;
 
     Ok(Results {
@@ -211,6 +240,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         stored: count1 - count0,
         total_rows: count1,
         lost,
+        not_up,
         lag,
         jitter,
         first_check_ms,

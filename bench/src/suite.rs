@@ -110,6 +110,12 @@ pub fn check_quick(results: &Results) -> anyhow::Result<()> {
     if results.jitter.arrivals == 0 {
         problems.push("no check reached the target in the window".to_owned());
     }
+    if results.not_up > 0 {
+        problems.push(format!(
+            "{} stored results were not UP against a healthy target",
+            results.not_up
+        ));
+    }
     if results.reads.errors > 0 {
         problems.push(format!("{} read requests failed", results.reads.errors));
     }
@@ -155,7 +161,7 @@ pub async fn suite(
             s.backend = backend;
             s.monitors = monitors;
             s.interval = interval;
-            s.name = scenario::default_name(backend, monitors, interval, s.keep_alive);
+            s.name = scenario::default_name(&s);
             if run_one(&s, env, report_path, info).await.is_err() {
                 failures += 1;
             }

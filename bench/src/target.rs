@@ -1,10 +1,12 @@
 //! The target: a minimal HTTP/1.1 server the monitors point at, run in its own process
 //! (`bench target`), so its CPU is not the service's nor the bench's.
 //!
-//! `GET /m/{n}` answers `200 ok` and records the arrival time (unix epoch microseconds, taken
-//! when the request head has been read) under monitor number `n`. By default every response
-//! carries `Connection: close` and the connection is closed after it; `--keep-alive` keeps
-//! connections open for further requests.
+//! `GET /m/{n}` answers `200` with the body `ok` (or, with `--body-bytes N`, a page of N bytes
+//! ending in `ok`) and records the arrival time (unix epoch microseconds, taken when the
+//! request head has been read) under monitor number `n`. By default every response carries
+//! `Connection: close` and the connection is closed after it; `--keep-alive` keeps
+//! connections open for further requests. With `--tls-ca FILE` it speaks https with a
+//! certificate for 127.0.0.1 signed by a CA of its own, whose PEM it writes to FILE.
 //!
 //! `GET /__arrivals?from=K` returns the arrivals recorded from the K-th on, one
 //! `n micros` line each, in the order they were recorded; `GET /__distinct` how many
@@ -18,9 +20,10 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpSocket, TcpStream},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpSocket},
 };
+use tokio_rustls::TlsAcceptor;
 
 /// Largest request head the target reads.
 const MAX_HEAD: usize = 16 * 1024;
@@ -46,8 +49,46 @@ struct Recorded {
     distinct: usize,
 }
 
+/// How the target answers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub keep_alive: bool,
+    /// Speak https, writing the CA's PEM here.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Size of the `/m/{n}` body (at least 2: `ok`).
+    pub body_bytes: usize,
+}
+
+/// The body of `/m/{n}`: `body_bytes` bytes of a page whose last two are `ok`.
+pub fn page(body_bytes: usize) -> Vec<u8> {
+    let filler = b"<p>all systems nominal</p>\n";
+    let mut body: Vec<u8> = filler
+        .iter()
+        .copied()
+        .cycle()
+        .take(body_bytes.saturating_sub(2))
+        .collect();
+    body.extend_from_slice(b"ok");
+    body
+}
+
 /// Runs the target until stdin closes. Blocks the calling thread.
-pub fn main(port: u16, keep_alive: bool) -> anyhow::Result<()> {
+pub fn main(port: u16, options: Options) -> anyhow::Result<()> {
+    let acceptor = match &options.tls_ca {
+        Some(path) => {
+            let certs = testkit::Certificates::generate(testkit::Validity {
+                from_days: -1,
+                until_days: 90,
+                by_ca: true,
+            })?;
+            std::fs::write(path, &certs.ca_pem)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Some(TlsAcceptor::from(certs.server))
+        }
+        None => None,
+    };
+    let page = Arc::new(page(options.body_bytes));
+    let keep_alive = options.keep_alive;
     // One thread: the target is cheap and must leave the cores to the service.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,7 +109,7 @@ pub fn main(port: u16, keep_alive: bool) -> anyhow::Result<()> {
         println!("{READY_PREFIX}{port}");
         let arrivals = Arc::new(Arrivals::default());
         tokio::select! {
-            _ = accept_loop(listener, arrivals, keep_alive) => {}
+            _ = accept_loop(listener, arrivals, keep_alive, acceptor, page) => {}
             _ = stdin_closed() => {}
         }
         Ok(())
@@ -86,13 +127,30 @@ async fn stdin_closed() {
     }
 }
 
-async fn accept_loop(listener: TcpListener, arrivals: Arc<Arrivals>, keep_alive: bool) {
+async fn accept_loop(
+    listener: TcpListener,
+    arrivals: Arc<Arrivals>,
+    keep_alive: bool,
+    acceptor: Option<TlsAcceptor>,
+    page: Arc<Vec<u8>>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let arrivals = arrivals.clone();
+                let acceptor = acceptor.clone();
+                let page = page.clone();
                 tokio::spawn(async move {
-                    let _ = serve_connection(stream, &arrivals, keep_alive).await;
+                    if stream.set_nodelay(true).is_err() {
+                        return;
+                    }
+                    let _ = match acceptor {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(tls) => serve_connection(tls, &arrivals, keep_alive, &page).await,
+                            Err(_) => return,
+                        },
+                        None => serve_connection(stream, &arrivals, keep_alive, &page).await,
+                    };
                 });
             }
             // Out of file descriptors or a connection reset before accept: wait a moment.
@@ -101,12 +159,12 @@ async fn accept_loop(listener: TcpListener, arrivals: Arc<Arrivals>, keep_alive:
     }
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     arrivals: &Arrivals,
     keep_alive: bool,
+    page: &[u8],
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
     let mut buf = Vec::with_capacity(1024);
     loop {
         let Some(head_end) = read_head(&mut stream, &mut buf).await? else {
@@ -114,7 +172,7 @@ async fn serve_connection(
         };
         let received = unix_micros();
         let path = request_path(&buf[..head_end]).unwrap_or_default();
-        let (status, body) = respond(&path, arrivals, received);
+        let (status, body) = respond(&path, arrivals, received, page);
         buf.drain(..head_end);
         let connection = if keep_alive { "keep-alive" } else { "close" };
         let head = format!(
@@ -133,7 +191,10 @@ async fn serve_connection(
 
 /// Reads until `buf` holds a complete request head; returns its length (with the blank line),
 /// or `None` when the peer closed or went idle.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
     loop {
         if let Some(pos) = find_blank_line(buf) {
             return Ok(Some(pos + 4));
@@ -165,7 +226,7 @@ fn request_path(head: &[u8]) -> Option<String> {
     parts.next().map(str::to_owned)
 }
 
-fn respond(path: &str, arrivals: &Arrivals, received: i64) -> (&'static str, Vec<u8>) {
+fn respond(path: &str, arrivals: &Arrivals, received: i64, page: &[u8]) -> (&'static str, Vec<u8>) {
     if let Some(n) = path.strip_prefix("/m/") {
         if let Ok(n) = n.parse::<u32>() {
             let mut recorded = arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -177,7 +238,7 @@ fn respond(path: &str, arrivals: &Arrivals, received: i64) -> (&'static str, Vec
             if !std::mem::replace(&mut recorded.seen[index], true) {
                 recorded.distinct += 1;
             }
-            return ("200 OK", b"ok".to_vec());
+            return ("200 OK", page.to_vec());
         }
     }
     if let Some(query) = path.strip_prefix("/__arrivals") {
@@ -235,5 +296,10 @@ mod tests {
             parse_arrivals("3 100\n4 200\n").unwrap(),
             vec![(3, 100), (4, 200)]
         );
+        assert_eq!(page(0), b"ok");
+        assert_eq!(page(2), b"ok");
+        let big = page(1000);
+        assert_eq!(big.len(), 1000);
+        assert!(big.ends_with(b"ok"));
     }
 }

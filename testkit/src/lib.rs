@@ -8,6 +8,7 @@
 //!   GraphQL requests both kinds of app answer;
 //! - [`in_process`]: the service in the test's own process ([`spawn_app`]);
 //! - [`target`]: the HTTP server (and garbage and silent ports) that monitors check;
+//!   [`tls`]: an https one with the certificate asked for;
 //! - [`poll`]: [`eventually`], for things that happen after a while;
 //! - [`ws`]: WebSocket and GraphQL-over-WebSocket clients ([`GraphqlWs`]);
 //! - [`read_json`] and the GraphQL-over-HTTP helpers on [`App`].
@@ -20,6 +21,7 @@ pub mod in_process;
 pub mod poll;
 pub mod process;
 pub mod target;
+pub mod tls;
 pub mod ws;
 
 use std::time::Duration;
@@ -29,6 +31,7 @@ pub use in_process::{spawn_app, InProcessApp};
 pub use poll::eventually;
 pub use process::{App, Client, Proc, Role};
 pub use target::{refused_url, Target};
+pub use tls::{Certificates, TlsTarget, Validity};
 pub use ws::{next_ws_frame, open_socket, GraphqlWs, Incoming, Socket};
 
 /// The longest any single expected thing may take before a test gives up on it.

@@ -352,3 +352,118 @@ async fn a_job_that_always_fails_ends_in_the_dead_letter_queue() {
     let _ = conn.close(200, "done".into()).await;
     drop(cluster);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
+    let Some((db, prefix)) = setup().await else {
+        return;
+    };
+    let target = Target::start().await;
+    let cluster = start_cluster(&db, &prefix, 1, 1, 1);
+    let base = cluster.apis[0].base();
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for (name, target_text) in [("holds", "ok"), ("fails", "nope")] {
+        let response = http
+            .post(format!("{base}/monitors"))
+            .json(&json!({
+                "name": name, "url": target.url("/ok"), "timeout_seconds": 2, "interval_seconds": 1,
+                "failure_threshold": 2,
+                "headers": [{"name": "X-Check", "value": "1"}],
+                "assertions": [{"source": "BODY", "comparison": "EQUALS", "target": target_text}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        ids.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    // Results come from the worker, judged by the spec it got in the job.
+    for (id, status, state) in [(ids[0], "UP", "UP"), (ids[1], "DOWN", "DOWN")] {
+        testkit::eventually(Duration::from_secs(15), "a worker's judged result", || {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let get = |path: String| {
+                    let http = http.clone();
+                    async move { http.get(path).send().await.ok()?.json::<Value>().await.ok() }
+                };
+                let monitor = get(format!("{base}/monitors/{id}")).await?;
+                if monitor["state"] != state {
+                    return None;
+                }
+                let history = get(format!("{base}/monitors/{id}/check")).await?;
+                let newest = history.get(0)?.clone();
+                (newest["status"] == status).then_some(newest)
+            }
+        })
+        .await;
+    }
+    let history: Value = http
+        .get(format!("{base}/monitors/{}/check", ids[1]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        history[0]["assertion_results"][0]["actual"], "ok",
+        "{history}"
+    );
+    assert!(history[0]["timings"]["connect_ms"].is_i64(), "{history}");
+
+    // A job of a newer version, or with a spec field this worker does not know, is
+    // dead-lettered with the reason, never checked as something else.
+    let conn = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let due = chrono::Utc::now() + chrono::Duration::seconds(30);
+    let job = |v: u32, spec: Value| {
+        json!({"v": v, "monitor_id": ids[0], "url": target.url("/ok"), "timeout_ms": 1000,
+               "due": due, "next": due + chrono::Duration::seconds(1), "spec": spec})
+        .to_string()
+    };
+    let spec = json!({"method": "GET", "accepted_status_codes": ["200-299"], "follow_redirects": true,
+                      "max_redirects": 10, "ignore_tls": false});
+    let mut novel = spec.clone();
+    novel["script"] = json!("return true");
+    for message in [job(3, spec), job(2, novel)] {
+        channel
+            .basic_publish(
+                "".into(),
+                format!("{prefix}.checks").into(),
+                BasicPublishOptions::default(),
+                message.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while dead_letters(&channel, &prefix).await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the jobs were not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = cluster.workers[0].log();
+    assert!(
+        log.contains("check job version 3 is newer than this worker reads"),
+        "{log}"
+    );
+    assert!(
+        log.contains("not understood by this worker version"),
+        "{log}"
+    );
+    let _ = conn.close(200, "done".into()).await;
+    drop(cluster);
+}

@@ -8,6 +8,7 @@
 mod common;
 
 mod architecture;
+mod check_options;
 mod checks;
 mod clients;
 mod deployment;

@@ -66,8 +66,11 @@ impl TlsConfigs {
     }
 }
 
+/// HTTP/1.1 only, and no session resumption: every check is a full handshake, so it verifies
+/// and reports the certificate the server presents now (a resumed session would skip both).
 fn with_http1(mut config: ClientConfig) -> ClientConfig {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
     config
 }
 
