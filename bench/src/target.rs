@@ -6,7 +6,8 @@
 //! request head has been read) under monitor number `n`. By default every response carries
 //! `Connection: close` and the connection is closed after it; `--keep-alive` keeps
 //! connections open for further requests. With `--tls-ca FILE` it speaks https with a
-//! certificate for 127.0.0.1 signed by a CA of its own, whose PEM it writes to FILE.
+//! certificate for 127.0.0.1 signed by a CA of its own, whose PEM it writes to FILE (and
+//! plain HTTP still, to a client whose first byte opens no TLS record).
 //!
 //! `GET /__arrivals?from=K` returns the arrivals recorded from the K-th on, one
 //! `n micros` line each, in the order they were recorded; `GET /__distinct` how many
@@ -144,7 +145,16 @@ async fn accept_loop(
                     if stream.set_nodelay(true).is_err() {
                         return;
                     }
-                    let _ = match acceptor {
+                    // With TLS, a connection whose first byte opens a TLS record (0x16) is a
+                    // check; the bench's own `/__arrivals` and `/__distinct` come in plain.
+                    let mut first = [0u8; 1];
+                    let tls = match &acceptor {
+                        Some(_) => {
+                            matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
+                        }
+                        None => false,
+                    };
+                    let _ = match acceptor.filter(|_| tls) {
                         Some(acceptor) => match acceptor.accept(stream).await {
                             Ok(tls) => serve_connection(tls, &arrivals, keep_alive, &page).await,
                             Err(_) => return,
