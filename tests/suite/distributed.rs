@@ -324,18 +324,7 @@ async fn a_job_that_always_fails_ends_in_the_dead_letter_queue() {
         .await
         .unwrap();
     let channel = conn.create_channel().await.unwrap();
-    channel
-        .basic_publish(
-            "".into(),
-            format!("{prefix}.checks").into(),
-            BasicPublishOptions::default(),
-            b"\x00 this is not a job",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_job(&channel, &prefix, b"\x00 this is not a job").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if dead_letters(&channel, &prefix).await == 1 {
@@ -434,18 +423,7 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
     let mut novel = spec.clone();
     novel["script"] = json!("return true");
     for message in [job(3, spec), job(2, novel)] {
-        channel
-            .basic_publish(
-                "".into(),
-                format!("{prefix}.checks").into(),
-                BasicPublishOptions::default(),
-                message.as_bytes(),
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_job(&channel, &prefix, message.as_bytes()).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while dead_letters(&channel, &prefix).await < 2 {
@@ -466,4 +444,20 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
     );
     let _ = conn.close(200, "done".into()).await;
     drop(cluster);
+}
+
+/// Publishes raw bytes to the check-job queue, confirmed by the broker.
+async fn publish_job(channel: &lapin::Channel, prefix: &str, body: &[u8]) {
+    channel
+        .basic_publish(
+            "".into(),
+            format!("{prefix}.checks").into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
