@@ -20,7 +20,8 @@ pub struct AssertionResult {
 
 /// What a probe saw of a response.
 pub struct Observed<'a> {
-    pub status_code: u16,
+    /// The final HTTP status; `None` for a check with no HTTP exchange (TCP).
+    pub status_code: Option<u16>,
     pub response_time_ms: i64,
     /// The body read (at most [`crate::spec::MAX_BODY_READ_BYTES`]); `None` when not read.
     pub body: Option<&'a [u8]>,
@@ -74,9 +75,9 @@ pub fn judge(spec: &CheckSpec, assertions: &[Prepared], seen: &Observed<'_>) -> 
     let mut reason = None;
     let mut up = true;
     let mut degraded = false;
-    if !spec.accepts(seen.status_code) {
+    if let Some(code) = seen.status_code.filter(|c| !spec.accepts(*c)) {
         up = false;
-        reason = Some(format!("HTTP status {}", seen.status_code));
+        reason = Some(format!("HTTP status {code}"));
     }
     // A JSON body is parsed once for every JSON assertion.
     let json: Option<Result<Value, ()>> = assertions
@@ -164,7 +165,7 @@ fn evaluate(
 ) -> (bool, Option<String>) {
     let a = &prepared.assertion;
     match a.source {
-        AssertionSource::StatusCode => numeric(a, Some(f64::from(seen.status_code))),
+        AssertionSource::StatusCode => numeric(a, seen.status_code.map(f64::from)),
         AssertionSource::ResponseTime => numeric(a, Some(seen.response_time_ms as f64)),
         AssertionSource::CertExpiresInDays => numeric(a, seen.cert_days_left.map(|d| d as f64)),
         AssertionSource::Body => {
@@ -338,7 +339,7 @@ mod tests {
         header: &'a dyn Fn(&str) -> Option<String>,
     ) -> Observed<'a> {
         Observed {
-            status_code: code,
+            status_code: Some(code),
             response_time_ms: ms,
             body: Some(body),
             header,

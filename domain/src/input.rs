@@ -2,7 +2,10 @@
 //! re-checks: REST and GraphQL parse what the client sent into these, naming the field in
 //! their own spelling when parsing fails.
 
-use crate::{spec::SpecInput, state::Threshold};
+use crate::{
+    spec::{MonitorKind, SpecInput},
+    state::Threshold,
+};
 
 /// Longest monitor name, in characters.
 pub const NAME_MAX_CHARS: usize = 200;
@@ -75,8 +78,9 @@ pub fn is_visible(c: char) -> bool {
     }
 }
 
-/// An absolute `http` or `https` URL with a host and a port other than 0, at most
-/// [`URL_MAX_BYTES`] long, without control characters.
+/// An absolute `http` or `https` URL with a host and a port other than 0, or a TCP target
+/// `tcp://host:port` (`tls://host:port` for a TLS handshake) with nothing after the port; at
+/// most [`URL_MAX_BYTES`] long, without control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorUrl(String);
 
@@ -93,13 +97,16 @@ impl MonitorUrl {
         if raw.len() > URL_MAX_BYTES {
             return Err(format!("must be at most {URL_MAX_BYTES} bytes"));
         }
-        let url = url::Url::parse(raw)
-            .map_err(|e| format!("must be an absolute http or https URL ({e})"))?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(format!(
-                "must be an absolute http or https URL (scheme `{}` is not supported)",
+        const FORMS: &str = "an absolute http or https URL, or tcp://host:port";
+        let url = url::Url::parse(raw).map_err(|e| format!("must be {FORMS} ({e})"))?;
+        let kind = MonitorKind::of_scheme(url.scheme()).ok_or_else(|| {
+            format!(
+                "must be {FORMS} (scheme `{}` is not supported)",
                 url.scheme()
-            ));
+            )
+        })?;
+        if kind == MonitorKind::Tcp {
+            return Self::parse_tcp(raw, &url);
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err("must be an absolute http or https URL with a host".into());
@@ -111,6 +118,41 @@ impl MonitorUrl {
         Ok(Self(raw.to_owned()))
     }
 
+    fn parse_tcp(raw: &str, url: &url::Url) -> Result<Self, String> {
+        let form = MonitorKind::Tcp.url_forms();
+        let Some(special) = special_form(raw) else {
+            return Err(format!("must be {form} with a valid host"));
+        };
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("must be {form}: the host is missing"));
+        }
+        match url.port() {
+            None => return Err(format!("must be {form}: the port is missing")),
+            Some(0) => return Err("must not use port 0 (no server listens there)".into()),
+            Some(_) => {}
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "must be {form}: a TCP target takes no user or password"
+            ));
+        }
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("must be {form}, with nothing after the port"));
+        }
+        if special.host_str().is_none_or(str::is_empty) {
+            return Err(format!("must be {form} with a valid host"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The kind of monitor its scheme is for.
+    pub fn kind(&self) -> MonitorKind {
+        url::Url::parse(&self.0)
+            .ok()
+            .and_then(|u| MonitorKind::of_scheme(u.scheme()))
+            .unwrap_or_default()
+    }
+
     /// The URL as given.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -119,6 +161,20 @@ impl MonitorUrl {
     pub fn into_inner(self) -> String {
         self.0
     }
+}
+
+/// A monitor URL parsed as the `http` or `https` URL with the same host and port:
+/// `tcp://` reads as `http://` and `tls://` as `https://`, so a TCP target's host is read
+/// as a web URL's is (`127.1` is the address 127.0.0.1) and vetted the same way.
+pub fn special_form(raw: &str) -> Option<url::Url> {
+    let (scheme, rest) = raw.split_once("://")?;
+    let special = match scheme.to_ascii_lowercase().as_str() {
+        "http" | "https" => return url::Url::parse(raw).ok(),
+        "tcp" => "http",
+        "tls" => "https",
+        _ => return None,
+    };
+    url::Url::parse(&format!("{special}://{rest}")).ok()
 }
 
 /// Seconds a whole check may take: 1 to [`TIMEOUT_MAX_SECONDS`].
@@ -325,6 +381,44 @@ mod tests {
         }
         let long = format!("http://example.com/{}", "a".repeat(URL_MAX_BYTES));
         assert!(MonitorUrl::parse(&long).is_err());
+    }
+
+    #[test]
+    fn tcp_targets_name_a_host_and_a_port_and_nothing_else() {
+        for good in [
+            "tcp://db.example.com:5432",
+            "tls://127.0.0.1:993",
+            "tcp://[::1]:22",
+        ] {
+            let url = MonitorUrl::parse(good).unwrap();
+            assert_eq!(url.kind(), MonitorKind::Tcp, "{good}");
+        }
+        assert_eq!(
+            MonitorUrl::parse("https://x.example").unwrap().kind(),
+            MonitorKind::Http
+        );
+        for (bad, problem) in [
+            ("tcp://example.com", "port is missing"),
+            ("tcp://:80", "host"),
+            ("tcp://example.com:0", "port 0"),
+            ("tcp://example.com:80/path", "nothing after the port"),
+            ("tcp://example.com:80?q=1", "nothing after the port"),
+            ("tcp://user:pw@example.com:80", "no user or password"),
+            ("udp://example.com:53", "not supported"),
+        ] {
+            let err = MonitorUrl::parse(bad).expect_err(bad);
+            assert!(err.contains(problem), "{bad}: {err}");
+        }
+        // The host reads as a web URL's: shorthand addresses are addresses.
+        let special = special_form("tcp://127.1:80").unwrap();
+        assert_eq!(
+            special.host(),
+            Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(
+            special_form("tls://h.example:993").unwrap().scheme(),
+            "https"
+        );
     }
 
     #[test]

@@ -67,20 +67,43 @@ pub enum MonitorKind {
     /// An HTTP request.
     #[default]
     Http,
+    /// A TCP connection to `host:port`, with a TLS handshake for `tls://`.
+    Tcp,
 }
 
 impl MonitorKind {
+    pub const ALL: [Self; 2] = [Self::Http, Self::Tcp];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "HTTP",
+            Self::Tcp => "TCP",
         }
     }
 
-    /// Parses `HTTP` (any case).
+    pub fn is_http(&self) -> bool {
+        *self == Self::Http
+    }
+
+    /// Parses a kind's name (any case).
     pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw.to_ascii_uppercase().as_str() {
-            "HTTP" => Ok(Self::Http),
-            _ => Err(format!("must be HTTP, not `{}`", shown(raw))),
+        parse_enum(raw, &Self::ALL, Self::as_str)
+    }
+
+    /// The kind a URL scheme belongs to.
+    pub fn of_scheme(scheme: &str) -> Option<Self> {
+        match scheme {
+            "http" | "https" => Some(Self::Http),
+            "tcp" | "tls" => Some(Self::Tcp),
+            _ => None,
+        }
+    }
+
+    /// The URL forms a monitor of this kind takes, for error messages.
+    pub fn url_forms(self) -> &'static str {
+        match self {
+            Self::Http => "an http:// or https:// URL",
+            Self::Tcp => "tcp://host:port (or tls://host:port for a TLS handshake)",
         }
     }
 }
@@ -216,6 +239,15 @@ impl AssertionSource {
         matches!(self, Self::JsonBody | Self::Header)
     }
 
+    /// Whether a monitor of `kind` has what it looks at (a TCP check has no response,
+    /// only its time and, over TLS, a certificate).
+    pub fn applies_to(self, kind: MonitorKind) -> bool {
+        match kind {
+            MonitorKind::Http => true,
+            MonitorKind::Tcp => matches!(self, Self::ResponseTime | Self::CertExpiresInDays),
+        }
+    }
+
     /// It needs the response body.
     pub fn reads_body(self) -> bool {
         matches!(self, Self::Body | Self::JsonBody)
@@ -319,6 +351,9 @@ impl fmt::Display for Assertion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
+    /// Stored only when not HTTP, so an HTTP spec reads as before.
+    #[serde(default, skip_serializing_if = "MonitorKind::is_http")]
+    pub kind: MonitorKind,
     pub method: String,
     #[serde(default)]
     pub headers: Vec<Header>,
@@ -337,6 +372,7 @@ pub struct CheckSpec {
 impl Default for CheckSpec {
     fn default() -> Self {
         Self {
+            kind: MonitorKind::Http,
             method: "GET".into(),
             headers: Vec::new(),
             body: None,
@@ -354,6 +390,8 @@ impl Default for CheckSpec {
 /// value. Lists replace the current list whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpecInput {
+    /// A new kind starts from that kind's defaults (keeping `degraded_after_ms`).
+    pub kind: Option<MonitorKind>,
     pub method: Option<String>,
     pub headers: Option<Vec<Header>>,
     /// `Some(None)` clears the body.
@@ -409,6 +447,16 @@ impl CheckSpec {
         current: Option<&CheckSpec>,
     ) -> Result<Option<Self>, FieldError> {
         let mut spec = current.cloned().unwrap_or_default();
+        if let Some(kind) = input.kind.filter(|k| *k != spec.kind) {
+            spec = Self {
+                kind,
+                degraded_after_ms: spec.degraded_after_ms,
+                ..Self::default()
+            };
+        }
+        if !spec.kind.is_http() {
+            http_only(&input, spec.kind)?;
+        }
         if let Some(method) = input.method {
             let upper = method.trim().to_ascii_uppercase();
             if !METHODS.contains(&upper.as_str()) {
@@ -482,7 +530,7 @@ impl CheckSpec {
             spec.assertions = assertions
                 .into_iter()
                 .enumerate()
-                .map(|(i, a)| parse_assertion(a, &format!("assertions[{i}]")))
+                .map(|(i, a)| parse_assertion(a, &format!("assertions[{i}]"), spec.kind))
                 .collect::<Result<_, _>>()?;
         }
         if let Some(after) = input.degraded_after_ms {
@@ -561,6 +609,55 @@ fn mask_secret(value: &str) -> String {
     }
 }
 
+/// Refuses the HTTP options a monitor of another kind was sent with values of their own
+/// (the defaults are let through, so a monitor read back and sent again is accepted).
+fn http_only(input: &SpecInput, kind: MonitorKind) -> Result<(), FieldError> {
+    let plain = CheckSpec::default();
+    let given = [
+        (
+            "method",
+            input
+                .method
+                .as_ref()
+                .is_some_and(|m| !m.trim().eq_ignore_ascii_case(&plain.method)),
+        ),
+        (
+            "headers",
+            input.headers.as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        ("body", input.body.as_ref().is_some_and(Option::is_some)),
+        (
+            "accepted_status_codes",
+            input.accepted_status_codes.as_ref().is_some_and(|codes| {
+                codes.len() != 1
+                    || StatusRange::parse(&codes[0]).ok() != Some(plain.accepted_status_codes[0])
+            }),
+        ),
+        (
+            "follow_redirects",
+            input
+                .follow_redirects
+                .is_some_and(|f| f != plain.follow_redirects),
+        ),
+        (
+            "max_redirects",
+            input
+                .max_redirects
+                .is_some_and(|m| m != i64::from(plain.max_redirects)),
+        ),
+    ];
+    match given.iter().find(|(_, given)| *given) {
+        Some((field, _)) => Err(FieldError::new(
+            *field,
+            format!(
+                "is an HTTP option; a {} monitor does not take it",
+                kind.as_str()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn parse_headers(headers: Vec<Header>, current: &[Header]) -> Result<Vec<Header>, FieldError> {
     if headers.len() > MAX_HEADERS {
         return Err(FieldError::new(
@@ -633,10 +730,30 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn parse_assertion(input: AssertionInput, at: &str) -> Result<Assertion, FieldError> {
+fn parse_assertion(
+    input: AssertionInput,
+    at: &str,
+    kind: MonitorKind,
+) -> Result<Assertion, FieldError> {
     let field = |part: &str| format!("{at}.{part}");
     let source =
         AssertionSource::parse(&input.source).map_err(|p| FieldError::new(field("source"), p))?;
+    if !source.applies_to(kind) {
+        let names: Vec<&str> = AssertionSource::ALL
+            .iter()
+            .filter(|s| s.applies_to(kind))
+            .map(|s| s.as_str())
+            .collect();
+        return Err(FieldError::new(
+            field("source"),
+            format!(
+                "{} does not apply to a {} monitor; use one of {}",
+                source.as_str(),
+                kind.as_str(),
+                names.join(", ")
+            ),
+        ));
+    }
     let comparison = Comparison::parse(&input.comparison)
         .map_err(|p| FieldError::new(field("comparison"), p))?;
     let property = input
@@ -1011,6 +1128,83 @@ mod tests {
         assert!(
             CheckSpec::from_json(&json.replace("\"method\"", "\"novel\":1,\"method\"")).is_err()
         );
+    }
+
+    #[test]
+    fn a_tcp_spec_takes_only_what_a_connection_has() {
+        let tcp = |more: SpecInput| {
+            parse(SpecInput {
+                kind: Some(MonitorKind::Tcp),
+                ..more
+            })
+        };
+        let spec = tcp(SpecInput::default()).unwrap().unwrap();
+        assert_eq!(spec.kind, MonitorKind::Tcp);
+        assert!(spec.to_json().contains("\"kind\":\"TCP\""));
+        assert_eq!(CheckSpec::from_json(&spec.to_json()).unwrap(), spec);
+        // An HTTP spec is stored as before, without a kind.
+        let http = parse(SpecInput {
+            method: Some("HEAD".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        assert!(!http.to_json().contains("kind"));
+        let err = tcp(SpecInput {
+            method: Some("POST".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "method");
+        assert!(err.problem.contains("HTTP option"), "{err:?}");
+        let err = tcp(SpecInput {
+            assertions: Some(vec![assertion("BODY", None, "CONTAINS", "x")]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "assertions[0].source");
+        assert!(
+            err.problem.contains("RESPONSE_TIME, CERT_EXPIRES_IN_DAYS"),
+            "{err:?}"
+        );
+        // Defaults sent back (a monitor read and sent again) are let through.
+        let again = tcp(SpecInput {
+            method: Some("GET".into()),
+            headers: Some(vec![]),
+            accepted_status_codes: Some(vec!["200-299".into()]),
+            follow_redirects: Some(true),
+            max_redirects: Some(10),
+            assertions: Some(vec![assertion("RESPONSE_TIME", None, "LESS_THAN", "500")]),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(again.assertions.len(), 1);
+        // Switching kind starts from the new kind's defaults, keeping degraded_after_ms.
+        let rich = parse(SpecInput {
+            method: Some("POST".into()),
+            body: Some(Some("{}".into())),
+            degraded_after_ms: Some(Some(800)),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        let switched = CheckSpec::parse(
+            SpecInput {
+                kind: Some(MonitorKind::Tcp),
+                ..Default::default()
+            },
+            Some(&rich),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(switched.method, "GET");
+        assert_eq!(switched.body, None);
+        assert_eq!(switched.degraded_after_ms, Some(800));
+        assert_eq!(MonitorKind::parse("tcp"), Ok(MonitorKind::Tcp));
+        assert!(MonitorKind::parse("ICMP")
+            .unwrap_err()
+            .contains("HTTP, TCP"));
     }
 
     #[test]

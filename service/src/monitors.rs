@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{
-    spec::FieldError, url_password, CheckEvent, CheckResult, CheckSpec, Monitor, MonitorPatch,
-    MonitorUrl, NewMonitor, SpecInput,
+    spec::FieldError, url_password, CheckEvent, CheckResult, CheckSpec, Monitor, MonitorKind,
+    MonitorPatch, MonitorUrl, NewMonitor, SpecInput,
 };
 use store::{Database, Page};
 use tokio::sync::broadcast;
@@ -88,7 +88,9 @@ impl MonitorService {
             return Err(masked_password_error());
         }
         self.vet(&new.url)?;
-        let spec = CheckSpec::parse(new.spec.clone(), None).map_err(spec_error)?;
+        let mut input = new.spec.clone();
+        settle_kind(&mut input, new.url.kind(), MonitorKind::Http, true)?;
+        let spec = CheckSpec::parse(input, None).map_err(spec_error)?;
         let now = now();
         let due = new.active.then_some(now);
         let monitor = self.db.insert_monitor(new, spec.as_ref(), now, due).await?;
@@ -118,6 +120,14 @@ impl MonitorService {
         if let Some(url) = &patch.url {
             self.vet(url)?;
         }
+        let current_kind = current.spec.as_ref().map(|s| s.kind).unwrap_or_default();
+        let url_kind = match &patch.url {
+            Some(url) => url.kind(),
+            None => MonitorUrl::parse(&current.url)
+                .map(|u| u.kind())
+                .unwrap_or(current_kind),
+        };
+        settle_kind(&mut patch.spec, url_kind, current_kind, patch.url.is_some())?;
         let spec = if patch.spec == SpecInput::default() {
             None
         } else {
@@ -221,7 +231,7 @@ impl MonitorService {
     /// Refuses a URL whose host is a literal address the target policy blocks (a name is
     /// vetted by each check, once resolved).
     fn vet(&self, url: &MonitorUrl) -> Result<(), Error> {
-        let Ok(parsed) = url::Url::parse(url.as_str()) else {
+        let Some(parsed) = domain::input::special_form(url.as_str()) else {
             return Ok(());
         };
         self.engine.policy().vet_url(&parsed).map_err(|(ip, why)| {
@@ -231,6 +241,38 @@ impl MonitorService {
             )
         })
     }
+}
+
+/// Decides the monitor's kind: the one sent, else the new URL's, else the current one; and
+/// refuses a URL that is not of that kind. A change of kind is written into `input`.
+fn settle_kind(
+    input: &mut SpecInput,
+    url_kind: MonitorKind,
+    current_kind: MonitorKind,
+    url_is_new: bool,
+) -> Result<(), Error> {
+    let kind = input
+        .kind
+        .unwrap_or(if url_is_new { url_kind } else { current_kind });
+    if kind != url_kind {
+        return Err(if input.kind.is_some() && !url_is_new {
+            Error::invalid(
+                "kind",
+                format!(
+                    "{} needs a url of the form {}; send the new url with it",
+                    kind.as_str(),
+                    kind.url_forms()
+                ),
+            )
+        } else {
+            Error::invalid(
+                "url",
+                format!("must be {} for kind {}", kind.url_forms(), kind.as_str()),
+            )
+        });
+    }
+    input.kind = (kind != current_kind || input.kind.is_some()).then_some(kind);
+    Ok(())
 }
 
 fn spec_error(err: FieldError) -> Error {

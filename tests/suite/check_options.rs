@@ -131,11 +131,11 @@ impl Misbehaving {
     }
 }
 
-async fn create(app: &App, body: Value) -> (u16, Value) {
+pub(crate) async fn create(app: &App, body: Value) -> (u16, Value) {
     app.json(Method::POST, "/monitors", Some(body)).await
 }
 
-fn monitor(url: &str, options: Value) -> Value {
+pub(crate) fn monitor(url: &str, options: Value) -> Value {
     let mut body = json!({
         "name": format!("options of {url}"),
         "url": url,
@@ -149,7 +149,7 @@ fn monitor(url: &str, options: Value) -> Value {
     body
 }
 
-async fn created(app: &App, url: &str, options: Value) -> i64 {
+pub(crate) async fn created(app: &App, url: &str, options: Value) -> i64 {
     let (status, body) = create(app, monitor(url, options)).await;
     assert_eq!(status, 201, "{body}");
     body["id"].as_i64().unwrap()

@@ -371,40 +371,64 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
                 .unwrap(),
         );
     }
-    // Results come from the worker, judged by the spec it got in the job.
-    for (id, status, state) in [(ids[0], "UP", "UP"), (ids[1], "DOWN", "DOWN")] {
-        testkit::eventually(Duration::from_secs(15), "a worker's judged result", || {
-            let http = http.clone();
-            let base = base.clone();
-            async move {
-                let get = |path: String| {
-                    let http = http.clone();
-                    async move { http.get(path).send().await.ok()?.json::<Value>().await.ok() }
-                };
-                let monitor = get(format!("{base}/monitors/{id}")).await?;
-                if monitor["state"] != state {
-                    return None;
-                }
-                let history = get(format!("{base}/monitors/{id}/check")).await?;
-                let newest = history.get(0)?.clone();
-                (newest["status"] == status).then_some(newest)
-            }
-        })
-        .await;
+    // TCP monitors: the kind travels in the job's spec.
+    let open = target
+        .url("/")
+        .trim_end_matches('/')
+        .replacen("http://", "tcp://", 1);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    for (name, url) in [("connects", open), ("refused", closed)] {
+        let response = http
+            .post(format!("{base}/monitors"))
+            .json(&json!({"name": name, "url": url, "timeout_seconds": 2, "interval_seconds": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body = response.json::<Value>().await.unwrap();
+        assert_eq!(body["kind"], "TCP", "{body}");
+        ids.push(body["id"].as_i64().unwrap());
     }
-    let history: Value = http
-        .get(format!("{base}/monitors/{}/check", ids[1]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Results come from the worker, judged by the spec it got in the job.
+    let mut newest = Vec::new();
+    for (id, status, state) in [
+        (ids[0], "UP", "UP"),
+        (ids[1], "DOWN", "DOWN"),
+        (ids[2], "UP", "UP"),
+        (ids[3], "DOWN", "DOWN"),
+    ] {
+        let result =
+            testkit::eventually(Duration::from_secs(15), "a worker's judged result", || {
+                let http = http.clone();
+                let base = base.clone();
+                async move {
+                    let get = |path: String| {
+                        let http = http.clone();
+                        async move { http.get(path).send().await.ok()?.json::<Value>().await.ok() }
+                    };
+                    let monitor = get(format!("{base}/monitors/{id}")).await?;
+                    if monitor["state"] != state {
+                        return None;
+                    }
+                    let history = get(format!("{base}/monitors/{id}/check")).await?;
+                    let newest = history.get(0)?.clone();
+                    (newest["status"] == status).then_some(newest)
+                }
+            })
+            .await;
+        newest.push(result);
+    }
     assert_eq!(
-        history[0]["assertion_results"][0]["actual"], "ok",
-        "{history}"
+        newest[1]["assertion_results"][0]["actual"], "ok",
+        "{}",
+        newest[1]
     );
-    assert!(history[0]["timings"]["connect_ms"].is_i64(), "{history}");
+    assert!(newest[1]["timings"]["connect_ms"].is_i64(), "{}", newest[1]);
+    assert_eq!(newest[3]["error"], "connection refused", "{}", newest[3]);
+    assert_eq!(newest[3]["status_code"], Value::Null, "{}", newest[3]);
 
     // A job of a newer version, or with a spec field this worker does not know, is
     // dead-lettered with the reason, never checked as something else.

@@ -27,4 +27,5 @@ mod services;
 mod shutdown;
 mod startup;
 mod storage;
+mod tcp_checks;
 mod websocket;

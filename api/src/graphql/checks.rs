@@ -11,6 +11,8 @@ use super::types::Timestamp;
 pub enum MonitorKind {
     /// An HTTP request to the URL.
     Http,
+    /// A TCP connection to `tcp://host:port`, with a TLS handshake for `tls://host:port`.
+    Tcp,
 }
 
 /// A monitor's state: its confirmed status (after flap control), or why it has none.

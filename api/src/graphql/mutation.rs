@@ -19,7 +19,7 @@ use crate::error::{ApiError, IntoGraphql};
 pub struct CreateMonitorInput {
     /// 1 to 200 characters.
     name: String,
-    /// An absolute http or https URL.
+    /// An absolute http or https URL; for a TCP monitor, tcp://host:port or tls://host:port.
     url: String,
     /// Seconds a whole check may take (1 to 300).
     timeout_seconds: i64,
@@ -28,6 +28,7 @@ pub struct CreateMonitorInput {
     /// Whether the scheduler checks it; default true.
     #[graphql(default = true)]
     active: bool,
+    /// Default: the URL's (HTTP for http and https, TCP for tcp and tls).
     kind: Option<MonitorKind>,
     /// GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
     method: Option<String>,
@@ -59,6 +60,7 @@ pub struct UpdateMonitorInput {
     timeout_seconds: Option<i64>,
     interval_seconds: Option<i64>,
     active: Option<bool>,
+    /// A new kind starts from its defaults; send the new kind's url with it.
     kind: Option<MonitorKind>,
     /// GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
     method: Option<String>,
@@ -107,6 +109,7 @@ impl CreateMonitorInput {
             )?,
             active: self.active,
             spec: spec_input(
+                self.kind,
                 self.method,
                 self.headers,
                 self.body,
@@ -126,6 +129,7 @@ impl CreateMonitorInput {
 /// The options sent, for the service to check and apply.
 #[allow(clippy::too_many_arguments)]
 fn spec_input(
+    kind: Option<MonitorKind>,
     method: Option<String>,
     headers: Option<Vec<HeaderInput>>,
     body: Option<String>,
@@ -137,6 +141,7 @@ fn spec_input(
     degraded_after_ms: Option<i64>,
 ) -> SpecInput {
     SpecInput {
+        kind: kind.map(Into::into),
         method,
         headers: headers.map(|list| {
             list.into_iter()
@@ -181,6 +186,7 @@ impl UpdateMonitorInput {
                 .transpose()?,
             active: self.active,
             spec: spec_input(
+                self.kind,
                 self.method,
                 self.headers,
                 self.body,

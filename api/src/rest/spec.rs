@@ -31,10 +31,11 @@ pub const SPEC_KEYS: &[&str] = &[
 pub fn parse_spec(
     body: &Fields,
 ) -> Result<(SpecInput, Option<Threshold>, Option<Threshold>), ApiError> {
-    if let Some(raw) = body.opt_str("kind")? {
-        MonitorKind::parse(raw).map_err(|p| ApiError::invalid("kind", p))?;
-    }
     let input = SpecInput {
+        kind: body
+            .opt_str("kind")?
+            .map(|raw| MonitorKind::parse(raw).map_err(|p| ApiError::invalid("kind", p)))
+            .transpose()?,
         method: body.opt_str("method")?.map(str::to_owned),
         headers: body
             .opt_value("headers")

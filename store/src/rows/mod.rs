@@ -8,14 +8,14 @@ use std::borrow::Cow;
 
 use domain::{
     from_epoch_ms, url_password, AssertionResult, CheckResult, CheckSpec, CheckStatus, Monitor,
-    MonitorKind, MonitorSchedule, MonitorState, Timings, TlsInfo,
+    MonitorSchedule, MonitorState, Timings, TlsInfo,
 };
 use entity::{check_result, monitor};
 use serde::{Deserialize, Serialize};
 
 /// A stored monitor as clients see it, its URL's password and secret headers masked.
 pub(crate) fn monitor(row: monitor::Model) -> Monitor {
-    let check = spec(row.id, row.check_spec.as_deref())
+    let mut check = spec(row.id, row.check_spec.as_deref())
         .map(|s| s.masked())
         .unwrap_or_default();
     let state = if row.active {
@@ -40,7 +40,8 @@ pub(crate) fn monitor(row: monitor::Model) -> Monitor {
         updated_at: row.updated_at,
         last_checked_at: row.last_checked_at,
         last_status: row.last_up.map(CheckStatus::from_up),
-        kind: MonitorKind::Http,
+        // The kind is the monitor's field; the flattened options do not repeat it.
+        kind: std::mem::take(&mut check.kind),
         check,
         failure_threshold: row.failure_threshold,
         success_threshold: row.success_threshold,

@@ -95,6 +95,9 @@ pub struct WireMonitor<'a> {
     pub last_checked_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_status: Option<CheckStatus>,
+    /// Sent when not HTTP; a kind this process does not know reads as HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Cow<'a, str>>,
     /// The check options (secrets masked), kept as JSON: a field a newer writer added is
     /// dropped here rather than failing the whole event.
     #[serde(default)]
@@ -137,6 +140,7 @@ impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
                 updated_at: m.updated_at,
                 last_checked_at: m.last_checked_at,
                 last_status: m.last_status,
+                kind: (!m.kind.is_http()).then(|| Cow::Borrowed(m.kind.as_str())),
                 check: (m.check != CheckSpec::default())
                     .then(|| serde_json::to_value(&m.check).ok())
                     .flatten(),
@@ -209,7 +213,11 @@ impl WireEvent<'_> {
                 updated_at: m.updated_at,
                 last_checked_at: m.last_checked_at,
                 last_status: m.last_status,
-                kind: MonitorKind::Http,
+                kind: m
+                    .kind
+                    .as_deref()
+                    .and_then(|k| MonitorKind::parse(k).ok())
+                    .unwrap_or_default(),
                 check,
                 failure_threshold: m.failure_threshold.unwrap_or(1),
                 success_threshold: m.success_threshold.unwrap_or(1),

@@ -8,6 +8,9 @@
 //! and HTTP/1.1 through hyper's connection, driven on the checking task. Redirects are
 //! followed here, each hop vetted again, only to `http` and `https`.
 //!
+//! A TCP monitor (`tcp://host:port`, `tls://host:port`) takes the same resolve, vet and
+//! connect steps, and a TLS handshake for `tls://`; the open connection is its answer.
+//!
 //! A monitor without options (no spec) takes the plain path: a GET prepared once per monitor
 //! (its URL parsed, the host header and request target sliced from one copy), whose body is
 //! never read, so a huge, endless or garbage body costs nothing. A spec adds the method,
@@ -30,7 +33,7 @@ use chrono::{SubsecRound, Utc};
 use domain::{
     evaluate::{self, Observed, Prepared},
     spec::MAX_BODY_READ_BYTES,
-    CheckOutcome, CheckSpec, CheckStatus, TargetPolicy, Timings, TlsInfo,
+    CheckOutcome, CheckSpec, CheckStatus, MonitorKind, TargetPolicy, Timings, TlsInfo,
 };
 use http::{
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, LOCATION, USER_AGENT},
@@ -97,7 +100,11 @@ struct Rich {
 impl Target {
     /// A monitor's URL and options, prepared.
     pub fn new(url: &str, spec: Option<&CheckSpec>) -> Self {
-        let first = Url::parse(url).ok().and_then(|u| Hop::of(&u).ok());
+        let first = match spec.map(|s| s.kind) {
+            Some(MonitorKind::Tcp) => domain::input::special_form(url),
+            _ => Url::parse(url).ok(),
+        }
+        .and_then(|u| Hop::of(&u).ok());
         Self(Arc::new(TargetInner {
             text: url.into(),
             first,
@@ -325,10 +332,20 @@ impl Checker {
         let mut phases = Phases::default();
         let result = match rich.and_then(|r| r.unusable.clone()) {
             Some(problem) => Err(Failure::Unusable(problem)),
-            None => match tokio::time::timeout(timeout, self.follow(target, &mut phases)).await {
-                Ok(result) => result,
-                Err(_) => Err(Failure::TimedOut),
-            },
+            None => {
+                let probe = async {
+                    match rich.map(|r| r.spec.kind) {
+                        Some(MonitorKind::Tcp) => {
+                            self.open(target, &mut phases).await.map(|()| None)
+                        }
+                        _ => self.follow(target, &mut phases).await.map(Some),
+                    }
+                };
+                match tokio::time::timeout(timeout, probe).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Failure::TimedOut),
+                }
+            }
         };
         let elapsed_ms = i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX);
         let timings = Timings {
@@ -361,7 +378,27 @@ impl Checker {
                         evaluate::no_response(&rich.assertions, elapsed_ms, cert_days);
                 }
             }
-            Ok(answer) => {
+            // A TCP check: the connection (and handshake) is all there is to judge.
+            Ok(None) => {
+                if let Some(rich) = rich {
+                    let verdict = evaluate::judge(
+                        &rich.spec,
+                        &rich.assertions,
+                        &Observed {
+                            status_code: None,
+                            response_time_ms: elapsed_ms,
+                            body: None,
+                            header: &|_| None,
+                            cert_days_left: cert_days,
+                        },
+                    );
+                    outcome.status = CheckStatus::from_up(verdict.up);
+                    outcome.degraded = verdict.degraded;
+                    outcome.error = verdict.reason.map(|r| sanitize(&r));
+                    outcome.assertion_results = verdict.results;
+                }
+            }
+            Ok(Some(answer)) => {
                 let code = answer.status.as_u16();
                 outcome.status_code = Some(code);
                 match rich {
@@ -383,7 +420,7 @@ impl Checker {
                             &rich.spec,
                             &rich.assertions,
                             &Observed {
-                                status_code: code,
+                                status_code: Some(code),
                                 response_time_ms: elapsed_ms,
                                 body: answer.body.as_deref(),
                                 header: &header,
@@ -538,15 +575,33 @@ impl Checker {
         if !hop.https {
             return send(stream, request, follow, reads, phases).await;
         }
+        let tls = self
+            .handshake(stream, hop, ignore_tls, true, phases)
+            .await?;
+        send(tls, request, follow, reads, phases).await
+    }
+
+    /// A TLS handshake over `stream` (accepting any certificate when `ignore_tls`; offering
+    /// HTTP/1.1 by ALPN when `http`), timed, the server's certificate read.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        hop: &Hop,
+        ignore_tls: bool,
+        http: bool,
+        phases: &mut Phases,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
         let name = match &hop.host {
             HostAddr::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
             HostAddr::Name(name) => rustls::pki_types::ServerName::try_from(name.to_string())
                 .map_err(|_| Failure::InvalidUrl)?,
         };
-        let config = if ignore_tls {
-            self.0.tls.trust_all.clone()
-        } else {
-            self.0.tls.verify.clone()
+        let configs = &self.0.tls;
+        let config = match (http, ignore_tls) {
+            (true, false) => configs.verify.clone(),
+            (true, true) => configs.trust_all.clone(),
+            (false, false) => configs.raw_verify.clone(),
+            (false, true) => configs.raw_trust_all.clone(),
         };
         let started = Instant::now();
         let tls = tokio_rustls::TlsConnector::from(config)
@@ -557,7 +612,19 @@ impl Checker {
         if let Some(der) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
             phases.cert = tls::certificate_info(der, Utc::now());
         }
-        send(tls, request, follow, reads, phases).await
+        Ok(tls)
+    }
+
+    /// A TCP check: connects to the target (and shakes hands for `tls://`), then closes.
+    async fn open(&self, target: &Target, phases: &mut Phases) -> Result<(), Failure> {
+        let hop = target.0.first.as_ref().ok_or(Failure::InvalidUrl)?;
+        let stream = self.connect(hop, phases).await?;
+        if hop.https {
+            let ignore_tls = target.spec().is_some_and(|s| s.ignore_tls);
+            self.handshake(stream, hop, ignore_tls, false, phases)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Resolves the hop's host (once), vets the addresses, and connects to the first that

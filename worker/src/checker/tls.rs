@@ -14,11 +14,14 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-/// The two client configurations.
+/// The client configurations: verifying or not, for HTTP (ALPN `http/1.1`) or for a bare TLS
+/// connection (no ALPN, as a TLS service that is not a web server expects).
 #[derive(Clone)]
 pub(super) struct TlsConfigs {
     pub verify: Arc<ClientConfig>,
     pub trust_all: Arc<ClientConfig>,
+    pub raw_verify: Arc<ClientConfig>,
+    pub raw_trust_all: Arc<ClientConfig>,
 }
 
 impl TlsConfigs {
@@ -60,16 +63,24 @@ impl TlsConfigs {
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
             .with_no_client_auth();
         Ok(Self {
+            raw_verify: Arc::new(fresh(verify.clone())),
+            raw_trust_all: Arc::new(fresh(trust_all.clone())),
             verify: Arc::new(with_http1(verify)),
             trust_all: Arc::new(with_http1(trust_all)),
         })
     }
 }
 
-/// HTTP/1.1 only, and no session resumption: every check is a full handshake, so it verifies
-/// and reports the certificate the server presents now (a resumed session would skip both).
-fn with_http1(mut config: ClientConfig) -> ClientConfig {
+/// HTTP/1.1 only, and [`fresh`].
+fn with_http1(config: ClientConfig) -> ClientConfig {
+    let mut config = fresh(config);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// No session resumption: every check is a full handshake, so it verifies and reports the
+/// certificate the server presents now (a resumed session would skip both).
+fn fresh(mut config: ClientConfig) -> ClientConfig {
     config.resumption = rustls::client::Resumption::disabled();
     config
 }
