@@ -26,6 +26,10 @@ pub enum ApiError {
     BadRequest(Cow<'static, str>),
     /// The addressed thing does not exist.
     NotFound { what: &'static str, id: i64 },
+    /// No PUSH monitor has the token pushed to.
+    UnknownPushToken,
+    /// A push to a paused monitor.
+    Paused { id: i64 },
     /// No route has this path.
     NoRoute,
     /// The route exists but not with this method.
@@ -56,7 +60,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Invalid { .. } | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NotFound { .. } | Self::NoRoute | Self::UnknownPushToken => StatusCode::NOT_FOUND,
+            Self::Paused { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -72,7 +77,8 @@ impl ApiError {
             | Self::BadRequest(_)
             | Self::PayloadTooLarge { .. }
             | Self::UnsupportedMediaType => "BAD_USER_INPUT",
-            Self::NotFound { .. } | Self::NoRoute => "NOT_FOUND",
+            Self::NotFound { .. } | Self::NoRoute | Self::UnknownPushToken => "NOT_FOUND",
+            Self::Paused { .. } => "CONFLICT",
             Self::MethodNotAllowed => "BAD_REQUEST",
             Self::Unavailable => "SERVICE_UNAVAILABLE",
             Self::Internal => "INTERNAL_SERVER_ERROR",
@@ -86,6 +92,10 @@ impl ApiError {
             Self::BadRequest(message) => message.to_string(),
             Self::NotFound { what, id } => format!("{what} {id} not found"),
             Self::NoRoute => "no such route".to_owned(),
+            Self::UnknownPushToken => "no monitor has this push token".to_owned(),
+            Self::Paused { id } => {
+                format!("monitor {id} is paused; pushes are recorded once it is resumed")
+            }
             Self::MethodNotAllowed => "method not allowed on this route".to_owned(),
             Self::PayloadTooLarge { limit_bytes } => {
                 format!("request body is larger than {limit_bytes} bytes")
@@ -104,6 +114,8 @@ impl From<service::Error> for ApiError {
         match err {
             service::Error::Invalid { field, problem } => Self::Invalid { field, problem },
             service::Error::NotFound { what, id } => Self::NotFound { what, id },
+            service::Error::UnknownPushToken => Self::UnknownPushToken,
+            service::Error::Paused { id } => Self::Paused { id },
             service::Error::Unavailable => Self::Unavailable,
             service::Error::Internal => Self::Internal,
         }

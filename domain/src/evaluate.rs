@@ -288,7 +288,7 @@ fn format_number(value: f64) -> String {
 }
 
 /// At most [`MAX_ACTUAL_CHARS`] characters, control characters as spaces.
-fn bounded(text: &str) -> String {
+pub(crate) fn bounded(text: &str) -> String {
     let mut out: String = text
         .chars()
         .take(MAX_ACTUAL_CHARS)

@@ -97,6 +97,16 @@ impl MonitorUrl {
         if raw.len() > URL_MAX_BYTES {
             return Err(format!("must be at most {URL_MAX_BYTES} bytes"));
         }
+        if let Some(token) = raw.strip_prefix(PUSH_PATH) {
+            return if is_push_token(token) {
+                Ok(Self(raw.to_owned()))
+            } else {
+                Err(
+                    "is not a push URL /push/{token} (made by the service for a PUSH monitor)"
+                        .into(),
+                )
+            };
+        }
         const FORMS: &str = "an absolute http or https URL, or tcp://host:port";
         let url = url::Url::parse(raw).map_err(|e| format!("must be {FORMS} ({e})"))?;
         let kind = MonitorKind::of_scheme(url.scheme()).ok_or_else(|| {
@@ -145,8 +155,21 @@ impl MonitorUrl {
         Ok(Self(raw.to_owned()))
     }
 
+    /// A PUSH monitor's URL: the path its pushes go to.
+    pub fn push(token: &str) -> Self {
+        Self(format!("{PUSH_PATH}{token}"))
+    }
+
+    /// A PUSH monitor's token.
+    pub fn push_token(&self) -> Option<&str> {
+        push_token_of(&self.0)
+    }
+
     /// The kind of monitor its scheme is for.
     pub fn kind(&self) -> MonitorKind {
+        if self.push_token().is_some() {
+            return MonitorKind::Push;
+        }
         url::Url::parse(&self.0)
             .ok()
             .and_then(|u| MonitorKind::of_scheme(u.scheme()))
@@ -161,6 +184,26 @@ impl MonitorUrl {
     pub fn into_inner(self) -> String {
         self.0
     }
+}
+
+/// Where a PUSH monitor's pushes go, followed by its token.
+pub const PUSH_PATH: &str = "/push/";
+
+/// Shortest and longest push token.
+const PUSH_TOKEN_CHARS: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// Whether `token` has a push token's form (URL-safe base64 characters); says nothing of
+/// whether a monitor has it.
+pub fn is_push_token(token: &str) -> bool {
+    PUSH_TOKEN_CHARS.contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The token of a PUSH monitor's URL (`/push/{token}`).
+pub fn push_token_of(url: &str) -> Option<&str> {
+    url.strip_prefix(PUSH_PATH).filter(|t| is_push_token(t))
 }
 
 /// A monitor URL parsed as the `http` or `https` URL with the same host and port:
@@ -222,7 +265,8 @@ fn parse_bounded(raw: i64, max: i64) -> Result<i32, String> {
 #[derive(Debug, Clone)]
 pub struct NewMonitor {
     pub name: MonitorName,
-    pub url: MonitorUrl,
+    /// `None` only for a PUSH monitor (the service makes its URL).
+    pub url: Option<MonitorUrl>,
     pub timeout: TimeoutSeconds,
     pub interval: IntervalSeconds,
     pub active: bool,
@@ -251,7 +295,7 @@ impl From<NewMonitor> for MonitorPatch {
     fn from(new: NewMonitor) -> Self {
         Self {
             name: Some(new.name),
-            url: Some(new.url),
+            url: new.url,
             timeout: Some(new.timeout),
             interval: Some(new.interval),
             active: Some(new.active),

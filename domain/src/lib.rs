@@ -1,5 +1,5 @@
 //! What things are, with no I/O: parsed monitor input, monitors and their check results,
-//! check specs and their assertions, the target policy, check outcomes and events, the
+//! check specs and their assertions, pushes, the target policy, check outcomes and events, the
 //! status-change rule, flap control and slot arithmetic. Every other crate of ours may use
 //! it; it uses none of them.
 
@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod input;
 pub mod monitor;
 pub mod policy;
+pub mod push;
 pub mod slot;
 pub mod spec;
 pub mod state;

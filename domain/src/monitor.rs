@@ -94,6 +94,9 @@ pub struct Monitor {
     pub last_checked_at: Option<DateTime<Utc>>,
     pub last_status: Option<CheckStatus>,
     pub kind: MonitorKind,
+    /// A PUSH monitor's token (its pushes go to `/push/{token}`, its `url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_token: Option<String>,
     /// The check's options (the defaults for a plain check), secret header values masked.
     #[serde(flatten)]
     pub check: CheckSpec,

@@ -69,15 +69,18 @@ pub enum MonitorKind {
     Http,
     /// A TCP connection to `host:port`, with a TLS handshake for `tls://`.
     Tcp,
+    /// The monitored thing calls `/push/{token}`; DOWN when it stops.
+    Push,
 }
 
 impl MonitorKind {
-    pub const ALL: [Self; 2] = [Self::Http, Self::Tcp];
+    pub const ALL: [Self; 3] = [Self::Http, Self::Tcp, Self::Push];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "HTTP",
             Self::Tcp => "TCP",
+            Self::Push => "PUSH",
         }
     }
 
@@ -104,6 +107,7 @@ impl MonitorKind {
         match self {
             Self::Http => "an http:// or https:// URL",
             Self::Tcp => "tcp://host:port (or tls://host:port for a TLS handshake)",
+            Self::Push => "none: its push URL /push/{token} is made for it",
         }
     }
 }
@@ -245,6 +249,8 @@ impl AssertionSource {
         match kind {
             MonitorKind::Http => true,
             MonitorKind::Tcp => matches!(self, Self::ResponseTime | Self::CertExpiresInDays),
+            // A push's `ping`.
+            MonitorKind::Push => self == Self::ResponseTime,
         }
     }
 
@@ -609,7 +615,8 @@ fn mask_secret(value: &str) -> String {
     }
 }
 
-/// Refuses the HTTP options a monitor of another kind was sent with values of their own
+/// Refuses the HTTP options (and, for PUSH, `ignore_tls`) a monitor of another kind was sent
+/// with values of their own
 /// (the defaults are let through, so a monitor read back and sent again is accepted).
 fn http_only(input: &SpecInput, kind: MonitorKind) -> Result<(), FieldError> {
     let plain = CheckSpec::default();
@@ -649,10 +656,7 @@ fn http_only(input: &SpecInput, kind: MonitorKind) -> Result<(), FieldError> {
     match given.iter().find(|(_, given)| *given) {
         Some((field, _)) => Err(FieldError::new(
             *field,
-            format!(
-                "is an HTTP option; a {} monitor does not take it",
-                kind.as_str()
-            ),
+            format!("is not an option of a {} monitor", kind.as_str()),
         )),
         None => Ok(()),
     }
@@ -1156,7 +1160,10 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.field, "method");
-        assert!(err.problem.contains("HTTP option"), "{err:?}");
+        assert!(
+            err.problem.contains("not an option of a TCP monitor"),
+            "{err:?}"
+        );
         let err = tcp(SpecInput {
             assertions: Some(vec![assertion("BODY", None, "CONTAINS", "x")]),
             ..Default::default()

@@ -38,6 +38,8 @@ pub struct Model {
     pub state_streak: i32,
     /// `UP`, `DOWN`, `PENDING` or `DEGRADED` after the newest result; null before the first.
     pub state: Option<String>,
+    /// A PUSH monitor's token (unique; its URL is `/push/{token}`); null for other kinds.
+    pub push_token: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

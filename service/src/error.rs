@@ -13,6 +13,10 @@ pub enum Error {
     },
     /// The addressed thing does not exist.
     NotFound { what: &'static str, id: i64 },
+    /// No PUSH monitor has the token pushed to.
+    UnknownPushToken,
+    /// A push to a paused monitor: not recorded.
+    Paused { id: i64 },
     /// The database cannot be reached (or the result could not be stored); retrying later may
     /// work.
     Unavailable,

@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{
-    spec::FieldError, url_password, CheckEvent, CheckResult, CheckSpec, Monitor, MonitorKind,
-    MonitorPatch, MonitorUrl, NewMonitor, SpecInput,
+    push::{self, PushReport},
+    slot,
+    spec::FieldError,
+    url_password, CheckEvent, CheckResult, CheckSpec, Monitor, MonitorKind, MonitorPatch,
+    MonitorUrl, NewMonitor, SpecInput,
 };
 use store::{Database, Page};
 use tokio::sync::broadcast;
@@ -81,26 +84,37 @@ impl MonitorService {
         })
     }
 
-    /// Stores a new monitor; an active one is due for its first check at once. A URL whose
-    /// password is the read mask `***` is refused: there is no stored password to restore.
-    pub async fn create(&self, new: NewMonitor) -> Result<Monitor, Error> {
-        if url_password::is_masked(new.url.as_str()) {
-            return Err(masked_password_error());
+    /// Stores a new monitor; an active one is due for its first check at once (a PUSH
+    /// monitor at the end of its first window). A URL whose password is the read mask `***`
+    /// is refused: there is no stored password to restore.
+    pub async fn create(&self, mut new: NewMonitor) -> Result<Monitor, Error> {
+        if let Some(url) = &new.url {
+            if url_password::is_masked(url.as_str()) {
+                return Err(masked_password_error());
+            }
+            self.vet(url)?;
         }
-        self.vet(&new.url)?;
-        let mut input = new.spec.clone();
-        settle_kind(&mut input, new.url.kind(), MonitorKind::Http, true)?;
+        let mut input = std::mem::take(&mut new.spec);
+        let kind = settle_kind(&mut input, &mut new.url, None)?;
         let spec = CheckSpec::parse(input, None).map_err(spec_error)?;
         let now = now();
-        let due = new.active.then_some(now);
+        let due = new.active.then(|| match kind {
+            MonitorKind::Push => push::deadline(
+                now,
+                slot::interval_of(new.interval.get()),
+                slot::timeout_of(new.timeout.get()),
+            ),
+            _ => now,
+        });
         let monitor = self.db.insert_monitor(new, spec.as_ref(), now, due).await?;
         self.schedule.changed(monitor.id);
         Ok(monitor)
     }
 
     /// Applies a partial change. Resuming a monitor or pointing it at a new URL makes it due
-    /// at once; a shorter interval brings its next check forward. A URL sent back with the
-    /// read mask `***` for the stored scheme, user, host and port keeps the stored password.
+    /// at once; a shorter interval brings its next check forward (for a PUSH monitor, its
+    /// deadline: an overdue one gets a new window). A URL sent back with the read mask `***`
+    /// for the stored scheme, user, host and port keeps the stored password.
     pub async fn update(&self, id: i64, mut patch: MonitorPatch) -> Result<Monitor, Error> {
         let not_found = || Error::NotFound {
             what: "monitor",
@@ -121,13 +135,11 @@ impl MonitorService {
             self.vet(url)?;
         }
         let current_kind = current.spec.as_ref().map(|s| s.kind).unwrap_or_default();
-        let url_kind = match &patch.url {
-            Some(url) => url.kind(),
-            None => MonitorUrl::parse(&current.url)
-                .map(|u| u.kind())
-                .unwrap_or(current_kind),
-        };
-        settle_kind(&mut patch.spec, url_kind, current_kind, patch.url.is_some())?;
+        let kind = settle_kind(
+            &mut patch.spec,
+            &mut patch.url,
+            Some((&current.url, current_kind)),
+        )?;
         let spec = if patch.spec == SpecInput::default() {
             None
         } else {
@@ -139,6 +151,14 @@ impl MonitorService {
         // New check options take effect at once, as a new URL does.
         if spec.is_some() && spec.as_ref().map(Option::as_ref) != Some(current.spec.as_ref()) {
             next_check_at = next_check_at.map(|_| now);
+        }
+        if kind == MonitorKind::Push {
+            let window = push::deadline(
+                now,
+                slot::interval_of(patch.interval.map_or(current.interval_seconds, |i| i.get())),
+                slot::timeout_of(patch.timeout.map_or(current.timeout_seconds, |t| t.get())),
+            );
+            next_check_at = next_check_at.map(|at| if at <= now { window } else { at.min(window) });
         }
         let monitor = self
             .db
@@ -153,6 +173,40 @@ impl MonitorService {
             .ok_or_else(not_found)?;
         self.schedule.changed(id);
         Ok(monitor)
+    }
+
+    /// Records a push to the PUSH monitor with this token: a result like a check's, and the
+    /// monitor next due (DOWN unless pushed again) at the end of a new window.
+    pub async fn push(&self, token: &str, report: PushReport) -> Result<CheckResult, Error> {
+        if !domain::input::is_push_token(token) {
+            return Err(Error::UnknownPushToken);
+        }
+        let target = self
+            .db
+            .push_target(token)
+            .await?
+            .ok_or(Error::UnknownPushToken)?;
+        if !target.active {
+            return Err(Error::Paused { id: target.id });
+        }
+        let at = Utc::now().trunc_subsecs(3);
+        let outcome = report.outcome(target.spec.as_ref(), at);
+        let due = push::deadline(
+            at,
+            slot::interval_of(target.interval_seconds),
+            slot::timeout_of(target.timeout_seconds),
+        );
+        let record = match self.engine.store_push(target.id, outcome, due).await {
+            Ok(record) => record,
+            Err(RunCheckError::NotFound(_)) => return Err(Error::UnknownPushToken),
+            Err(RunCheckError::Database(err)) => return Err(err.into()),
+            Err(RunCheckError::Write(err)) => {
+                tracing::error!(monitor.id = target.id, error = %err, "push not stored");
+                return Err(Error::Unavailable);
+            }
+        };
+        self.schedule.changed(target.id);
+        Ok(record)
     }
 
     /// Deletes a monitor and, by cascade, its check history.
@@ -243,36 +297,76 @@ impl MonitorService {
     }
 }
 
-/// Decides the monitor's kind: the one sent, else the new URL's, else the current one; and
-/// refuses a URL that is not of that kind. A change of kind is written into `input`.
+/// Decides the monitor's kind, `current` being its stored URL and kind (`None` for a new
+/// monitor): the kind sent, else the URL's, else the current one. A URL of another kind is
+/// refused; a PUSH monitor gets its URL made (with a new token when it becomes one; its URL is
+/// never a client's). A change of kind is written into `input`.
 fn settle_kind(
     input: &mut SpecInput,
-    url_kind: MonitorKind,
-    current_kind: MonitorKind,
-    url_is_new: bool,
-) -> Result<(), Error> {
+    url: &mut Option<MonitorUrl>,
+    current: Option<(&str, MonitorKind)>,
+) -> Result<MonitorKind, Error> {
+    let current_kind = current.map(|(_, kind)| kind);
     let kind = input
         .kind
-        .unwrap_or(if url_is_new { url_kind } else { current_kind });
-    if kind != url_kind {
-        return Err(if input.kind.is_some() && !url_is_new {
-            Error::invalid(
-                "kind",
-                format!(
-                    "{} needs a url of the form {}; send the new url with it",
-                    kind.as_str(),
-                    kind.url_forms()
-                ),
-            )
-        } else {
-            Error::invalid(
+        .or(url.as_ref().map(MonitorUrl::kind))
+        .or(current_kind)
+        .unwrap_or_default();
+    if kind == MonitorKind::Push {
+        let current_url = current
+            .filter(|(_, kind)| *kind == MonitorKind::Push)
+            .map(|(url, _)| url);
+        if url
+            .as_ref()
+            .is_some_and(|u| Some(u.as_str()) != current_url)
+        {
+            return Err(Error::invalid(
                 "url",
-                format!("must be {} for kind {}", kind.url_forms(), kind.as_str()),
-            )
-        });
+                "is made by the service for a PUSH monitor (/push/{token}); leave it out",
+            ));
+        }
+        *url = match current_url {
+            Some(_) => None,
+            None => Some(MonitorUrl::push(&new_push_token()?)),
+        };
+    } else {
+        match url.as_ref() {
+            None if current_kind != Some(kind) => {
+                return Err(match current {
+                    Some(_) => Error::invalid(
+                        "kind",
+                        format!(
+                            "{} needs a url of the form {}; send the new url with it",
+                            kind.as_str(),
+                            kind.url_forms()
+                        ),
+                    ),
+                    None => Error::invalid("url", "is required (only a PUSH monitor has none)"),
+                });
+            }
+            Some(given) if given.kind() != kind => {
+                return Err(Error::invalid(
+                    "url",
+                    format!("must be {} for kind {}", kind.url_forms(), kind.as_str()),
+                ));
+            }
+            _ => {}
+        }
     }
-    input.kind = (kind != current_kind || input.kind.is_some()).then_some(kind);
-    Ok(())
+    input.kind = (Some(kind) != current_kind || input.kind.is_some()).then_some(kind);
+    Ok(kind)
+}
+
+/// A new push token: 24 random bytes from the operating system, URL-safe base64 (32
+/// characters).
+fn new_push_token() -> Result<String, Error> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|err| {
+        tracing::error!(error = %err, "no randomness for a push token");
+        Error::Internal
+    })?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 fn spec_error(err: FieldError) -> Error {

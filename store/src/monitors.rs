@@ -77,6 +77,15 @@ impl Database {
         Ok(row.map(rows::schedule))
     }
 
+    /// The PUSH monitor with this token, if any (one indexed lookup).
+    pub async fn push_target(&self, token: &str) -> Result<Option<MonitorSchedule>, Error> {
+        let row = monitor::Entity::find()
+            .filter(monitor::Column::PushToken.eq(token))
+            .one(&self.conn)
+            .await?;
+        Ok(row.map(rows::schedule))
+    }
+
     /// Stores a new monitor with its parsed check options, created at `now` and due at
     /// `next_check_at`.
     pub async fn insert_monitor(
@@ -86,9 +95,13 @@ impl Database {
         now: DateTime<Utc>,
         next_check_at: Option<DateTime<Utc>>,
     ) -> Result<Monitor, Error> {
+        let url = new
+            .url
+            .ok_or_else(|| Error::failed("a monitor is stored with a url"))?;
         let row = monitor::ActiveModel {
             name: Set(new.name.into_inner()),
-            url: Set(new.url.into_inner()),
+            push_token: Set(url.push_token().map(str::to_owned)),
+            url: Set(url.into_inner()),
             timeout_seconds: Set(new.timeout.get()),
             interval_seconds: Set(new.interval.get()),
             active: Set(new.active),
@@ -128,6 +141,7 @@ impl Database {
             row.name = Set(name.into_inner());
         }
         if let Some(url) = patch.url {
+            row.push_token = Set(url.push_token().map(str::to_owned));
             row.url = Set(url.into_inner());
         }
         if let Some(timeout) = patch.timeout {

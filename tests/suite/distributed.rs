@@ -430,6 +430,44 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
     assert_eq!(newest[3]["error"], "connection refused", "{}", newest[3]);
     assert_eq!(newest[3]["status_code"], Value::Null, "{}", newest[3]);
 
+    // A PUSH monitor: a worker records the missed push (the kind travels in the job), an API
+    // process records the push.
+    let response = http
+        .post(format!("{base}/monitors"))
+        .json(&json!({"name": "cron", "kind": "PUSH", "timeout_seconds": 1, "interval_seconds": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let pushed: Value = response.json().await.unwrap();
+    let push_id = pushed["id"].as_i64().unwrap();
+    let missed = testkit::eventually(Duration::from_secs(15), "a missed push", || {
+        let http = http.clone();
+        let url = format!("{base}/monitors/{push_id}/check");
+        async move {
+            let history: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+            let newest = history.get(0)?.clone();
+            (newest["status"] == "DOWN").then_some(newest)
+        }
+    })
+    .await;
+    assert_eq!(
+        missed["error"], "no push received within the interval and its grace period",
+        "{missed}"
+    );
+    let response = http
+        .post(format!(
+            "{base}/push/{}?ping=5",
+            pushed["push_token"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["status"], "UP", "{result}");
+    assert_eq!(result["response_time_ms"], 5, "{result}");
+
     // A job of a newer version, or with a spec field this worker does not know, is
     // dead-lettered with the reason, never checked as something else.
     let conn = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())

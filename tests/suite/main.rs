@@ -22,6 +22,7 @@ mod input;
 mod live;
 mod migrations;
 mod monitors;
+mod push_checks;
 mod scheduling;
 mod services;
 mod shutdown;

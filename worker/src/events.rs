@@ -138,6 +138,7 @@ mod tests {
                 last_checked_at: Some(now),
                 last_status: Some(CheckStatus::Up),
                 kind: domain::MonitorKind::Http,
+                push_token: None,
                 check: domain::CheckSpec::default(),
                 failure_threshold: 1,
                 success_threshold: 1,

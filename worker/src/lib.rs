@@ -200,6 +200,20 @@ impl Engine {
         }
     }
 
+    /// Stores a push's result like any other, the monitor next due at `next_due`.
+    pub async fn store_push(
+        &self,
+        monitor_id: i64,
+        outcome: domain::CheckOutcome,
+        next_due: chrono::DateTime<chrono::Utc>,
+    ) -> Result<CheckResult, RunCheckError> {
+        match self.store.store_push(monitor_id, outcome, next_due).await {
+            Ok(record) => Ok(record),
+            Err(WriteError::MonitorGone(id)) => Err(RunCheckError::NotFound(id)),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Which addresses checks may reach.
     pub fn policy(&self) -> &domain::TargetPolicy {
         self.checker.policy()

@@ -8,6 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
 use domain::{CheckEvent, CheckOutcome, CheckResult, Slot};
 use store::{BatchWriter, Database, PendingResult, Written};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -99,6 +100,7 @@ impl ResultWriter {
                 monitor_id,
                 outcome,
                 slot,
+                next_due: None,
             },
             reply: None,
         };
@@ -129,13 +131,36 @@ impl ResultWriter {
         outcome: CheckOutcome,
         slot: Option<Slot>,
     ) -> Result<Option<CheckResult>, WriteError> {
+        self.write(PendingResult {
+            monitor_id,
+            outcome,
+            slot,
+            next_due: None,
+        })
+        .await
+    }
+
+    /// Stores a push's result, the monitor next due at `next_due`, and waits for the row.
+    pub async fn store_push(
+        &self,
+        monitor_id: i64,
+        outcome: CheckOutcome,
+        next_due: DateTime<Utc>,
+    ) -> Result<CheckResult, WriteError> {
+        self.write(PendingResult {
+            monitor_id,
+            outcome,
+            slot: None,
+            next_due: Some(next_due),
+        })
+        .await?
+        .ok_or(WriteError::Database)
+    }
+
+    async fn write(&self, result: PendingResult) -> Result<Option<CheckResult>, WriteError> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            result: PendingResult {
-                monitor_id,
-                outcome,
-                slot,
-            },
+            result,
             reply: Some(reply),
         };
         self.tx

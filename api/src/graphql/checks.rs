@@ -13,6 +13,9 @@ pub enum MonitorKind {
     Http,
     /// A TCP connection to `tcp://host:port`, with a TLS handshake for `tls://host:port`.
     Tcp,
+    /// The monitored thing calls `GET` or `POST /push/{token}`; DOWN when no push comes
+    /// within the interval plus `timeoutSeconds` of grace.
+    Push,
 }
 
 /// A monitor's state: its confirmed status (after flap control), or why it has none.

@@ -19,8 +19,9 @@ use crate::error::{ApiError, IntoGraphql};
 pub struct CreateMonitorInput {
     /// 1 to 200 characters.
     name: String,
-    /// An absolute http or https URL; for a TCP monitor, tcp://host:port or tls://host:port.
-    url: String,
+    /// An absolute http or https URL; for a TCP monitor, tcp://host:port or tls://host:port;
+    /// none for a PUSH monitor (its push URL is made for it).
+    url: Option<String>,
     /// Seconds a whole check may take (1 to 300).
     timeout_seconds: i64,
     /// Seconds between two scheduled checks (1 to 604800).
@@ -28,7 +29,7 @@ pub struct CreateMonitorInput {
     /// Whether the scheduler checks it; default true.
     #[graphql(default = true)]
     active: bool,
-    /// Default: the URL's (HTTP for http and https, TCP for tcp and tls).
+    /// Default: the URL's (HTTP for http and https, TCP for tcp and tls); PUSH takes no URL.
     kind: Option<MonitorKind>,
     /// GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
     method: Option<String>,
@@ -96,7 +97,10 @@ impl CreateMonitorInput {
     fn parse(self) -> Result<NewMonitor, ApiError> {
         Ok(NewMonitor {
             name: field("name", &*self.name, MonitorName::parse)?,
-            url: field("url", &*self.url, MonitorUrl::parse)?,
+            url: self
+                .url
+                .map(|v| field("url", &*v, MonitorUrl::parse))
+                .transpose()?,
             timeout: field(
                 "timeoutSeconds",
                 self.timeout_seconds,

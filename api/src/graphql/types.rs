@@ -59,6 +59,7 @@ impl Monitor {
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// What is checked; for a PUSH monitor, the path its pushes go to.
     async fn url(&self) -> &str {
         &self.0.url
     }
@@ -94,6 +95,10 @@ impl Monitor {
     }
     async fn kind(&self) -> MonitorKind {
         self.0.kind.into()
+    }
+    /// A PUSH monitor's token: pushes go to `/push/{token}` (its `url`). Null for other kinds.
+    async fn push_token(&self) -> Option<&str> {
+        self.0.push_token.as_deref()
     }
     /// The HTTP method (default GET).
     async fn method(&self) -> &str {

@@ -1,9 +1,10 @@
-//! The REST routes of the `/monitors` and `/services` + `/ws` APIs, and the JSON answers for
+//! The REST routes of the `/monitors`, `/push` and `/services` + `/ws` APIs, and the JSON answers for
 //! unknown routes and methods.
 
 pub mod body;
 pub mod checks;
 pub mod monitors;
+pub mod push;
 pub mod services;
 pub mod spec;
 
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
             "/monitors/{id}/check",
             get(checks::history).post(checks::run),
         )
+        .route("/push/{token}", get(push::push).post(push::push))
         .route("/services", get(services::list).post(services::create))
         .route("/services/{id}/logs", get(services::logs))
         .route("/ws", get(services::ws))

@@ -109,6 +109,7 @@ const MONITOR_READ_ONLY_KEYS: &[&str] = &[
     "last_checked_at",
     "last_status",
     "state",
+    "push_token",
 ];
 
 /// The keys of a monitor body, as one API spells them.
@@ -145,7 +146,13 @@ pub fn parse_monitor_fields(
     default_timeout: Option<i64>,
 ) -> Result<NewMonitor, ApiError> {
     let name = required(keys.name, body.opt_str(keys.name)?)?;
-    let url = required(keys.url, body.opt_str(keys.url)?)?;
+    // Only a PUSH monitor goes without a URL (the service makes its push URL).
+    let push =
+        matches!(body.opt_str("kind"), Ok(Some(kind)) if kind.trim().eq_ignore_ascii_case("PUSH"));
+    let url = match body.opt_str(keys.url)? {
+        None if push => None,
+        url => Some(required(keys.url, url)?),
+    };
     let timeout = required(
         keys.timeout,
         body.opt_int(keys.timeout)?.or(default_timeout),
@@ -153,7 +160,9 @@ pub fn parse_monitor_fields(
     let interval = required(keys.interval, body.opt_int(keys.interval)?)?;
     Ok(NewMonitor {
         name: parse_field(keys.name, name, MonitorName::parse)?,
-        url: parse_field(keys.url, url, MonitorUrl::parse)?,
+        url: url
+            .map(|url| parse_field(keys.url, url, MonitorUrl::parse))
+            .transpose()?,
         timeout: parse_field(keys.timeout, timeout, TimeoutSeconds::parse)?,
         interval: parse_field(keys.interval, interval, IntervalSeconds::parse)?,
         active,

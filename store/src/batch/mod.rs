@@ -10,6 +10,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+use chrono::{DateTime, Utc};
 use domain::{
     from_epoch_ms, CheckEvent, CheckOutcome, CheckStatus, Confirmation, LatestStatus, MonitorState,
     Slot, StatusChange, Threshold,
@@ -28,6 +29,8 @@ pub struct PendingResult {
     pub outcome: CheckOutcome,
     /// The scheduled slot it is for; `None` for a manual check.
     pub slot: Option<Slot>,
+    /// A push: the active monitor is next due (DOWN unless pushed again) at this time.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 /// What became of one pending result.
@@ -228,6 +231,8 @@ impl Plan {
             if let Some(slot) = pending.slot {
                 monitor.last_slot_at = Some(slot.due);
                 monitor.next_check_at = slot.next_check_at(monitor.next_check_at);
+            } else if let Some(due) = pending.next_due.filter(|_| monitor.active) {
+                monitor.next_check_at = Some(due);
             }
             fates.push(Fate::Insert);
             rows.push(row);
@@ -310,6 +315,7 @@ mod tests {
             confirmed_up: None,
             state_streak: 0,
             state: None,
+            push_token: None,
         }
     }
 
@@ -329,6 +335,7 @@ mod tests {
                 None,
             ),
             slot,
+            next_due: None,
         }
     }
 

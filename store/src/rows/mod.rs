@@ -42,6 +42,7 @@ pub(crate) fn monitor(row: monitor::Model) -> Monitor {
         last_status: row.last_up.map(CheckStatus::from_up),
         // The kind is the monitor's field; the flattened options do not repeat it.
         kind: std::mem::take(&mut check.kind),
+        push_token: row.push_token,
         check,
         failure_threshold: row.failure_threshold,
         success_threshold: row.success_threshold,

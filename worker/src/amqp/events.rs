@@ -170,6 +170,7 @@ impl WireEvent<'_> {
         }
         let (r, m) = (self.result, self.monitor);
         let check = m.check.and_then(lenient_spec).unwrap_or_default();
+        let push_token = domain::input::push_token_of(&m.url).map(str::to_owned);
         let change = match (self.confirms, self.change) {
             (true, change) => change.map(|c| StatusChange {
                 from: c.from,
@@ -218,6 +219,7 @@ impl WireEvent<'_> {
                     .as_deref()
                     .and_then(|k| MonitorKind::parse(k).ok())
                     .unwrap_or_default(),
+                push_token,
                 check,
                 failure_threshold: m.failure_threshold.unwrap_or(1),
                 success_threshold: m.success_threshold.unwrap_or(1),
@@ -408,6 +410,7 @@ mod tests {
                 last_checked_at: Some(at),
                 last_status: Some(CheckStatus::Down),
                 kind: domain::MonitorKind::Http,
+                push_token: None,
                 check: domain::CheckSpec::default(),
                 failure_threshold: 1,
                 success_threshold: 1,

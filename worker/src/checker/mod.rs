@@ -327,6 +327,10 @@ impl Checker {
     /// Checks a prepared target, giving the whole check at most `timeout`.
     pub async fn check_target(&self, target: &Target, timeout: Duration) -> CheckOutcome {
         let started_at = Utc::now().trunc_subsecs(3);
+        // A PUSH monitor is due only when its deadline passed without a push.
+        if target.spec().is_some_and(|s| s.kind == MonitorKind::Push) {
+            return domain::push::missed(started_at);
+        }
         let start = Instant::now();
         let rich = target.0.rich.as_ref();
         let mut phases = Phases::default();
