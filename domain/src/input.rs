@@ -275,6 +275,9 @@ pub struct NewMonitor {
     /// `None`: 1 for a new monitor, the stored value for a replacement.
     pub failure_threshold: Option<Threshold>,
     pub success_threshold: Option<Threshold>,
+    /// How soon to check again while a change is unconfirmed; `None` keeps the stored value
+    /// (none for a new monitor), `Some(None)` clears it.
+    pub retry_interval: Option<Option<IntervalSeconds>>,
 }
 
 /// A partial change to a monitor: `None` keeps the current value.
@@ -289,6 +292,8 @@ pub struct MonitorPatch {
     pub spec: SpecInput,
     pub failure_threshold: Option<Threshold>,
     pub success_threshold: Option<Threshold>,
+    /// `Some(None)` clears it.
+    pub retry_interval: Option<Option<IntervalSeconds>>,
 }
 
 impl From<NewMonitor> for MonitorPatch {
@@ -302,6 +307,7 @@ impl From<NewMonitor> for MonitorPatch {
             spec: new.spec,
             failure_threshold: new.failure_threshold,
             success_threshold: new.success_threshold,
+            retry_interval: new.retry_interval,
         }
     }
 }

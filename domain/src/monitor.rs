@@ -102,6 +102,8 @@ pub struct Monitor {
     pub check: CheckSpec,
     pub failure_threshold: i32,
     pub success_threshold: i32,
+    /// Seconds to the next check while a change is unconfirmed (`PENDING`); null: the interval.
+    pub retry_interval_seconds: Option<i32>,
     pub state: MonitorState,
 }
 
@@ -118,6 +120,8 @@ pub struct MonitorSchedule {
     pub next_check_at: Option<DateTime<Utc>>,
     /// The check's options (secrets in clear); `None` for the plain check.
     pub spec: Option<CheckSpec>,
+    /// Seconds to the next check while a change is unconfirmed.
+    pub retry_interval_seconds: Option<i32>,
 }
 
 impl MonitorSchedule {
@@ -165,6 +169,7 @@ mod tests {
             active,
             next_check_at: next.map(at),
             spec: None,
+            retry_interval_seconds: None,
         }
     }
 

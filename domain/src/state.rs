@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::monitor::CheckStatus;
@@ -82,6 +83,20 @@ impl Threshold {
     pub fn get(self) -> i32 {
         self.0
     }
+}
+
+/// When a monitor is checked again after a result at `checked_at` that left it in `state`:
+/// `retry_interval_seconds` later while a change is unconfirmed (`PENDING`) and it is active;
+/// `None` otherwise (its next slot stands).
+pub fn retry_at(
+    active: bool,
+    state: Option<MonitorState>,
+    retry_interval_seconds: Option<i32>,
+    checked_at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let retry = retry_interval_seconds?;
+    (active && state == Some(MonitorState::Pending))
+        .then(|| checked_at + chrono::Duration::seconds(i64::from(retry.max(1))))
 }
 
 /// A monitor's flap-control memory, as stored with it.

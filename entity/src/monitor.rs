@@ -40,6 +40,8 @@ pub struct Model {
     pub state: Option<String>,
     /// A PUSH monitor's token (unique; its URL is `/push/{token}`); null for other kinds.
     pub push_token: Option<String>,
+    /// Seconds to the next check while a change is unconfirmed; null: the interval.
+    pub retry_interval_seconds: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,7 +13,7 @@ mod m20261121_000003_add_last_slot_at;
 mod m20261121_000004_check_results_clustered_key;
 mod m20261121_000005_check_results_per_monitor_seq;
 mod m20261203_000006_check_specs;
-mod m20261204_000007_push_tokens;
+mod m20261204_000007_push_and_retry;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -28,7 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_check_results_clustered_key::Migration),
             Box::new(m20261121_000005_check_results_per_monitor_seq::Migration),
             Box::new(m20261203_000006_check_specs::Migration),
-            Box::new(m20261204_000007_push_tokens::Migration),
+            Box::new(m20261204_000007_push_and_retry::Migration),
         ]
     }
 }

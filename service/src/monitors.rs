@@ -96,6 +96,7 @@ impl MonitorService {
         }
         let mut input = std::mem::take(&mut new.spec);
         let kind = settle_kind(&mut input, &mut new.url, None)?;
+        no_retry_for_push(kind, &mut new.retry_interval, false)?;
         let spec = CheckSpec::parse(input, None).map_err(spec_error)?;
         let now = now();
         let due = new.active.then(|| match kind {
@@ -140,6 +141,7 @@ impl MonitorService {
             &mut patch.url,
             Some((&current.url, current_kind)),
         )?;
+        no_retry_for_push(kind, &mut patch.retry_interval, current_kind != kind)?;
         let spec = if patch.spec == SpecInput::default() {
             None
         } else {
@@ -253,7 +255,21 @@ impl MonitorService {
     /// Checks a monitor now; the result is stored and published like a scheduled one.
     pub async fn run_check(&self, id: i64) -> Result<CheckResult, Error> {
         match self.engine.run_check(id).await {
-            Ok(record) => Ok(record),
+            Ok(event) => {
+                // A result that leaves a change unconfirmed moved the stored due time of a
+                // monitor with retries: the scheduler reads it.
+                let m = &event.monitor;
+                let retry = domain::state::retry_at(
+                    m.active,
+                    Some(m.state),
+                    m.retry_interval_seconds,
+                    event.result.checked_at,
+                );
+                if retry.is_some() {
+                    self.schedule.changed(id);
+                }
+                Ok(event.result.clone())
+            }
             Err(RunCheckError::NotFound(id)) => Err(Error::NotFound {
                 what: "monitor",
                 id,
@@ -355,6 +371,28 @@ fn settle_kind(
     }
     input.kind = (Some(kind) != current_kind || input.kind.is_some()).then_some(kind);
     Ok(kind)
+}
+
+/// A PUSH monitor has no retries (it is not checked, it is pushed to): one sent is refused,
+/// and a monitor that becomes PUSH loses its own.
+fn no_retry_for_push(
+    kind: MonitorKind,
+    retry: &mut Option<Option<domain::IntervalSeconds>>,
+    kind_changed: bool,
+) -> Result<(), Error> {
+    if kind != MonitorKind::Push {
+        return Ok(());
+    }
+    if matches!(retry, Some(Some(_))) {
+        return Err(Error::invalid(
+            "retry_interval_seconds",
+            "is not an option of a PUSH monitor",
+        ));
+    }
+    if kind_changed {
+        *retry = Some(None);
+    }
+    Ok(())
 }
 
 /// A new push token: 24 random bytes from the operating system, URL-safe base64 (32

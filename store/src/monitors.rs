@@ -113,6 +113,7 @@ impl Database {
             check_spec: Set(spec.map(CheckSpec::to_json)),
             failure_threshold: Set(new.failure_threshold.unwrap_or(Threshold::ONE).get()),
             success_threshold: Set(new.success_threshold.unwrap_or(Threshold::ONE).get()),
+            retry_interval_seconds: Set(new.retry_interval.flatten().map(|r| r.get())),
             confirmed_up: Set(None),
             state_streak: Set(0),
             state: Set(None),
@@ -161,6 +162,9 @@ impl Database {
         }
         if let Some(threshold) = patch.success_threshold {
             row.success_threshold = Set(threshold.get());
+        }
+        if let Some(retry) = patch.retry_interval {
+            row.retry_interval_seconds = Set(retry.map(|r| r.get()));
         }
         row.next_check_at = Set(next_check_at);
         row.updated_at = Set(now);

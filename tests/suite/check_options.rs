@@ -651,6 +651,82 @@ async fn flap_thresholds_hold_exactly(backend: Backend) {
     );
 }
 
+async fn retries_confirm_a_change_sooner(backend: Backend) {
+    let server = Misbehaving::start("127.0.0.1").await;
+    let app = spawn_app!(backend);
+    let id = created(
+        &app,
+        &server.url("/flip"),
+        json!({"failure_threshold": 3, "retry_interval_seconds": 1, "active": true, "interval_seconds": 3600}),
+    )
+    .await;
+    let history = |limit: usize| {
+        let app = &app;
+        async move {
+            let (_, history) = app
+                .json(
+                    Method::GET,
+                    &format!("/monitors/{id}/check?limit={limit}"),
+                    None,
+                )
+                .await;
+            history.as_array().unwrap().clone()
+        }
+    };
+    testkit::eventually(Duration::from_secs(10), "the first check", || async {
+        (state(&app, id).await == "UP").then_some(())
+    })
+    .await;
+    // One failure by hand; the two that confirm it come a second apart, not an hour.
+    server.flip.store(503, Ordering::SeqCst);
+    check_now(&app, id).await;
+    assert_eq!(state(&app, id).await, "PENDING");
+    testkit::eventually(Duration::from_secs(10), "the confirmed DOWN", || async {
+        (state(&app, id).await == "DOWN").then_some(())
+    })
+    .await;
+    let results = history(10).await;
+    assert_eq!(results.len(), 4, "{results:?}");
+    let at = |r: &Value| -> chrono::DateTime<chrono::Utc> {
+        r["checked_at"].as_str().unwrap().parse().unwrap()
+    };
+    for pair in results[..3].windows(2) {
+        let gap = at(&pair[0]) - at(&pair[1]);
+        assert!(
+            gap >= chrono::Duration::milliseconds(900) && gap < chrono::Duration::seconds(4),
+            "retried {gap} apart: {results:?}"
+        );
+    }
+    // Confirmed: no more retries.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(history(10).await.len(), 4);
+
+    let (status, body) = create(
+        &app,
+        monitor(&server.url("/flip"), json!({"retry_interval_seconds": 0})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("retry_interval_seconds must be a positive integer"),
+        "{body}"
+    );
+    let cleared = app
+        .graphql(
+            "mutation($id: ID!) { updateMonitor(id: $id, input: {retryIntervalSeconds: null, degradedAfterMs: null}) { retryIntervalSeconds degradedAfterMs } }",
+            json!({"id": id.to_string()}),
+        )
+        .await;
+    assert!(cleared["errors"].is_null(), "{cleared}");
+    assert_eq!(
+        cleared["data"]["updateMonitor"]["retryIntervalSeconds"],
+        Value::Null
+    );
+}
+
 async fn the_target_policy_blocks_what_it_should(backend: Backend) {
     let server = Misbehaving::start("127.0.0.1").await;
     // Always blocked: link-local and metadata, even without BLOCK_PRIVATE_NETWORKS.
@@ -762,5 +838,6 @@ on_both_backends!(
     assertions_pass_and_fail_with_the_actual_value,
     certificates_are_read_and_bad_ones_are_down,
     flap_thresholds_hold_exactly,
+    retries_confirm_a_change_sooner,
     the_target_policy_blocks_what_it_should,
 );

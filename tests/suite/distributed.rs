@@ -468,6 +468,44 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
     assert_eq!(result["status"], "UP", "{result}");
     assert_eq!(result["response_time_ms"], 5, "{result}");
 
+    // Retries: the store moves the due time of an unconfirmed change, and the lease
+    // scheduler claims it a second later rather than an hour.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let response = http
+        .post(format!("{base}/monitors"))
+        .json(&json!({"name": "retried", "url": closed, "timeout_seconds": 1, "interval_seconds": 3600,
+                      "failure_threshold": 2, "retry_interval_seconds": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let retried = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    testkit::eventually(
+        Duration::from_secs(15),
+        "a change confirmed by a retry",
+        || {
+            let http = http.clone();
+            let base = base.clone();
+            async move {
+                let monitor: Value = http
+                    .get(format!("{base}/monitors/{retried}"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (monitor["state"] == "DOWN").then_some(())
+            }
+        },
+    )
+    .await;
+
     // A job of a newer version, or with a spec field this worker does not know, is
     // dead-lettered with the reason, never checked as something else.
     let conn = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())

@@ -142,6 +142,7 @@ mod tests {
                 check: domain::CheckSpec::default(),
                 failure_threshold: 1,
                 success_threshold: 1,
+                retry_interval_seconds: None,
                 state: domain::MonitorState::Up,
             },
             previous: None,

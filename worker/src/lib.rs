@@ -181,8 +181,9 @@ impl Engine {
         Ok((engine, notifier, tasks))
     }
 
-    /// Checks a monitor now, stores the result and publishes it like any other.
-    pub async fn run_check(&self, monitor_id: i64) -> Result<CheckResult, RunCheckError> {
+    /// Checks a monitor now, stores the result and publishes it like any other; gives back
+    /// its event (the result and the monitor after it).
+    pub async fn run_check(&self, monitor_id: i64) -> Result<Arc<CheckEvent>, RunCheckError> {
         let monitor = self
             .db
             .monitor_schedule(monitor_id)
@@ -193,8 +194,9 @@ impl Engine {
             .checker
             .check(&monitor.url, monitor.spec.as_ref(), timeout)
             .await;
-        match self.store.store(monitor_id, outcome).await {
-            Ok(record) => Ok(record),
+        match self.store.store_slot(monitor_id, outcome, None).await {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => Err(WriteError::Database.into()),
             Err(WriteError::MonitorGone(id)) => Err(RunCheckError::NotFound(id)),
             Err(err) => Err(err.into()),
         }

@@ -45,12 +45,15 @@ pub struct Job {
     pub timeout: Duration,
     /// The slot this check is for.
     pub slot: Slot,
+    /// The monitor's retry interval: how soon to check again while a change is unconfirmed.
+    pub retry: Option<i32>,
 }
 
 /// What the scheduler does with a due check. The returned future completes when the check
-/// is over; until then the monitor's next slots are skipped rather than overlapped.
+/// is over; until then the monitor's next slots are skipped rather than overlapped. It gives
+/// the time to check again when that is sooner than the next slot (a retry).
 pub trait CheckRunner: Clone + Send + Sync + 'static {
-    fn run(&self, job: Job) -> impl Future<Output = ()> + Send;
+    fn run(&self, job: Job) -> impl Future<Output = Option<DateTime<Utc>>> + Send;
 }
 
 /// Runs checks in this process and hands results to the store.
@@ -61,11 +64,28 @@ pub struct LocalRunner {
 }
 
 impl CheckRunner for LocalRunner {
-    async fn run(&self, job: Job) {
+    async fn run(&self, job: Job) -> Option<DateTime<Utc>> {
         let outcome = self.checker.check_target(&job.target, job.timeout).await;
-        self.store
-            .submit(job.monitor_id, outcome, Some(job.slot))
-            .await;
+        if job.retry.is_none() {
+            // Handed over without waiting for the write.
+            self.store
+                .submit(job.monitor_id, outcome, Some(job.slot))
+                .await;
+            return None;
+        }
+        // The monitor's state after this result decides: the same rule the store applies.
+        let event = self
+            .store
+            .store_slot(job.monitor_id, outcome, Some(job.slot))
+            .await
+            .ok()??;
+        let monitor = &event.monitor;
+        domain::state::retry_at(
+            monitor.active,
+            Some(monitor.state),
+            monitor.retry_interval_seconds,
+            event.result.checked_at,
+        )
     }
 }
 
@@ -100,6 +120,7 @@ struct Scheduled {
     due: Instant,
     /// Bumped on every change, so stale queue entries are skipped.
     generation: u64,
+    retry: Option<i32>,
 }
 
 /// Maps the monotonic clock the scheduler sleeps on to wall-clock times for storage.
@@ -140,6 +161,9 @@ impl Clock {
     }
 }
 
+/// A check's ask for a retry: its monitor, the generation it was checked at, and when.
+type Retry = (i64, u64, DateTime<Utc>);
+
 /// Runs scheduled checks until cancelled.
 pub struct Scheduler<S, R> {
     source: S,
@@ -152,6 +176,8 @@ pub struct Scheduler<S, R> {
     /// so an ending check never wakes the scheduler.
     running: Arc<Mutex<HashSet<i64>>>,
     next_generation: u64,
+    /// Checks that ask for a retry.
+    retries: (mpsc::UnboundedSender<Retry>, mpsc::UnboundedReceiver<Retry>),
 }
 
 /// A monitor's place in the running set, given up when its check ends (or is dropped).
@@ -187,6 +213,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             queue: BinaryHeap::new(),
             running: Arc::new(Mutex::new(HashSet::new())),
             next_generation: 0,
+            retries: mpsc::unbounded_channel(),
         }
     }
 
@@ -244,6 +271,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 }
                 // Nothing was due for a while; it waits for the next wake-up to be armed again.
                 _ = &mut guard, if !guard.is_elapsed() => {}
+                Some((id, generation, at)) = self.retries.1.recv() => self.retry(id, generation, at),
                 received = changes.recv_many(&mut changed, 1024) => {
                     if received == 0 {
                         // Nobody can report changes any more; keep running the schedule.
@@ -294,9 +322,11 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         for id in ids {
             match rows.get(&id) {
                 Some(row) if row.active => {
+                    // Not moved up to now: a slot due a moment ago keeps its own due time, so
+                    // its result moves the stored one on (see `Slot::next_check_at`).
                     let due = row
                         .next_check_at
-                        .map(|at| self.clock.to_instant(at).max(now))
+                        .map(|at| self.clock.to_instant(at))
                         .unwrap_or(now);
                     self.insert(row, due);
                 }
@@ -316,10 +346,27 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             interval: slot::interval_of(row.interval_seconds),
             due,
             generation: self.next_generation,
+            retry: row.retry_interval_seconds,
         };
         self.queue
             .push(Reverse((due, row.id, scheduled.generation)));
         self.monitors.insert(row.id, scheduled);
+    }
+
+    /// Brings a monitor's next check forward to `at` (a retry), unless it changed since the
+    /// check that asked, or its next slot comes first.
+    fn retry(&mut self, id: i64, generation: u64, at: DateTime<Utc>) {
+        let Some(entry) = self.monitors.get_mut(&id) else {
+            return;
+        };
+        let due = self.clock.to_instant(at).max(Instant::now());
+        if entry.generation != generation || due >= entry.due {
+            return;
+        }
+        self.next_generation += 1;
+        entry.generation = self.next_generation;
+        entry.due = due;
+        self.queue.push(Reverse((due, id, entry.generation)));
     }
 
     /// Starts every check that is due now and queues each monitor's next slot.
@@ -358,6 +405,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 target: entry.target,
                 timeout: entry.timeout,
                 slot,
+                retry: entry.retry,
             };
             let runner = self.runner.clone();
             let permits = self.concurrency.clone();
@@ -365,9 +413,12 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 running: self.running.clone(),
                 id,
             };
+            let retries = self.retries.0.clone();
             tracker.spawn(async move {
                 if let Ok(_permit) = permits.acquire_owned().await {
-                    runner.run(job).await;
+                    if let Some(at) = runner.run(job).await {
+                        let _ = retries.send((id, generation, at));
+                    }
                 }
                 drop(running);
             });
@@ -463,12 +514,13 @@ mod tests {
     }
 
     impl CheckRunner for FakeRunner {
-        async fn run(&self, job: Job) {
+        async fn run(&self, job: Job) -> Option<DateTime<Utc>> {
             let at = self.start.elapsed().as_millis();
             self.runs.lock().unwrap().push((job.monitor_id, at));
             if let Some(busy) = self.busy.get(&job.monitor_id) {
                 tokio::time::sleep(*busy).await;
             }
+            None
         }
     }
 
@@ -481,6 +533,7 @@ mod tests {
             active: true,
             next_check_at: next,
             spec: None,
+            retry_interval_seconds: None,
         }
     }
 

@@ -48,7 +48,7 @@ pub enum WriteError {
 
 struct Pending {
     result: PendingResult,
-    reply: Option<oneshot::Sender<Result<Option<CheckResult>, WriteError>>>,
+    reply: Option<oneshot::Sender<Result<Option<Arc<CheckEvent>>, WriteError>>>,
 }
 
 /// Hands results to the writer task.
@@ -112,25 +112,15 @@ impl ResultWriter {
         }
     }
 
-    /// Stores a result and waits for the stored row.
-    pub async fn store(
-        &self,
-        monitor_id: i64,
-        outcome: CheckOutcome,
-    ) -> Result<CheckResult, WriteError> {
-        self.store_slot(monitor_id, outcome, None)
-            .await?
-            .ok_or(WriteError::Database)
-    }
-
-    /// Stores a result for a scheduled slot and waits until it is written: `None` when the
-    /// slot already had a result, so nothing was stored.
+    /// Stores a result for a scheduled slot and waits until it is written, giving back its
+    /// event (the monitor after it): `None` when the slot already had a result, so nothing
+    /// was stored.
     pub async fn store_slot(
         &self,
         monitor_id: i64,
         outcome: CheckOutcome,
         slot: Option<Slot>,
-    ) -> Result<Option<CheckResult>, WriteError> {
+    ) -> Result<Option<Arc<CheckEvent>>, WriteError> {
         self.write(PendingResult {
             monitor_id,
             outcome,
@@ -154,10 +144,11 @@ impl ResultWriter {
             next_due: Some(next_due),
         })
         .await?
+        .map(|event| event.result.clone())
         .ok_or(WriteError::Database)
     }
 
-    async fn write(&self, result: PendingResult) -> Result<Option<CheckResult>, WriteError> {
+    async fn write(&self, result: PendingResult) -> Result<Option<Arc<CheckEvent>>, WriteError> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             result,
@@ -325,9 +316,9 @@ impl Writer {
         for (pending, written) in batch.into_iter().zip(outcomes) {
             let answer = match written {
                 Some(Written::Stored(event)) => {
-                    let record = event.result.clone();
+                    let answer = pending.reply.is_some().then(|| event.clone());
                     self.after_stored(event);
-                    Ok(Some(record))
+                    Ok(answer)
                 }
                 Some(Written::Duplicate) => Ok(None),
                 Some(Written::Gone) => Err(WriteError::MonitorGone(pending.result.monitor_id)),

@@ -1,6 +1,6 @@
 //! `Mutation`: create, change and delete monitors, and run a check now.
 
-use async_graphql::{Context, InputObject, Object, ID};
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, ID};
 use domain::{
     Header, IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, SpecInput,
     Threshold, TimeoutSeconds,
@@ -35,8 +35,8 @@ pub struct CreateMonitorInput {
     method: Option<String>,
     /// Replaces the request headers (at most 32).
     headers: Option<Vec<HeaderInput>>,
-    /// The request body (POST, PUT and PATCH only).
-    body: Option<String>,
+    /// The request body (POST, PUT and PATCH only); null clears it.
+    body: MaybeUndefined<String>,
     /// Final statuses counted as UP: ranges such as "200-299" or codes such as "418".
     accepted_status_codes: Option<Vec<String>>,
     follow_redirects: Option<bool>,
@@ -45,12 +45,14 @@ pub struct CreateMonitorInput {
     ignore_tls: Option<bool>,
     /// Replaces the assertions (at most 20).
     assertions: Option<Vec<AssertionInput>>,
-    /// A response slower than this (1 to 300000 ms) is degraded.
-    degraded_after_ms: Option<i64>,
+    /// A response slower than this (1 to 300000 ms) is degraded; null clears it.
+    degraded_after_ms: MaybeUndefined<i64>,
     /// Consecutive failures before DOWN (1 to 100, default 1).
     failure_threshold: Option<i64>,
     /// Consecutive successes before UP again (1 to 100, default 1).
     success_threshold: Option<i64>,
+    /// Seconds to the next check while a change is unconfirmed (1 to 604800); null clears it.
+    retry_interval_seconds: MaybeUndefined<i64>,
 }
 
 /// A partial change: omitted fields keep their value.
@@ -67,8 +69,8 @@ pub struct UpdateMonitorInput {
     method: Option<String>,
     /// Replaces the request headers (at most 32).
     headers: Option<Vec<HeaderInput>>,
-    /// The request body (POST, PUT and PATCH only).
-    body: Option<String>,
+    /// The request body (POST, PUT and PATCH only); null clears it.
+    body: MaybeUndefined<String>,
     /// Final statuses counted as UP: ranges such as "200-299" or codes such as "418".
     accepted_status_codes: Option<Vec<String>>,
     follow_redirects: Option<bool>,
@@ -77,12 +79,14 @@ pub struct UpdateMonitorInput {
     ignore_tls: Option<bool>,
     /// Replaces the assertions (at most 20).
     assertions: Option<Vec<AssertionInput>>,
-    /// A response slower than this (1 to 300000 ms) is degraded.
-    degraded_after_ms: Option<i64>,
+    /// A response slower than this (1 to 300000 ms) is degraded; null clears it.
+    degraded_after_ms: MaybeUndefined<i64>,
     /// Consecutive failures before DOWN (1 to 100, default 1).
     failure_threshold: Option<i64>,
     /// Consecutive successes before UP again (1 to 100, default 1).
     success_threshold: Option<i64>,
+    /// Seconds to the next check while a change is unconfirmed (1 to 604800); null clears it.
+    retry_interval_seconds: MaybeUndefined<i64>,
 }
 
 fn field<R, T>(
@@ -126,6 +130,7 @@ impl CreateMonitorInput {
             ),
             failure_threshold: threshold("failureThreshold", self.failure_threshold)?,
             success_threshold: threshold("successThreshold", self.success_threshold)?,
+            retry_interval: retry_interval(self.retry_interval_seconds)?,
         })
     }
 }
@@ -136,13 +141,13 @@ fn spec_input(
     kind: Option<MonitorKind>,
     method: Option<String>,
     headers: Option<Vec<HeaderInput>>,
-    body: Option<String>,
+    body: MaybeUndefined<String>,
     accepted_status_codes: Option<Vec<String>>,
     follow_redirects: Option<bool>,
     max_redirects: Option<i64>,
     ignore_tls: Option<bool>,
     assertions: Option<Vec<AssertionInput>>,
-    degraded_after_ms: Option<i64>,
+    degraded_after_ms: MaybeUndefined<i64>,
 ) -> SpecInput {
     SpecInput {
         kind: kind.map(Into::into),
@@ -155,14 +160,32 @@ fn spec_input(
                 })
                 .collect()
         }),
-        body: body.map(Some),
+        body: maybe(body),
         accepted_status_codes,
         follow_redirects,
         max_redirects,
         ignore_tls,
         assertions: assertions.map(|list| list.into_iter().map(Into::into).collect()),
-        degraded_after_ms: degraded_after_ms.map(Some),
+        degraded_after_ms: maybe(degraded_after_ms),
     }
+}
+
+/// Undefined: keep the value; null: clear it.
+fn maybe<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+fn retry_interval(raw: MaybeUndefined<i64>) -> Result<Option<Option<IntervalSeconds>>, ApiError> {
+    maybe(raw)
+        .map(|v| {
+            v.map(|n| field("retryIntervalSeconds", n, IntervalSeconds::parse))
+                .transpose()
+        })
+        .transpose()
 }
 
 fn threshold(name: &'static str, raw: Option<i64>) -> Result<Option<Threshold>, ApiError> {
@@ -203,6 +226,7 @@ impl UpdateMonitorInput {
             ),
             failure_threshold: threshold("failureThreshold", self.failure_threshold)?,
             success_threshold: threshold("successThreshold", self.success_threshold)?,
+            retry_interval: retry_interval(self.retry_interval_seconds)?,
         })
     }
 }

@@ -154,6 +154,11 @@ impl Monitor {
     async fn success_threshold(&self) -> i32 {
         self.0.success_threshold
     }
+    /// Seconds to the next check while a change is unconfirmed (`PENDING`); null: the
+    /// interval.
+    async fn retry_interval_seconds(&self) -> Option<i32> {
+        self.0.retry_interval_seconds
+    }
     /// This monitor's check history, newest first.
     #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn check_results(

@@ -99,6 +99,7 @@ const MONITOR_BODY_KEYS: &[&str] = &[
     "degraded_after_ms",
     "failure_threshold",
     "success_threshold",
+    "retry_interval_seconds",
 ];
 
 /// Keys a monitor read shows that no write sets.
@@ -130,10 +131,11 @@ pub const MONITOR_KEYS: MonitorKeys = MonitorKeys {
 
 fn parse_monitor_body(body: &Fields, active: bool) -> Result<NewMonitor, ApiError> {
     let mut new = parse_monitor_fields(body, &MONITOR_KEYS, active, None)?;
-    let (spec, failure, success) = super::spec::parse_spec(body)?;
+    let (spec, flap) = super::spec::parse_spec(body)?;
     new.spec = spec;
-    new.failure_threshold = failure;
-    new.success_threshold = success;
+    new.failure_threshold = flap.failure;
+    new.success_threshold = flap.success;
+    new.retry_interval = flap.retry;
     Ok(new)
 }
 
@@ -169,5 +171,6 @@ pub fn parse_monitor_fields(
         spec: SpecInput::default(),
         failure_threshold: None,
         success_threshold: None,
+        retry_interval: None,
     })
 }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use domain::{
     spec::{AssertionInput, MonitorKind},
-    Header, SpecInput, Threshold,
+    Header, IntervalSeconds, SpecInput, Threshold,
 };
 
 use super::body::{kind, Fields};
@@ -25,12 +25,19 @@ pub const SPEC_KEYS: &[&str] = &[
     "degraded_after_ms",
     "failure_threshold",
     "success_threshold",
+    "retry_interval_seconds",
 ];
 
-/// The options sent, and the thresholds.
-pub fn parse_spec(
-    body: &Fields,
-) -> Result<(SpecInput, Option<Threshold>, Option<Threshold>), ApiError> {
+/// Flap control as sent: `None` keeps the stored value.
+pub struct Flap {
+    pub failure: Option<Threshold>,
+    pub success: Option<Threshold>,
+    /// `Some(None)`: cleared (sent as null).
+    pub retry: Option<Option<IntervalSeconds>>,
+}
+
+/// The options sent, and flap control.
+pub fn parse_spec(body: &Fields) -> Result<(SpecInput, Flap), ApiError> {
     let input = SpecInput {
         kind: body
             .opt_str("kind")?
@@ -77,10 +84,25 @@ pub fn parse_spec(
             .map(|n| Threshold::parse(n).map_err(|p| ApiError::invalid(key, p)))
             .transpose()
     };
+    let retry = if body.has("retry_interval_seconds") {
+        Some(
+            body.opt_int("retry_interval_seconds")?
+                .map(|n| {
+                    IntervalSeconds::parse(n)
+                        .map_err(|p| ApiError::invalid("retry_interval_seconds", p))
+                })
+                .transpose()?,
+        )
+    } else {
+        None
+    };
     Ok((
         input,
-        threshold("failure_threshold")?,
-        threshold("success_threshold")?,
+        Flap {
+            failure: threshold("failure_threshold")?,
+            success: threshold("success_threshold")?,
+            retry,
+        },
     ))
 }
 

@@ -142,6 +142,26 @@ fn confirm(
     })
 }
 
+/// While a change is unconfirmed, a monitor with a retry interval is next checked sooner
+/// ([`domain::state::retry_at`], which the in-process scheduler applies too).
+fn retry_sooner(monitor: &mut monitor::Model, checked_at: DateTime<Utc>) {
+    if monitor.retry_interval_seconds.is_none() {
+        return;
+    }
+    let state = monitor.state.as_deref().and_then(MonitorState::parse);
+    let Some(soon) = domain::state::retry_at(
+        monitor.active,
+        state,
+        monitor.retry_interval_seconds,
+        checked_at,
+    ) else {
+        return;
+    };
+    if monitor.next_check_at.is_some_and(|next| soon < next) {
+        monitor.next_check_at = Some(soon);
+    }
+}
+
 /// The monitors of a batch, each once, in id order.
 fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a PendingResult>) -> Vec<i64> {
     let mut ids: Vec<i64> = batch.into_iter().map(|p| p.monitor_id).collect();
@@ -234,6 +254,9 @@ impl Plan {
             } else if let Some(due) = pending.next_due.filter(|_| monitor.active) {
                 monitor.next_check_at = Some(due);
             }
+            if newest {
+                retry_sooner(monitor, checked_at);
+            }
             fates.push(Fate::Insert);
             rows.push(row);
             after.push((monitor.clone(), previous, change));
@@ -316,6 +339,7 @@ mod tests {
             state_streak: 0,
             state: None,
             push_token: None,
+            retry_interval_seconds: None,
         }
     }
 

@@ -46,6 +46,7 @@ pub(crate) fn monitor(row: monitor::Model) -> Monitor {
         check,
         failure_threshold: row.failure_threshold,
         success_threshold: row.success_threshold,
+        retry_interval_seconds: row.retry_interval_seconds,
         state,
     }
 }
@@ -126,5 +127,6 @@ pub(crate) fn schedule(row: monitor::Model) -> MonitorSchedule {
         interval_seconds: row.interval_seconds,
         active: row.active,
         next_check_at: row.next_check_at,
+        retry_interval_seconds: row.retry_interval_seconds,
     }
 }

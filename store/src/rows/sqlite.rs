@@ -14,7 +14,8 @@ macro_rules! monitor_columns {
     () => {
         "id, name, url, timeout_seconds, interval_seconds, active, created_at, updated_at, \
          last_checked_at, last_up, next_check_at, last_slot_at, last_seq, check_spec, \
-         failure_threshold, success_threshold, confirmed_up, state_streak, state, push_token"
+         failure_threshold, success_threshold, confirmed_up, state_streak, state, push_token, \
+         retry_interval_seconds"
     };
 }
 
@@ -54,6 +55,7 @@ pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model
         state_streak: row.get(17)?,
         state: row.get(18)?,
         push_token: row.get(19)?,
+        retry_interval_seconds: row.get(20)?,
     })
 }
 

@@ -106,6 +106,8 @@ pub struct WireMonitor<'a> {
     pub failure_threshold: Option<i32>,
     #[serde(default)]
     pub success_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval_seconds: Option<i32>,
     #[serde(default)]
     pub state: Option<MonitorState>,
 }
@@ -146,6 +148,7 @@ impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
                     .flatten(),
                 failure_threshold: Some(m.failure_threshold),
                 success_threshold: Some(m.success_threshold),
+                retry_interval_seconds: m.retry_interval_seconds,
                 state: Some(m.state),
             },
             previous: event.previous,
@@ -223,6 +226,7 @@ impl WireEvent<'_> {
                 check,
                 failure_threshold: m.failure_threshold.unwrap_or(1),
                 success_threshold: m.success_threshold.unwrap_or(1),
+                retry_interval_seconds: m.retry_interval_seconds,
                 state: m.state.unwrap_or(if m.active {
                     match m.last_status {
                         Some(CheckStatus::Up) => MonitorState::Up,
@@ -414,6 +418,7 @@ mod tests {
                 check: domain::CheckSpec::default(),
                 failure_threshold: 1,
                 success_threshold: 1,
+                retry_interval_seconds: None,
                 state: domain::MonitorState::Down,
             },
             previous: Some(CheckStatus::Up),

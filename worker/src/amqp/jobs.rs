@@ -87,7 +87,9 @@ pub struct AmqpRunner {
 }
 
 impl CheckRunner for AmqpRunner {
-    async fn run(&self, job: Job) {
+    /// Publishes the job; a worker checks it, and its store moves the stored due time of a
+    /// retry (which the lease scheduler reads), so this scheduler asks for none.
+    async fn run(&self, job: Job) -> Option<DateTime<Utc>> {
         let message = JobMessage::from(&job);
         let mut delay = Duration::from_millis(200);
         // Keep trying while a worker would still run it: a later job would be skipped anyway.
@@ -97,7 +99,7 @@ impl CheckRunner for AmqpRunner {
                 .publish_jobs(std::slice::from_ref(&message))
                 .await
             {
-                Ok(()) => return,
+                Ok(()) => return None,
                 Err(err) => {
                     tracing::warn!(monitor.id = job.monitor_id, error = %err, "could not publish a check job; retrying");
                     tokio::time::sleep(delay).await;
@@ -109,6 +111,7 @@ impl CheckRunner for AmqpRunner {
             monitor.id = job.monitor_id,
             "check job not published in the first half of its slot; skipped"
         );
+        None
     }
 }
 
