@@ -107,7 +107,7 @@ impl MonitorUrl {
                 )
             };
         }
-        const FORMS: &str = "an absolute http or https URL, or tcp://host:port";
+        const FORMS: &str = "an absolute http or https URL, tcp://host:port or dns://name";
         let url = url::Url::parse(raw).map_err(|e| format!("must be {FORMS} ({e})"))?;
         let kind = MonitorKind::of_scheme(url.scheme()).ok_or_else(|| {
             format!(
@@ -115,8 +115,10 @@ impl MonitorUrl {
                 url.scheme()
             )
         })?;
-        if kind == MonitorKind::Tcp {
-            return Self::parse_tcp(raw, &url);
+        match kind {
+            MonitorKind::Tcp => return Self::parse_tcp(raw, &url),
+            MonitorKind::Dns => return Self::parse_dns(raw, &url),
+            _ => {}
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err("must be an absolute http or https URL with a host".into());
@@ -153,6 +155,42 @@ impl MonitorUrl {
             return Err(format!("must be {form} with a valid host"));
         }
         Ok(Self(raw.to_owned()))
+    }
+
+    fn parse_dns(raw: &str, url: &url::Url) -> Result<Self, String> {
+        let form = "dns://name (such as dns://example.com)";
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("must be {form}: the name is missing"));
+        }
+        if url.port().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || !matches!(url.path(), "" | "/")
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(format!(
+                "must be {form}, the name alone (the resolver is dns_resolver)"
+            ));
+        }
+        match special_form(raw).as_ref().and_then(url::Url::host) {
+            Some(url::Host::Domain(name)) if !name.is_empty() => Ok(Self(raw.to_owned())),
+            Some(_) => Err(format!(
+                "must be {form}: an address is not a name to resolve"
+            )),
+            None => Err(format!("must be {form} with a valid name")),
+        }
+    }
+
+    /// A DNS monitor's name to query, as DNS spells it (IDNA applied), without a final dot.
+    pub fn dns_name(&self) -> Option<String> {
+        if self.kind() != MonitorKind::Dns {
+            return None;
+        }
+        match special_form(&self.0)?.host()? {
+            url::Host::Domain(name) => Some(name.trim_end_matches('.').to_owned()),
+            _ => None,
+        }
     }
 
     /// A PUSH monitor's URL: the path its pushes go to.
@@ -213,7 +251,7 @@ pub fn special_form(raw: &str) -> Option<url::Url> {
     let (scheme, rest) = raw.split_once("://")?;
     let special = match scheme.to_ascii_lowercase().as_str() {
         "http" | "https" => return url::Url::parse(raw).ok(),
-        "tcp" => "http",
+        "tcp" | "dns" => "http",
         "tls" => "https",
         _ => return None,
     };

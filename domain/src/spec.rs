@@ -69,17 +69,21 @@ pub enum MonitorKind {
     Http,
     /// A TCP connection to `host:port`, with a TLS handshake for `tls://`.
     Tcp,
+    /// A DNS query for `dns://name`, of `dns_record_type`, to the system's resolver or
+    /// `dns_resolver`.
+    Dns,
     /// The monitored thing calls `/push/{token}`; DOWN when it stops.
     Push,
 }
 
 impl MonitorKind {
-    pub const ALL: [Self; 3] = [Self::Http, Self::Tcp, Self::Push];
+    pub const ALL: [Self; 4] = [Self::Http, Self::Tcp, Self::Dns, Self::Push];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "HTTP",
             Self::Tcp => "TCP",
+            Self::Dns => "DNS",
             Self::Push => "PUSH",
         }
     }
@@ -98,6 +102,7 @@ impl MonitorKind {
         match scheme {
             "http" | "https" => Some(Self::Http),
             "tcp" | "tls" => Some(Self::Tcp),
+            "dns" => Some(Self::Dns),
             _ => None,
         }
     }
@@ -107,9 +112,67 @@ impl MonitorKind {
         match self {
             Self::Http => "an http:// or https:// URL",
             Self::Tcp => "tcp://host:port (or tls://host:port for a TLS handshake)",
+            Self::Dns => "dns://name",
             Self::Push => "none: its push URL /push/{token} is made for it",
         }
     }
+}
+
+/// The record type a DNS monitor asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DnsRecordType {
+    #[default]
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Txt,
+    Ns,
+}
+
+impl DnsRecordType {
+    pub const ALL: [Self; 6] = [
+        Self::A,
+        Self::Aaaa,
+        Self::Cname,
+        Self::Mx,
+        Self::Txt,
+        Self::Ns,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+            Self::Cname => "CNAME",
+            Self::Mx => "MX",
+            Self::Txt => "TXT",
+            Self::Ns => "NS",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        parse_enum(raw, &Self::ALL, Self::as_str)
+    }
+}
+
+/// A DNS monitor's resolver: an IP address, with a port (default 53).
+pub fn parse_resolver(raw: &str) -> Result<std::net::SocketAddr, String> {
+    let text = raw.trim();
+    text.parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .ok()
+        .filter(|addr| addr.port() != 0)
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a resolver address such as 1.1.1.1, 9.9.9.9:53 or [2606:4700::1111]:53",
+                shown(raw)
+            )
+        })
 }
 
 /// One request header.
@@ -250,6 +313,8 @@ impl AssertionSource {
             MonitorKind::Http => true,
             MonitorKind::Tcp => matches!(self, Self::ResponseTime | Self::CertExpiresInDays),
             // A push's `ping`.
+            // A DNS check's `BODY` is its answers, one per line.
+            MonitorKind::Dns => matches!(self, Self::ResponseTime | Self::Body),
             MonitorKind::Push => self == Self::ResponseTime,
         }
     }
@@ -373,6 +438,12 @@ pub struct CheckSpec {
     pub assertions: Vec<Assertion>,
     #[serde(default)]
     pub degraded_after_ms: Option<u32>,
+    /// A DNS monitor's record type (stored only for DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_record_type: Option<DnsRecordType>,
+    /// A DNS monitor's resolver, `ip:port`; none: the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_resolver: Option<String>,
 }
 
 impl Default for CheckSpec {
@@ -388,6 +459,8 @@ impl Default for CheckSpec {
             ignore_tls: false,
             assertions: Vec::new(),
             degraded_after_ms: None,
+            dns_record_type: None,
+            dns_resolver: None,
         }
     }
 }
@@ -409,6 +482,9 @@ pub struct SpecInput {
     pub assertions: Option<Vec<AssertionInput>>,
     /// `Some(None)` clears it.
     pub degraded_after_ms: Option<Option<i64>>,
+    pub dns_record_type: Option<String>,
+    /// `Some(None)` clears it (the system's resolver).
+    pub dns_resolver: Option<Option<String>>,
 }
 
 /// An assertion as a client sends it.
@@ -457,8 +533,41 @@ impl CheckSpec {
             spec = Self {
                 kind,
                 degraded_after_ms: spec.degraded_after_ms,
+                dns_record_type: (kind == MonitorKind::Dns).then_some(DnsRecordType::A),
                 ..Self::default()
             };
+        }
+        if spec.kind == MonitorKind::Dns {
+            if let Some(raw) = &input.dns_record_type {
+                spec.dns_record_type = Some(
+                    DnsRecordType::parse(raw).map_err(|p| FieldError::new("dns_record_type", p))?,
+                );
+            }
+            if let Some(resolver) = &input.dns_resolver {
+                spec.dns_resolver = resolver
+                    .as_deref()
+                    .map(|raw| {
+                        parse_resolver(raw)
+                            .map(|addr| addr.to_string())
+                            .map_err(|p| FieldError::new("dns_resolver", p))
+                    })
+                    .transpose()?;
+            }
+        } else {
+            for (field, given) in [
+                ("dns_record_type", input.dns_record_type.is_some()),
+                (
+                    "dns_resolver",
+                    input.dns_resolver.as_ref().is_some_and(Option::is_some),
+                ),
+            ] {
+                if given {
+                    return Err(FieldError::new(
+                        field,
+                        format!("is not an option of {} monitors", spec.kind.as_str()),
+                    ));
+                }
+            }
         }
         if !spec.kind.is_http() {
             http_only(&input, spec.kind)?;
@@ -615,7 +724,7 @@ fn mask_secret(value: &str) -> String {
     }
 }
 
-/// Refuses the HTTP options (and, for PUSH, `ignore_tls`) a monitor of another kind was sent
+/// Refuses the HTTP options (and, for PUSH and DNS, `ignore_tls`) a monitor of another kind was sent
 /// with values of their own
 /// (the defaults are let through, so a monitor read back and sent again is accepted).
 fn http_only(input: &SpecInput, kind: MonitorKind) -> Result<(), FieldError> {
@@ -656,7 +765,7 @@ fn http_only(input: &SpecInput, kind: MonitorKind) -> Result<(), FieldError> {
     match given.iter().find(|(_, given)| *given) {
         Some((field, _)) => Err(FieldError::new(
             *field,
-            format!("is not an option of a {} monitor", kind.as_str()),
+            format!("is not an option of {} monitors", kind.as_str()),
         )),
         None => Ok(()),
     }
@@ -1161,7 +1270,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.field, "method");
         assert!(
-            err.problem.contains("not an option of a TCP monitor"),
+            err.problem.contains("not an option of TCP monitors"),
             "{err:?}"
         );
         let err = tcp(SpecInput {

@@ -98,6 +98,7 @@ impl MonitorService {
         let kind = settle_kind(&mut input, &mut new.url, None)?;
         no_retry_for_push(kind, &mut new.retry_interval, false)?;
         let spec = CheckSpec::parse(input, None).map_err(spec_error)?;
+        self.vet_resolver(spec.as_ref())?;
         let now = now();
         let due = new.active.then(|| match kind {
             MonitorKind::Push => push::deadline(
@@ -148,6 +149,9 @@ impl MonitorService {
             let input = std::mem::take(&mut patch.spec);
             Some(CheckSpec::parse(input, current.spec.as_ref()).map_err(spec_error)?)
         };
+        if let Some(spec) = &spec {
+            self.vet_resolver(spec.as_ref())?;
+        }
         let now = now();
         let mut next_check_at = current.next_check_after(&patch, now);
         // New check options take effect at once, as a new URL does.
@@ -386,7 +390,7 @@ fn no_retry_for_push(
     if matches!(retry, Some(Some(_))) {
         return Err(Error::invalid(
             "retry_interval_seconds",
-            "is not an option of a PUSH monitor",
+            "is not an option of PUSH monitors",
         ));
     }
     if kind_changed {
@@ -405,6 +409,24 @@ fn new_push_token() -> Result<String, Error> {
         Error::Internal
     })?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+impl MonitorService {
+    /// Refuses a DNS monitor's resolver the target policy blocks.
+    fn vet_resolver(&self, spec: Option<&CheckSpec>) -> Result<(), Error> {
+        let Some(addr) = spec
+            .and_then(|s| s.dns_resolver.as_deref())
+            .and_then(|r| domain::spec::parse_resolver(r).ok())
+        else {
+            return Ok(());
+        };
+        self.engine.policy().vet(addr.ip()).map_err(|why| {
+            Error::invalid(
+                "dns_resolver",
+                format!("points at {}, which is {why}; checks may not connect there (see ALLOWED_NETWORKS)", addr.ip()),
+            )
+        })
+    }
 }
 
 fn spec_error(err: FieldError) -> Error {

@@ -17,6 +17,7 @@
 //! one cargo built for it).
 
 pub mod db;
+pub mod dns;
 pub mod in_process;
 pub mod poll;
 pub mod process;
@@ -27,6 +28,7 @@ pub mod ws;
 use std::time::Duration;
 
 pub use db::{Backend, TestDb};
+pub use dns::DnsServer;
 pub use in_process::{spawn_app, InProcessApp};
 pub use poll::eventually;
 pub use process::{App, Client, Proc, Role};

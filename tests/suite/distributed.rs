@@ -351,25 +351,24 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
     let cluster = start_cluster(&db, &prefix, 1, 1, 1);
     let base = cluster.apis[0].base();
     let http = reqwest::Client::new();
+    let create = |body: Value| {
+        let request = http.post(format!("{base}/monitors")).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 201);
+            response.json::<Value>().await.unwrap()
+        }
+    };
     let mut ids = Vec::new();
     for (name, target_text) in [("holds", "ok"), ("fails", "nope")] {
-        let response = http
-            .post(format!("{base}/monitors"))
-            .json(&json!({
-                "name": name, "url": target.url("/ok"), "timeout_seconds": 2, "interval_seconds": 1,
-                "failure_threshold": 2,
-                "headers": [{"name": "X-Check", "value": "1"}],
-                "assertions": [{"source": "BODY", "comparison": "EQUALS", "target": target_text}],
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        ids.push(
-            response.json::<Value>().await.unwrap()["id"]
-                .as_i64()
-                .unwrap(),
-        );
+        let created = create(json!({
+            "name": name, "url": target.url("/ok"), "timeout_seconds": 2, "interval_seconds": 1,
+            "failure_threshold": 2,
+            "headers": [{"name": "X-Check", "value": "1"}],
+            "assertions": [{"source": "BODY", "comparison": "EQUALS", "target": target_text}],
+        }))
+        .await;
+        ids.push(created["id"].as_i64().unwrap());
     }
     // TCP monitors: the kind travels in the job's spec.
     let open = target
@@ -381,17 +380,22 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
         format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port())
     };
     for (name, url) in [("connects", open), ("refused", closed)] {
-        let response = http
-            .post(format!("{base}/monitors"))
-            .json(&json!({"name": name, "url": url, "timeout_seconds": 2, "interval_seconds": 1}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let body = response.json::<Value>().await.unwrap();
-        assert_eq!(body["kind"], "TCP", "{body}");
-        ids.push(body["id"].as_i64().unwrap());
+        let created =
+            create(json!({"name": name, "url": url, "timeout_seconds": 2, "interval_seconds": 1}))
+                .await;
+        assert_eq!(created["kind"], "TCP", "{created}");
+        ids.push(created["id"].as_i64().unwrap());
     }
+    // A DNS monitor, against a DNS server of the test's.
+    let dns = testkit::DnsServer::start(vec![(
+        "app.test",
+        testkit::dns::RData::A(testkit::dns::rdata::A([10, 0, 0, 7].into())),
+    )])
+    .await;
+    let created = create(json!({"name": "dns", "url": "dns://app.test", "timeout_seconds": 2, "interval_seconds": 1,
+                      "dns_resolver": dns.addr.to_string(),
+                      "assertions": [{"source": "BODY", "comparison": "EQUALS", "target": "10.0.0.7"}]})).await;
+    ids.push(created["id"].as_i64().unwrap());
     // Results come from the worker, judged by the spec it got in the job.
     let mut newest = Vec::new();
     for (id, status, state) in [
@@ -399,6 +403,7 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
         (ids[1], "DOWN", "DOWN"),
         (ids[2], "UP", "UP"),
         (ids[3], "DOWN", "DOWN"),
+        (ids[4], "UP", "UP"),
     ] {
         let result =
             testkit::eventually(Duration::from_secs(15), "a worker's judged result", || {
@@ -432,14 +437,11 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
 
     // A PUSH monitor: a worker records the missed push (the kind travels in the job), an API
     // process records the push.
-    let response = http
-        .post(format!("{base}/monitors"))
-        .json(&json!({"name": "cron", "kind": "PUSH", "timeout_seconds": 1, "interval_seconds": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let pushed: Value = response.json().await.unwrap();
+    let created = create(
+        json!({"name": "cron", "kind": "PUSH", "timeout_seconds": 1, "interval_seconds": 1}),
+    )
+    .await;
+    let pushed = created;
     let push_id = pushed["id"].as_i64().unwrap();
     let missed = testkit::eventually(Duration::from_secs(15), "a missed push", || {
         let http = http.clone();
@@ -474,17 +476,12 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port())
     };
-    let response = http
-        .post(format!("{base}/monitors"))
-        .json(&json!({"name": "retried", "url": closed, "timeout_seconds": 1, "interval_seconds": 3600,
-                      "failure_threshold": 2, "retry_interval_seconds": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let retried = response.json::<Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let created = create(
+        json!({"name": "retried", "url": closed, "timeout_seconds": 1, "interval_seconds": 3600,
+                      "failure_threshold": 2, "retry_interval_seconds": 1}),
+    )
+    .await;
+    let retried = created["id"].as_i64().unwrap();
     testkit::eventually(
         Duration::from_secs(15),
         "a change confirmed by a retry",

@@ -13,6 +13,7 @@ mod checks;
 mod clients;
 mod deployment;
 mod distributed;
+mod dns_checks;
 mod edge;
 mod fuzz;
 mod graphql;

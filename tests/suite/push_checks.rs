@@ -159,7 +159,7 @@ async fn pushes_are_results_and_silence_is_down(backend: Backend) {
         ),
         (
             push_monitor(json!({"method": "POST"})),
-            "method is not an option of a PUSH monitor",
+            "method is not an option of PUSH monitors",
         ),
         (
             push_monitor(

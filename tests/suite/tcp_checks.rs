@@ -183,7 +183,7 @@ async fn tcp_monitors_connect_and_say_why_not(backend: Backend) {
                 json!({"method": "POST"}),
             ),
             "method",
-            "not an option of a TCP monitor",
+            "not an option of TCP monitors",
         ),
         (
             monitor(
@@ -191,7 +191,7 @@ async fn tcp_monitors_connect_and_say_why_not(backend: Backend) {
                 json!({"accepted_status_codes": ["200-399"]}),
             ),
             "accepted_status_codes",
-            "not an option of a TCP monitor",
+            "not an option of TCP monitors",
         ),
         (
             monitor(
@@ -219,7 +219,7 @@ async fn tcp_monitors_connect_and_say_why_not(backend: Backend) {
         (
             monitor(&format!("tcp://127.0.0.1:{open}"), json!({"kind": "ICMP"})),
             "kind",
-            "not one of HTTP, TCP, PUSH",
+            "not one of HTTP, TCP, DNS, PUSH",
         ),
         (
             monitor("tcp://169.254.169.254:80", json!({})),

@@ -13,9 +13,23 @@ pub enum MonitorKind {
     Http,
     /// A TCP connection to `tcp://host:port`, with a TLS handshake for `tls://host:port`.
     Tcp,
+    /// A DNS query for `dns://name` (`dnsRecordType`, to `dnsResolver` or the system's).
+    Dns,
     /// The monitored thing calls `GET` or `POST /push/{token}`; DOWN when no push comes
     /// within the interval plus `timeoutSeconds` of grace.
     Push,
+}
+
+/// The record type a DNS monitor asks for.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::spec::DnsRecordType")]
+pub enum DnsRecordType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Txt,
+    Ns,
 }
 
 /// A monitor's state: its confirmed status (after flap control), or why it has none.

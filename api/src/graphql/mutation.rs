@@ -8,7 +8,7 @@ use domain::{
 use service::MonitorService;
 
 use super::{
-    checks::{AssertionInput, HeaderInput, MonitorKind},
+    checks::{AssertionInput, DnsRecordType, HeaderInput, MonitorKind},
     parse_gql_id,
     types::{CheckResult, Monitor},
 };
@@ -53,6 +53,11 @@ pub struct CreateMonitorInput {
     success_threshold: Option<i64>,
     /// Seconds to the next check while a change is unconfirmed (1 to 604800); null clears it.
     retry_interval_seconds: MaybeUndefined<i64>,
+    /// A DNS monitor's record type (default A).
+    dns_record_type: Option<DnsRecordType>,
+    /// A DNS monitor's resolver, an IP address with an optional port (default 53); null:
+    /// the system's.
+    dns_resolver: MaybeUndefined<String>,
 }
 
 /// A partial change: omitted fields keep their value.
@@ -87,6 +92,11 @@ pub struct UpdateMonitorInput {
     success_threshold: Option<i64>,
     /// Seconds to the next check while a change is unconfirmed (1 to 604800); null clears it.
     retry_interval_seconds: MaybeUndefined<i64>,
+    /// A DNS monitor's record type (default A).
+    dns_record_type: Option<DnsRecordType>,
+    /// A DNS monitor's resolver, an IP address with an optional port (default 53); null:
+    /// the system's.
+    dns_resolver: MaybeUndefined<String>,
 }
 
 fn field<R, T>(
@@ -127,6 +137,8 @@ impl CreateMonitorInput {
                 self.ignore_tls,
                 self.assertions,
                 self.degraded_after_ms,
+                self.dns_record_type,
+                self.dns_resolver,
             ),
             failure_threshold: threshold("failureThreshold", self.failure_threshold)?,
             success_threshold: threshold("successThreshold", self.success_threshold)?,
@@ -148,6 +160,8 @@ fn spec_input(
     ignore_tls: Option<bool>,
     assertions: Option<Vec<AssertionInput>>,
     degraded_after_ms: MaybeUndefined<i64>,
+    dns_record_type: Option<DnsRecordType>,
+    dns_resolver: MaybeUndefined<String>,
 ) -> SpecInput {
     SpecInput {
         kind: kind.map(Into::into),
@@ -167,6 +181,9 @@ fn spec_input(
         ignore_tls,
         assertions: assertions.map(|list| list.into_iter().map(Into::into).collect()),
         degraded_after_ms: maybe(degraded_after_ms),
+        dns_record_type: dns_record_type
+            .map(|t| domain::spec::DnsRecordType::from(t).as_str().to_owned()),
+        dns_resolver: maybe(dns_resolver),
     }
 }
 
@@ -223,6 +240,8 @@ impl UpdateMonitorInput {
                 self.ignore_tls,
                 self.assertions,
                 self.degraded_after_ms,
+                self.dns_record_type,
+                self.dns_resolver,
             ),
             failure_threshold: threshold("failureThreshold", self.failure_threshold)?,
             success_threshold: threshold("successThreshold", self.success_threshold)?,

@@ -9,7 +9,8 @@ use async_graphql::connection::Connection;
 use service::MonitorService;
 
 use super::checks::{
-    Assertion, AssertionResult, CheckTimings, Header, MonitorKind, MonitorState, TlsCertificate,
+    Assertion, AssertionResult, CheckTimings, DnsRecordType, Header, MonitorKind, MonitorState,
+    TlsCertificate,
 };
 use super::paging::{connection, page_complexity, Cursor, MonitorCount, PageArgs, ResultCount};
 use crate::error::{ApiError, IntoGraphql};
@@ -95,6 +96,14 @@ impl Monitor {
     }
     async fn kind(&self) -> MonitorKind {
         self.0.kind.into()
+    }
+    /// A DNS monitor's record type; null for other kinds.
+    async fn dns_record_type(&self) -> Option<DnsRecordType> {
+        self.0.check.dns_record_type.map(Into::into)
+    }
+    /// A DNS monitor's resolver (`ip:port`); null: the system's (or not a DNS monitor).
+    async fn dns_resolver(&self) -> Option<&str> {
+        self.0.check.dns_resolver.as_deref()
     }
     /// A PUSH monitor's token: pushes go to `/push/{token}` (its `url`). Null for other kinds.
     async fn push_token(&self) -> Option<&str> {

@@ -97,6 +97,8 @@ const MONITOR_BODY_KEYS: &[&str] = &[
     "ignore_tls",
     "assertions",
     "degraded_after_ms",
+    "dns_record_type",
+    "dns_resolver",
     "failure_threshold",
     "success_threshold",
     "retry_interval_seconds",

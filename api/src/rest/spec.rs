@@ -23,6 +23,8 @@ pub const SPEC_KEYS: &[&str] = &[
     "ignore_tls",
     "assertions",
     "degraded_after_ms",
+    "dns_record_type",
+    "dns_resolver",
     "failure_threshold",
     "success_threshold",
     "retry_interval_seconds",
@@ -75,6 +77,12 @@ pub fn parse_spec(body: &Fields) -> Result<(SpecInput, Flap), ApiError> {
             .transpose()?,
         degraded_after_ms: if body.has("degraded_after_ms") {
             Some(body.opt_int("degraded_after_ms")?)
+        } else {
+            None
+        },
+        dns_record_type: body.opt_str("dns_record_type")?.map(str::to_owned),
+        dns_resolver: if body.has("dns_resolver") {
+            Some(body.opt_str("dns_resolver")?.map(str::to_owned))
         } else {
             None
         },

@@ -19,6 +19,8 @@ pub(super) enum Failure {
     TooManyRedirects(u8),
     /// The host name did not resolve.
     Dns,
+    /// A DNS monitor's query got no answer: why.
+    DnsAnswer(String),
     /// The address is blocked by the target policy.
     Blocked(IpAddr, Blocked),
     /// Connecting.
@@ -42,6 +44,7 @@ impl Failure {
             }
             Failure::TooManyRedirects(max) => format!("too many redirects (more than {max})"),
             Failure::Dns => "DNS resolution failed".to_owned(),
+            Failure::DnsAnswer(why) => why.clone(),
             Failure::Blocked(ip, why) => {
                 format!("blocked by the target policy: {ip} is {why}")
             }

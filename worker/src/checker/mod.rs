@@ -17,6 +17,7 @@
 //! headers, body, accepted codes, redirect rules and assertions; the body is read only when
 //! an assertion needs it, and at most [`domain::spec::MAX_BODY_READ_BYTES`] of it.
 
+mod dns;
 mod failure;
 mod tls;
 
@@ -83,6 +84,8 @@ struct TargetInner {
     /// The first hop, prepared (`None` when the URL cannot be requested: each check says so).
     first: Option<Hop>,
     rich: Option<Rich>,
+    /// A DNS monitor's query.
+    dns: Option<dns::DnsQuery>,
 }
 
 /// A spec made ready: its request parts and compiled assertions.
@@ -105,10 +108,14 @@ impl Target {
             _ => Url::parse(url).ok(),
         }
         .and_then(|u| Hop::of(&u).ok());
+        let dns = spec
+            .filter(|s| s.kind == MonitorKind::Dns)
+            .and_then(|s| dns::DnsQuery::new(url, s));
         Self(Arc::new(TargetInner {
             text: url.into(),
             first,
             rich: spec.map(Rich::new),
+            dns,
         }))
     }
 
@@ -339,10 +346,15 @@ impl Checker {
             None => {
                 let probe = async {
                     match rich.map(|r| r.spec.kind) {
-                        Some(MonitorKind::Tcp) => {
-                            self.open(target, &mut phases).await.map(|()| None)
-                        }
-                        _ => self.follow(target, &mut phases).await.map(Some),
+                        Some(MonitorKind::Tcp) => self
+                            .open(target, &mut phases)
+                            .await
+                            .map(|()| Probed::Connected),
+                        Some(MonitorKind::Dns) => self
+                            .resolve(target, timeout, &mut phases)
+                            .await
+                            .map(Probed::Resolved),
+                        _ => self.follow(target, &mut phases).await.map(Probed::Answered),
                     }
                 };
                 match tokio::time::timeout(timeout, probe).await {
@@ -382,8 +394,13 @@ impl Checker {
                         evaluate::no_response(&rich.assertions, elapsed_ms, cert_days);
                 }
             }
-            // A TCP check: the connection (and handshake) is all there is to judge.
-            Ok(None) => {
+            // A TCP check (the connection and handshake are all there is to judge) or a DNS
+            // check (its answers are the body).
+            Ok(probed @ (Probed::Connected | Probed::Resolved(_))) => {
+                let answers = match probed {
+                    Probed::Resolved(answers) => Some(answers.join("\n")),
+                    _ => None,
+                };
                 if let Some(rich) = rich {
                     let verdict = evaluate::judge(
                         &rich.spec,
@@ -391,7 +408,7 @@ impl Checker {
                         &Observed {
                             status_code: None,
                             response_time_ms: elapsed_ms,
-                            body: None,
+                            body: answers.as_deref().map(str::as_bytes),
                             header: &|_| None,
                             cert_days_left: cert_days,
                         },
@@ -402,7 +419,7 @@ impl Checker {
                     outcome.assertion_results = verdict.results;
                 }
             }
-            Ok(Some(answer)) => {
+            Ok(Probed::Answered(answer)) => {
                 let code = answer.status.as_u16();
                 outcome.status_code = Some(code);
                 match rich {
@@ -619,6 +636,26 @@ impl Checker {
         Ok(tls)
     }
 
+    /// A DNS check: the query, its time the DNS phase; the resolver it names is vetted.
+    async fn resolve(
+        &self,
+        target: &Target,
+        timeout: Duration,
+        phases: &mut Phases,
+    ) -> Result<Vec<String>, Failure> {
+        let query = target.0.dns.as_ref().ok_or(Failure::InvalidUrl)?;
+        if let Some(addr) = query.resolver() {
+            self.0
+                .policy
+                .vet(addr.ip())
+                .map_err(|why| Failure::Blocked(addr.ip(), why))?;
+        }
+        let started = Instant::now();
+        let answers = query.ask(timeout).await;
+        add(&mut phases.dns, started.elapsed());
+        answers
+    }
+
     /// A TCP check: connects to the target (and shakes hands for `tls://`), then closes.
     async fn open(&self, target: &Target, phases: &mut Phases) -> Result<(), Failure> {
         let hop = target.0.first.as_ref().ok_or(Failure::InvalidUrl)?;
@@ -674,6 +711,13 @@ impl Checker {
             last.map_or_else(|| "no address".into(), Into::into),
         ))
     }
+}
+
+/// What a probe got: an HTTP answer, an open connection (TCP) or DNS answers.
+enum Probed {
+    Answered(Answer),
+    Connected,
+    Resolved(Vec<String>),
 }
 
 /// What a check must read of the final response.
