@@ -86,6 +86,8 @@ struct TargetInner {
     rich: Option<Rich>,
     /// A DNS monitor's query.
     dns: Option<dns::DnsQuery>,
+    /// The certificate its checks saw last.
+    certs: tls::CertCache,
 }
 
 /// A spec made ready: its request parts and compiled assertions.
@@ -116,6 +118,7 @@ impl Target {
             first,
             rich: spec.map(Rich::new),
             dns,
+            certs: tls::CertCache::default(),
         }))
     }
 
@@ -283,14 +286,16 @@ impl Hop {
     }
 }
 
-/// Phase times, summed over hops.
+/// Phase times, summed over hops, and the certificate seen.
 #[derive(Default)]
-struct Phases {
+struct Phases<'a> {
     dns: Option<Duration>,
     connect: Option<Duration>,
     tls: Option<Duration>,
     first_byte: Option<Duration>,
     cert: Option<TlsInfo>,
+    /// The target's certificate cache.
+    certs: Option<&'a tls::CertCache>,
 }
 
 fn add(phase: &mut Option<Duration>, took: Duration) {
@@ -340,7 +345,10 @@ impl Checker {
         }
         let start = Instant::now();
         let rich = target.0.rich.as_ref();
-        let mut phases = Phases::default();
+        let mut phases = Phases {
+            certs: Some(&target.0.certs),
+            ..Phases::default()
+        };
         let result = match rich.and_then(|r| r.unusable.clone()) {
             Some(problem) => Err(Failure::Unusable(problem)),
             None => {
@@ -460,7 +468,7 @@ impl Checker {
     }
 
     /// Requests the target, following redirects as its options say, to the final answer.
-    async fn follow(&self, target: &Target, phases: &mut Phases) -> Result<Answer, Failure> {
+    async fn follow(&self, target: &Target, phases: &mut Phases<'_>) -> Result<Answer, Failure> {
         let rich = target.0.rich.as_ref();
         let (follow, max) = rich.map_or((true, MAX_REDIRECTS), |r| {
             (r.spec.follow_redirects, r.spec.max_redirects)
@@ -538,7 +546,7 @@ impl Checker {
         with_body: bool,
         follow: bool,
         reads: Reads,
-        phases: &mut Phases,
+        phases: &mut Phases<'_>,
     ) -> Result<Exchange, Failure> {
         let stream = self.connect(hop, phases).await?;
         let Some(rich) = rich else {
@@ -587,7 +595,7 @@ impl Checker {
         ignore_tls: bool,
         follow: bool,
         reads: Reads,
-        phases: &mut Phases,
+        phases: &mut Phases<'_>,
     ) -> Result<Exchange, Failure>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -610,7 +618,7 @@ impl Checker {
         hop: &Hop,
         ignore_tls: bool,
         http: bool,
-        phases: &mut Phases,
+        phases: &mut Phases<'_>,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
         let name = match &hop.host {
             HostAddr::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
@@ -631,7 +639,10 @@ impl Checker {
             .map_err(Failure::Tls)?;
         add(&mut phases.tls, started.elapsed());
         if let Some(der) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-            phases.cert = tls::certificate_info(der, Utc::now());
+            phases.cert = match phases.certs {
+                Some(cache) => cache.info(der, Utc::now()),
+                None => tls::certificate_info(der, Utc::now()),
+            };
         }
         Ok(tls)
     }
@@ -641,7 +652,7 @@ impl Checker {
         &self,
         target: &Target,
         timeout: Duration,
-        phases: &mut Phases,
+        phases: &mut Phases<'_>,
     ) -> Result<Vec<String>, Failure> {
         let query = target.0.dns.as_ref().ok_or(Failure::InvalidUrl)?;
         if let Some(addr) = query.resolver() {
@@ -657,7 +668,7 @@ impl Checker {
     }
 
     /// A TCP check: connects to the target (and shakes hands for `tls://`), then closes.
-    async fn open(&self, target: &Target, phases: &mut Phases) -> Result<(), Failure> {
+    async fn open(&self, target: &Target, phases: &mut Phases<'_>) -> Result<(), Failure> {
         let hop = target.0.first.as_ref().ok_or(Failure::InvalidUrl)?;
         let stream = self.connect(hop, phases).await?;
         if hop.https {
@@ -670,7 +681,7 @@ impl Checker {
 
     /// Resolves the hop's host (once), vets the addresses, and connects to the first that
     /// answers.
-    async fn connect(&self, hop: &Hop, phases: &mut Phases) -> Result<TcpStream, Failure> {
+    async fn connect(&self, hop: &Hop, phases: &mut Phases<'_>) -> Result<TcpStream, Failure> {
         let addresses: Vec<SocketAddr> = match &hop.host {
             HostAddr::Ip(ip) => vec![SocketAddr::new(*ip, hop.port)],
             HostAddr::Name(name) => {
@@ -740,7 +751,7 @@ async fn send<IO, B>(
     request: Request<B>,
     follow: bool,
     reads: Reads,
-    phases: &mut Phases,
+    phases: &mut Phases<'_>,
 ) -> Result<Exchange, Failure>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -3,7 +3,10 @@
 //! certificate (for monitors that ignore TLS errors), and the peer certificate read into a
 //! [`TlsInfo`].
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use chrono::{DateTime, Utc};
 use domain::TlsInfo;
@@ -142,8 +145,33 @@ pub(super) fn certificate_info(der: &[u8], now: DateTime<Utc>) -> Option<TlsInfo
         subject: bounded(cert.subject().to_string()),
         issuer: bounded(cert.issuer().to_string()),
         not_after,
-        days_left: (not_after - now).num_seconds().div_euclid(86_400),
+        days_left: days_left(not_after, now),
     })
+}
+
+fn days_left(not_after: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (not_after - now).num_seconds().div_euclid(86_400)
+}
+
+/// A monitor's last certificate, read: a server presenting the same certificate again (the
+/// usual case) is not parsed again, only its days left counted anew.
+#[derive(Debug, Default)]
+pub(super) struct CertCache(Mutex<Option<(Box<[u8]>, TlsInfo)>>);
+
+impl CertCache {
+    pub fn info(&self, der: &[u8], now: DateTime<Utc>) -> Option<TlsInfo> {
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, info)) = cached.as_ref() {
+            if **seen == *der {
+                let mut info = info.clone();
+                info.days_left = days_left(info.not_after, now);
+                return Some(info);
+            }
+        }
+        let info = certificate_info(der, now)?;
+        *cached = Some((der.into(), info.clone()));
+        Some(info)
+    }
 }
 
 fn bounded(text: String) -> String {
