@@ -28,8 +28,8 @@ pub enum ApiError {
     NotFound { what: &'static str, id: i64 },
     /// No PUSH monitor has the token pushed to.
     UnknownPushToken,
-    /// A push to a paused monitor.
-    Paused { id: i64 },
+    /// The operation does not fit the monitor's state or kind.
+    Conflict(Cow<'static, str>),
     /// No route has this path.
     NoRoute,
     /// The route exists but not with this method.
@@ -61,7 +61,7 @@ impl ApiError {
         match self {
             Self::Invalid { .. } | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } | Self::NoRoute | Self::UnknownPushToken => StatusCode::NOT_FOUND,
-            Self::Paused { .. } => StatusCode::CONFLICT,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -78,7 +78,7 @@ impl ApiError {
             | Self::PayloadTooLarge { .. }
             | Self::UnsupportedMediaType => "BAD_USER_INPUT",
             Self::NotFound { .. } | Self::NoRoute | Self::UnknownPushToken => "NOT_FOUND",
-            Self::Paused { .. } => "CONFLICT",
+            Self::Conflict(_) => "CONFLICT",
             Self::MethodNotAllowed => "BAD_REQUEST",
             Self::Unavailable => "SERVICE_UNAVAILABLE",
             Self::Internal => "INTERNAL_SERVER_ERROR",
@@ -93,9 +93,7 @@ impl ApiError {
             Self::NotFound { what, id } => format!("{what} {id} not found"),
             Self::NoRoute => "no such route".to_owned(),
             Self::UnknownPushToken => "no monitor has this push token".to_owned(),
-            Self::Paused { id } => {
-                format!("monitor {id} is paused; pushes are recorded once it is resumed")
-            }
+            Self::Conflict(message) => message.to_string(),
             Self::MethodNotAllowed => "method not allowed on this route".to_owned(),
             Self::PayloadTooLarge { limit_bytes } => {
                 format!("request body is larger than {limit_bytes} bytes")
@@ -115,7 +113,7 @@ impl From<service::Error> for ApiError {
             service::Error::Invalid { field, problem } => Self::Invalid { field, problem },
             service::Error::NotFound { what, id } => Self::NotFound { what, id },
             service::Error::UnknownPushToken => Self::UnknownPushToken,
-            service::Error::Paused { id } => Self::Paused { id },
+            service::Error::Conflict(message) => Self::Conflict(message),
             service::Error::Unavailable => Self::Unavailable,
             service::Error::Internal => Self::Internal,
         }

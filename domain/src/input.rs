@@ -107,7 +107,8 @@ impl MonitorUrl {
                 )
             };
         }
-        const FORMS: &str = "an absolute http or https URL, tcp://host:port or dns://name";
+        const FORMS: &str =
+            "an absolute http or https URL, tcp://host:port, tls://host:port or dns://name";
         let url = url::Url::parse(raw).map_err(|e| format!("must be {FORMS} ({e})"))?;
         let kind = MonitorKind::of_scheme(url.scheme()).ok_or_else(|| {
             format!(

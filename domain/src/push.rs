@@ -94,8 +94,12 @@ impl PushReport {
         if self.status == CheckStatus::Up {
             outcome.status = CheckStatus::from_up(verdict.up);
             outcome.degraded = verdict.degraded;
-            if outcome.error.is_none() {
-                outcome.error = verdict.reason;
+            // Why it is DOWN or degraded comes first; the push's own message after it.
+            if let Some(reason) = verdict.reason {
+                outcome.error = Some(bounded(&match &self.msg {
+                    Some(msg) => format!("{reason}; push message: {msg}"),
+                    None => reason,
+                }));
             }
         } else if outcome.error.is_none() {
             outcome.error = Some("the push reported down".to_owned());
@@ -171,10 +175,12 @@ mod tests {
         assert_eq!(outcome.status, CheckStatus::Up);
         assert!(outcome.degraded);
         assert_eq!(outcome.response_time_ms, 900);
-        let too_slow = PushReport::parse(None, None, Some("2500")).unwrap();
+        let too_slow = PushReport::parse(None, Some("backup ok"), Some("2500")).unwrap();
         let outcome = too_slow.outcome(Some(&spec), at);
         assert_eq!(outcome.status, CheckStatus::Down);
-        assert!(outcome.error.unwrap().starts_with("assertion failed"));
+        let error = outcome.error.unwrap();
+        assert!(error.starts_with("assertion failed"), "{error}");
+        assert!(error.ends_with("; push message: backup ok"), "{error}");
         let down = PushReport::parse(Some("down"), None, None).unwrap();
         assert_eq!(
             down.outcome(Some(&spec), at).error.as_deref(),

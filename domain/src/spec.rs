@@ -761,6 +761,10 @@ fn http_only(input: &SpecInput, kind: MonitorKind) -> Result<(), FieldError> {
                 .max_redirects
                 .is_some_and(|m| m != i64::from(plain.max_redirects)),
         ),
+        (
+            "ignore_tls",
+            matches!(kind, MonitorKind::Push | MonitorKind::Dns) && input.ignore_tls == Some(true),
+        ),
     ];
     match given.iter().find(|(_, given)| *given) {
         Some((field, _)) => Err(FieldError::new(

@@ -15,8 +15,9 @@ pub enum Error {
     NotFound { what: &'static str, id: i64 },
     /// No PUSH monitor has the token pushed to.
     UnknownPushToken,
-    /// A push to a paused monitor: not recorded.
-    Paused { id: i64 },
+    /// The operation does not fit the monitor's state or kind (a push to a paused monitor, a
+    /// manual check of a PUSH monitor): the message says why.
+    Conflict(Cow<'static, str>),
     /// The database cannot be reached (or the result could not be stored); retrying later may
     /// work.
     Unavailable,

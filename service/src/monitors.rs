@@ -114,8 +114,8 @@ impl MonitorService {
     }
 
     /// Applies a partial change. Resuming a monitor or pointing it at a new URL makes it due
-    /// at once; a shorter interval brings its next check forward (for a PUSH monitor, its
-    /// deadline: an overdue one gets a new window). A URL sent back with the read mask `***`
+    /// at once; a shorter interval brings its next check forward (a PUSH monitor's deadline
+    /// only ever comes sooner, unless it is resumed or just made PUSH: then a new window). A URL sent back with the read mask `***`
     /// for the stored scheme, user, host and port keeps the stored password.
     pub async fn update(&self, id: i64, mut patch: MonitorPatch) -> Result<Monitor, Error> {
         let not_found = || Error::NotFound {
@@ -164,7 +164,14 @@ impl MonitorService {
                 slot::interval_of(patch.interval.map_or(current.interval_seconds, |i| i.get())),
                 slot::timeout_of(patch.timeout.map_or(current.timeout_seconds, |t| t.get())),
             );
-            next_check_at = next_check_at.map(|at| if at <= now { window } else { at.min(window) });
+            // Resumed, or just made PUSH: a new window. Otherwise an edit never moves the
+            // deadline later (edits cannot keep a silent monitor from going DOWN), only
+            // sooner when the window shrank.
+            let fresh = !current.active || current_kind != MonitorKind::Push;
+            next_check_at = next_check_at.map(|_| match current.next_check_at {
+                Some(at) if !fresh => at.min(window),
+                _ => window,
+            });
         }
         let monitor = self
             .db
@@ -193,7 +200,13 @@ impl MonitorService {
             .await?
             .ok_or(Error::UnknownPushToken)?;
         if !target.active {
-            return Err(Error::Paused { id: target.id });
+            return Err(Error::Conflict(
+                format!(
+                    "monitor {} is paused; pushes are recorded once it is resumed",
+                    target.id
+                )
+                .into(),
+            ));
         }
         let at = Utc::now().trunc_subsecs(3);
         let outcome = report.outcome(target.spec.as_ref(), at);
@@ -202,9 +215,11 @@ impl MonitorService {
             slot::interval_of(target.interval_seconds),
             slot::timeout_of(target.timeout_seconds),
         );
-        let record = match self.engine.store_push(target.id, outcome, due).await {
+        let record = match self.engine.store_push(target.id, outcome, token, due).await {
             Ok(record) => record,
-            Err(RunCheckError::NotFound(_)) => return Err(Error::UnknownPushToken),
+            Err(RunCheckError::NotFound(_) | RunCheckError::Pushed(_)) => {
+                return Err(Error::UnknownPushToken)
+            }
             Err(RunCheckError::Database(err)) => return Err(err.into()),
             Err(RunCheckError::Write(err)) => {
                 tracing::error!(monitor.id = target.id, error = %err, "push not stored");
@@ -278,6 +293,9 @@ impl MonitorService {
                 what: "monitor",
                 id,
             }),
+            Err(RunCheckError::Pushed(id)) => Err(Error::Conflict(
+                format!("monitor {id} is a PUSH monitor: it is not checked, it is pushed to (GET or POST /push/{{token}})").into(),
+            )),
             Err(RunCheckError::Database(err)) => Err(err.into()),
             Err(RunCheckError::Write(err)) => {
                 tracing::error!(monitor.id = id, error = %err, "manual check not stored");

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-pub use batch::{BatchWriter, PendingResult, Written};
+pub use batch::{BatchWriter, PendingResult, Pushed, Written};
 pub use error::Error;
 pub use lease::{notify_channel, ChangeListener, Claim, ClaimedSlot};
 pub use open::{lock_sqlite, SqliteLock};

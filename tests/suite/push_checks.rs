@@ -202,6 +202,28 @@ async fn pushes_are_results_and_silence_is_down(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["push_token"], token);
+    // A PUT without url and kind keeps the kind; a PUSH monitor is not checked by hand.
+    let (status, body) = app
+        .json(
+            Method::PUT,
+            &format!("/monitors/{id}"),
+            Some(json!({"name": "backup", "timeout_seconds": 1, "interval_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["kind"], "PUSH");
+    assert_eq!(body["push_token"], token);
+    let (status, body) = app
+        .json(Method::POST, &format!("/monitors/{id}/check"), None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("is a PUSH monitor: it is not checked, it is pushed to"),
+        "{body}"
+    );
     let (status, body) = app
         .json(
             Method::PUT,

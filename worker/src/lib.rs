@@ -67,6 +67,8 @@ pub struct EngineConfig {
 pub enum RunCheckError {
     #[error("monitor {0} not found")]
     NotFound(i64),
+    #[error("monitor {0} is a PUSH monitor")]
+    Pushed(i64),
     #[error(transparent)]
     Database(#[from] store::Error),
     #[error(transparent)]
@@ -189,6 +191,13 @@ impl Engine {
             .monitor_schedule(monitor_id)
             .await?
             .ok_or(RunCheckError::NotFound(monitor_id))?;
+        if monitor
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.kind == domain::MonitorKind::Push)
+        {
+            return Err(RunCheckError::Pushed(monitor_id));
+        }
         let timeout = domain::slot::timeout_of(monitor.timeout_seconds);
         let outcome = self
             .checker
@@ -202,14 +211,20 @@ impl Engine {
         }
     }
 
-    /// Stores a push's result like any other, the monitor next due at `next_due`.
+    /// Stores a push's result like any other (a monitor no longer the active PUSH monitor of
+    /// the token is `NotFound`), the monitor next due at `next_due`.
     pub async fn store_push(
         &self,
         monitor_id: i64,
         outcome: domain::CheckOutcome,
+        token: &str,
         next_due: chrono::DateTime<chrono::Utc>,
     ) -> Result<CheckResult, RunCheckError> {
-        match self.store.store_push(monitor_id, outcome, next_due).await {
+        let push = store::Pushed {
+            token: token.to_owned(),
+            next_due,
+        };
+        match self.store.store_push(monitor_id, outcome, push).await {
             Ok(record) => Ok(record),
             Err(WriteError::MonitorGone(id)) => Err(RunCheckError::NotFound(id)),
             Err(err) => Err(err.into()),

@@ -359,7 +359,9 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         let Some(entry) = self.monitors.get_mut(&id) else {
             return;
         };
-        let due = self.clock.to_instant(at).max(Instant::now());
+        // Not moved up to now when already past (a slow check): the slot it fires keeps
+        // this due time, so the stored one stays in step (see `reload`).
+        let due = self.clock.to_instant(at);
         if entry.generation != generation || due >= entry.due {
             return;
         }

@@ -8,9 +8,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
 use domain::{CheckEvent, CheckOutcome, CheckResult, Slot};
-use store::{BatchWriter, Database, PendingResult, Written};
+use store::{BatchWriter, Database, PendingResult, Pushed, Written};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -100,7 +99,7 @@ impl ResultWriter {
                 monitor_id,
                 outcome,
                 slot,
-                next_due: None,
+                push: None,
             },
             reply: None,
         };
@@ -125,23 +124,24 @@ impl ResultWriter {
             monitor_id,
             outcome,
             slot,
-            next_due: None,
+            push: None,
         })
         .await
     }
 
-    /// Stores a push's result, the monitor next due at `next_due`, and waits for the row.
+    /// Stores a push's result (while the monitor is still the active PUSH monitor of its
+    /// token), the monitor next due at its `next_due`, and waits for the row.
     pub async fn store_push(
         &self,
         monitor_id: i64,
         outcome: CheckOutcome,
-        next_due: DateTime<Utc>,
+        push: Pushed,
     ) -> Result<CheckResult, WriteError> {
         self.write(PendingResult {
             monitor_id,
             outcome,
             slot: None,
-            next_due: Some(next_due),
+            push: Some(push),
         })
         .await?
         .map(|event| event.result.clone())

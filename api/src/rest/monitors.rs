@@ -121,6 +121,8 @@ pub struct MonitorKeys {
     pub url: &'static str,
     pub timeout: &'static str,
     pub interval: &'static str,
+    /// Whether the URL may be left out (a PUSH monitor has none; the service decides).
+    pub url_optional: bool,
 }
 
 /// The first seed's spelling.
@@ -129,6 +131,7 @@ pub const MONITOR_KEYS: MonitorKeys = MonitorKeys {
     url: "url",
     timeout: "timeout_seconds",
     interval: "interval_seconds",
+    url_optional: true,
 };
 
 fn parse_monitor_body(body: &Fields, active: bool) -> Result<NewMonitor, ApiError> {
@@ -150,11 +153,8 @@ pub fn parse_monitor_fields(
     default_timeout: Option<i64>,
 ) -> Result<NewMonitor, ApiError> {
     let name = required(keys.name, body.opt_str(keys.name)?)?;
-    // Only a PUSH monitor goes without a URL (the service makes its push URL).
-    let push =
-        matches!(body.opt_str("kind"), Ok(Some(kind)) if kind.trim().eq_ignore_ascii_case("PUSH"));
     let url = match body.opt_str(keys.url)? {
-        None if push => None,
+        None if keys.url_optional => None,
         url => Some(required(keys.url, url)?),
     };
     let timeout = required(

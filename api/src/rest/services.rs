@@ -48,6 +48,7 @@ const SERVICE_KEYS: MonitorKeys = MonitorKeys {
     url: "url",
     timeout: "Timeout",
     interval: "interval",
+    url_optional: false,
 };
 
 /// Every key a `POST /services` body may have (matched ignoring case): the seed's four, and

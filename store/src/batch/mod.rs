@@ -29,8 +29,16 @@ pub struct PendingResult {
     pub outcome: CheckOutcome,
     /// The scheduled slot it is for; `None` for a manual check.
     pub slot: Option<Slot>,
-    /// A push: the active monitor is next due (DOWN unless pushed again) at this time.
-    pub next_due: Option<DateTime<Utc>>,
+    /// A push's result.
+    pub push: Option<Pushed>,
+}
+
+/// A push, stored only while its monitor is still the active PUSH monitor of this token.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub token: String,
+    /// When the monitor is next due (DOWN unless pushed again).
+    pub next_due: DateTime<Utc>,
 }
 
 /// What became of one pending result.
@@ -196,10 +204,22 @@ impl Plan {
                 fates.push(Fate::Gone);
                 continue;
             };
-            // A slot that already has a result is not stored again.
+            // A slot that already has a result is not stored again; nor is a PUSH monitor's
+            // missed deadline when a push came since it was due (one stored after it, or one
+            // that moved the deadline past this slot's next).
             if let Some(slot) = pending.slot {
-                if slot.is_done(monitor.last_slot_at) {
+                let pushed_since = monitor.push_token.is_some()
+                    && (monitor.next_check_at.is_some_and(|next| next > slot.next)
+                        || monitor.last_checked_at.is_some_and(|at| at >= slot.due));
+                if slot.is_done(monitor.last_slot_at) || pushed_since {
                     fates.push(Fate::Duplicate);
+                    continue;
+                }
+            }
+            // A push to a monitor paused, deleted or made another kind meanwhile is not stored.
+            if let Some(push) = &pending.push {
+                if !monitor.active || monitor.push_token.as_deref() != Some(push.token.as_str()) {
+                    fates.push(Fate::Gone);
                     continue;
                 }
             }
@@ -251,8 +271,8 @@ impl Plan {
             if let Some(slot) = pending.slot {
                 monitor.last_slot_at = Some(slot.due);
                 monitor.next_check_at = slot.next_check_at(monitor.next_check_at);
-            } else if let Some(due) = pending.next_due.filter(|_| monitor.active) {
-                monitor.next_check_at = Some(due);
+            } else if let Some(push) = &pending.push {
+                monitor.next_check_at = Some(push.next_due);
             }
             if newest {
                 retry_sooner(monitor, checked_at);
@@ -359,7 +379,7 @@ mod tests {
                 None,
             ),
             slot,
-            next_due: None,
+            push: None,
         }
     }
 

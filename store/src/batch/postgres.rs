@@ -246,10 +246,17 @@ impl PgStore {
         let mut missing = Vec::new();
         match &self.held {
             Some(held) => {
+                // A push is stored only while its monitor is an active PUSH monitor of its
+                // token, which an edit elsewhere may have changed: its row is read afresh.
+                let pushed: HashSet<i64> = batch
+                    .iter()
+                    .filter(|p| p.push.is_some())
+                    .map(|p| p.monitor_id)
+                    .collect();
                 let mut held = lock(held);
                 for id in ids {
                     // Taken out: the plan holds it, and it goes back once written.
-                    match held.remove(&id) {
+                    match held.remove(&id).filter(|_| !pushed.contains(&id)) {
                         Some(row) => found.push(row),
                         None => missing.push(id),
                     }
