@@ -121,6 +121,9 @@ struct Scheduled {
     /// Bumped on every change, so stale queue entries are skipped.
     generation: u64,
     retry: Option<i32>,
+    /// The stored due time of the queued slot when it was already past and the slot was
+    /// queued for now: the slot is checked as that one, so its result moves the stored time on.
+    anchor: Option<DateTime<Utc>>,
 }
 
 /// Maps the monotonic clock the scheduler sleeps on to wall-clock times for storage.
@@ -322,13 +325,14 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         for id in ids {
             match rows.get(&id) {
                 Some(row) if row.active => {
-                    // Not moved up to now: a slot due a moment ago keeps its own due time, so
-                    // its result moves the stored one on (see `Slot::next_check_at`).
-                    let due = row
-                        .next_check_at
-                        .map(|at| self.clock.to_instant(at))
-                        .unwrap_or(now);
+                    let (due, anchor) = match row.next_check_at {
+                        Some(at) => self.due_from(at, row.interval_seconds, now),
+                        None => (now, None),
+                    };
                     self.insert(row, due);
+                    if let Some(entry) = self.monitors.get_mut(&row.id) {
+                        entry.anchor = anchor;
+                    }
                 }
                 _ => {
                     self.monitors.remove(&id);
@@ -336,6 +340,23 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             }
         }
         Ok(())
+    }
+
+    /// When to queue a slot stored as due `at`: then, or now if that is past (with `at` as
+    /// the anchor when less than an interval ago: a slot due a moment ago, just created,
+    /// resumed or edited; one further back was missed, and its check starts a new grid).
+    fn due_from(
+        &self,
+        at: DateTime<Utc>,
+        interval_seconds: i32,
+        now: Instant,
+    ) -> (Instant, Option<DateTime<Utc>>) {
+        let stored = self.clock.to_instant(at);
+        if stored >= now {
+            return (stored, None);
+        }
+        let recent = now.duration_since(stored) < slot::interval_of(interval_seconds);
+        (now, recent.then_some(at))
     }
 
     fn insert(&mut self, row: &MonitorSchedule, due: Instant) {
@@ -347,6 +368,7 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
             due,
             generation: self.next_generation,
             retry: row.retry_interval_seconds,
+            anchor: None,
         };
         self.queue
             .push(Reverse((due, row.id, scheduled.generation)));
@@ -359,15 +381,17 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
         let Some(entry) = self.monitors.get_mut(&id) else {
             return;
         };
-        // Not moved up to now when already past (a slow check): the slot it fires keeps
-        // this due time, so the stored one stays in step (see `reload`).
-        let due = self.clock.to_instant(at);
-        if entry.generation != generation || due >= entry.due {
+        let stored = self.clock.to_instant(at);
+        if entry.generation != generation || stored >= entry.due {
             return;
         }
+        // Past already (a slow check): checked now, as the slot stored for `at`.
+        let now = Instant::now();
+        let due = stored.max(now);
         self.next_generation += 1;
         entry.generation = self.next_generation;
         entry.due = due;
+        entry.anchor = (stored < now).then_some(at);
         self.queue.push(Reverse((due, id, entry.generation)));
     }
 
@@ -397,9 +421,11 @@ impl<S: MonitorSource, R: CheckRunner> Scheduler<S, R> {
                 continue;
             }
             // A late slot counts as the newest grid slot it overran; the missed ones are
-            // skipped, so each grid slot gets at most one check.
+            // skipped, so each grid slot gets at most one check. A slot queued for now in
+            // place of a stored due time just past is checked as that one.
+            let anchor = self.monitors.get_mut(&id).and_then(|e| e.anchor.take());
             let slot = Slot {
-                due: self.clock.to_wall(next - entry.interval),
+                due: anchor.unwrap_or_else(|| self.clock.to_wall(next - entry.interval)),
                 next: self.clock.to_wall(next),
             };
             let job = Job {
