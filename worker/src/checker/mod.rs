@@ -84,8 +84,8 @@ struct TargetInner {
     /// The first hop, prepared (`None` when the URL cannot be requested: each check says so).
     first: Option<Hop>,
     rich: Option<Rich>,
-    /// A DNS monitor's query.
-    dns: Option<dns::DnsQuery>,
+    /// A DNS monitor's query (boxed: most monitors have none, and there are many).
+    dns: Option<Box<dns::DnsQuery>>,
     /// The certificate its checks saw last.
     certs: tls::CertCache,
 }
@@ -112,7 +112,8 @@ impl Target {
         .and_then(|u| Hop::of(&u).ok());
         let dns = spec
             .filter(|s| s.kind == MonitorKind::Dns)
-            .and_then(|s| dns::DnsQuery::new(url, s));
+            .and_then(|s| dns::DnsQuery::new(url, s))
+            .map(Box::new);
         Self(Arc::new(TargetInner {
             text: url.into(),
             first,

@@ -156,12 +156,12 @@ fn days_left(not_after: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 /// A monitor's last certificate, read: a server presenting the same certificate again (the
 /// usual case) is not parsed again, only its days left counted anew.
 #[derive(Debug, Default)]
-pub(super) struct CertCache(Mutex<Option<(Box<[u8]>, TlsInfo)>>);
+pub(super) struct CertCache(Mutex<Option<Box<(Box<[u8]>, TlsInfo)>>>);
 
 impl CertCache {
     pub fn info(&self, der: &[u8], now: DateTime<Utc>) -> Option<TlsInfo> {
         let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((seen, info)) = cached.as_ref() {
+        if let Some((seen, info)) = cached.as_deref() {
             if **seen == *der {
                 let mut info = info.clone();
                 info.days_left = days_left(info.not_after, now);
@@ -169,7 +169,7 @@ impl CertCache {
             }
         }
         let info = certificate_info(der, now)?;
-        *cached = Some((der.into(), info.clone()));
+        *cached = Some(Box::new((der.into(), info.clone())));
         Some(info)
     }
 }
