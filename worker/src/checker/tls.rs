@@ -156,7 +156,10 @@ fn days_left(not_after: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 /// A monitor's last certificate, read: a server presenting the same certificate again (the
 /// usual case) is not parsed again, only its days left counted anew.
 #[derive(Debug, Default)]
-pub(super) struct CertCache(Mutex<Option<Box<(Box<[u8]>, TlsInfo)>>>);
+pub(super) struct CertCache(Mutex<Option<Box<Seen>>>);
+
+/// A certificate as served (DER) and as read.
+type Seen = (Box<[u8]>, TlsInfo);
 
 impl CertCache {
     pub fn info(&self, der: &[u8], now: DateTime<Utc>) -> Option<TlsInfo> {
