@@ -169,6 +169,7 @@ pub async fn run(a: &Abuse, env: &Env) -> anyhow::Result<(Vec<PhaseReport>, Stri
         interval: a.interval,
         target_port: target.port,
         check: crate::api::CheckProfile::Plain,
+        tcp_ports: Vec::new(),
     };
     eprintln!(
         "bench: creating {} monitors every {} s",

@@ -55,17 +55,28 @@ pub struct Spec {
     pub interval: u64,
     pub target_port: u16,
     pub check: CheckProfile,
+    /// A TCP scenario's ports, monitor 1 first.
+    pub tcp_ports: Vec<u16>,
 }
 
 impl Spec {
     fn body(&self, n: usize, active: bool) -> serde_json::Value {
-        let scheme = match self.check {
-            CheckProfile::Https => "https",
-            CheckProfile::Plain | CheckProfile::Body => "http",
+        let url = match self.check {
+            CheckProfile::Https => format!("https://127.0.0.1:{}/m/{n}", self.target_port),
+            CheckProfile::Plain | CheckProfile::Body => {
+                format!("http://127.0.0.1:{}/m/{n}", self.target_port)
+            }
+            CheckProfile::Tcp => format!(
+                "tcp://127.0.0.1:{}",
+                self.tcp_ports
+                    .get(n - 1)
+                    .copied()
+                    .unwrap_or(self.target_port)
+            ),
         };
         let mut body = json!({
             "name": format!("bench-{n}"),
-            "url": format!("{scheme}://127.0.0.1:{}/m/{n}", self.target_port),
+            "url": url,
             "timeout_seconds": 5,
             "interval_seconds": self.interval,
             "active": active,
@@ -90,6 +101,9 @@ pub enum CheckProfile {
     /// A GET over https with a full TLS handshake (certificate verified against the target's
     /// CA, given to the service as CHECK_CA_FILE).
     Https,
+    /// A TCP connection and nothing else (`tcp://`), to a port of the target's per monitor
+    /// (at most 20,000 monitors).
+    Tcp,
 }
 
 impl CheckProfile {
@@ -99,6 +113,7 @@ impl CheckProfile {
             CheckProfile::Plain => "",
             CheckProfile::Body => ", body assertion",
             CheckProfile::Https => ", https",
+            CheckProfile::Tcp => ", tcp",
         }
     }
 }

@@ -64,6 +64,7 @@ pub async fn run(h: &History, env: &Env) -> anyhow::Result<Vec<(String, String)>
         interval: 60,
         target_port: 9,
         check: crate::api::CheckProfile::Plain,
+        tcp_ports: Vec::new(),
     };
     eprintln!("bench: creating {} paused monitors", h.monitors);
     let (monitors, _) = api::create(&http, &base, &spec, h.monitors, 32, false).await?;

@@ -282,6 +282,8 @@ enum Command {
         tls_ca: Option<PathBuf>,
         #[arg(long, default_value_t = 2)]
         body_bytes: usize,
+        #[arg(long, default_value_t = 0)]
+        tcp_ports: usize,
     },
 }
 
@@ -400,12 +402,14 @@ fn main() -> ExitCode {
         keep_alive,
         tls_ca,
         body_bytes,
+        tcp_ports,
     } = cli.command
     {
         let options = target::Options {
             keep_alive,
             tls_ca,
             body_bytes,
+            tcp_ports,
         };
         return exit(target::main(port, options));
     }

@@ -117,7 +117,9 @@ impl TargetProcess {
         }
         command
             .arg("--body-bytes")
-            .arg(options.body_bytes.to_string());
+            .arg(options.body_bytes.to_string())
+            .arg("--tcp-ports")
+            .arg(options.tcp_ports.to_string());
         guarded(&mut command);
         command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().context("cannot start the target")?;

@@ -84,6 +84,10 @@ pub async fn run(
 ) -> anyhow::Result<Vec<(String, String)>> {
     let mut rows = Vec::new();
     for keep_alive in [false, true] {
+        // A TCP check is a connection and nothing else: no keep-alive mode.
+        if keep_alive && work.check == CheckProfile::Tcp {
+            continue;
+        }
         let mode = if keep_alive {
             "keep-alive"
         } else {
@@ -129,6 +133,7 @@ async fn measure(
         keep_alive,
         tls_ca: https.then(|| ca_file.clone()),
         body_bytes: work.body_bytes,
+        tcp_ports: 0,
     })
     .await?;
     let tls = if https {
@@ -140,6 +145,7 @@ async fn measure(
         addr: SocketAddr::from(([127, 0, 0, 1], target.port)),
         keep_alive,
         search: work.check == CheckProfile::Body,
+        connect_only: work.check == CheckProfile::Tcp,
         tls,
     };
     let target_pid = target.pid().context("the target has no process id")?;
@@ -217,6 +223,8 @@ struct Client {
     keep_alive: bool,
     /// Search each body for `ok`.
     search: bool,
+    /// Only connect and close (a TCP check), sending no request.
+    connect_only: bool,
     tls: Option<TlsConnector>,
 }
 
@@ -248,6 +256,11 @@ impl Client {
             // Close with a reset once the answer is in, as the service's checks do (no
             // TIME_WAIT left behind, so a long run does not run out of ports).
             tcp.set_zero_linger()?;
+            if self.connect_only {
+                drop(tcp);
+                done += 1;
+                continue;
+            }
             match &self.tls {
                 Some(tls) => {
                     let mut stream = self.handshake(tls, tcp).await?;

@@ -77,6 +77,10 @@ pub fn default_name(s: &Scenario) -> String {
 /// Runs one scenario. Every process and database it made is gone when it returns.
 pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     eprintln!("bench: == {} ==", s.name);
+    anyhow::ensure!(
+        s.check != CheckProfile::Tcp || s.monitors <= 20_000,
+        "--check tcp takes at most 20,000 monitors (the target listens on a port for each)"
+    );
     warn_if_busy().await;
     let dir = tempfile::Builder::new()
         .prefix("monitor-bench-")
@@ -87,6 +91,11 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         keep_alive: s.keep_alive,
         tls_ca: (s.check == CheckProfile::Https).then(|| ca_file.clone()),
         body_bytes: s.body_bytes,
+        tcp_ports: if s.check == CheckProfile::Tcp {
+            s.monitors
+        } else {
+            0
+        },
     })
     .await?;
     // Declared before the service, so it is dropped (a PostgreSQL database dropped) after it.
@@ -116,10 +125,16 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     let http = api::client()?;
     let observer = db.observe().await?;
 
+    let tcp_ports = if s.check == CheckProfile::Tcp {
+        fetch_ports(&http, target.port).await?
+    } else {
+        Vec::new()
+    };
     let spec = Spec {
         interval: s.interval,
         target_port: target.port,
         check: s.check,
+        tcp_ports,
     };
     eprintln!("bench: creating {} monitors", s.monitors);
     let (mut monitors, create) =
@@ -327,6 +342,19 @@ pub async fn wait_all_checked(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A TCP scenario's ports, from the target.
+async fn fetch_ports(http: &reqwest::Client, port: u16) -> anyhow::Result<Vec<u16>> {
+    let body = http
+        .get(format!("http://127.0.0.1:{port}/__ports"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    body.split_whitespace()
+        .map(|p| p.parse().context("bad port from the target"))
+        .collect()
 }
 
 async fn fetch_arrivals(

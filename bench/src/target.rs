@@ -9,6 +9,10 @@
 //! certificate for 127.0.0.1 signed by a CA of its own, whose PEM it writes to FILE (and
 //! plain HTTP still, to a client whose first byte opens no TLS record).
 //!
+//! With `--tcp-ports N` it also listens on N more ports, one per monitor of a TCP scenario:
+//! a connection to the n-th (numbered from 1) is an arrival of monitor n, closed at once
+//! (a TCP check sends no request). `GET /__ports` lists those ports, space-separated.
+//!
 //! `GET /__arrivals?from=K` returns the arrivals recorded from the K-th on, one
 //! `n micros` line each, in the order they were recorded; `GET /__distinct` how many
 //! monitors have been checked at least once. The process exits when its standard
@@ -48,6 +52,21 @@ struct Recorded {
     list: Vec<(u32, i64)>,
     seen: Vec<bool>,
     distinct: usize,
+    /// The TCP scenario's ports, monitor 1 first.
+    ports: Vec<u16>,
+}
+
+impl Recorded {
+    fn record(&mut self, n: u32, at: i64) {
+        self.list.push((n, at));
+        let index = n as usize;
+        if index >= self.seen.len() {
+            self.seen.resize(index + 1, false);
+        }
+        if !std::mem::replace(&mut self.seen[index], true) {
+            self.distinct += 1;
+        }
+    }
 }
 
 /// How the target answers.
@@ -58,6 +77,8 @@ pub struct Options {
     pub tls_ca: Option<std::path::PathBuf>,
     /// Size of the `/m/{n}` body (at least 2: `ok`).
     pub body_bytes: usize,
+    /// Ports to listen on for a TCP scenario, one per monitor.
+    pub tcp_ports: usize,
 }
 
 /// The body of `/m/{n}`: `body_bytes` bytes of a page whose last two are `ok`.
@@ -107,8 +128,15 @@ pub fn main(port: u16, options: Options) -> anyhow::Result<()> {
             .listen(ACCEPT_BACKLOG)
             .context("target cannot listen")?;
         let port = listener.local_addr()?.port();
-        println!("{READY_PREFIX}{port}");
         let arrivals = Arc::new(Arrivals::default());
+        for n in 1..=options.tcp_ports {
+            let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .await
+                .context("target cannot listen on a TCP scenario's port")?;
+            lock(&arrivals).ports.push(listener.local_addr()?.port());
+            tokio::spawn(tcp_accept_loop(listener, arrivals.clone(), n as u32));
+        }
+        println!("{READY_PREFIX}{port}");
         tokio::select! {
             _ = accept_loop(listener, arrivals, keep_alive, acceptor, page) => {}
             _ = stdin_closed() => {}
@@ -124,6 +152,23 @@ async fn stdin_closed() {
         match stdin.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+    }
+}
+
+fn lock(arrivals: &Arrivals) -> std::sync::MutexGuard<'_, Recorded> {
+    arrivals.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A TCP scenario's port of monitor `n`: every connection is an arrival, closed at once.
+async fn tcp_accept_loop(listener: TcpListener, arrivals: Arc<Arrivals>, n: u32) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                lock(&arrivals).record(n, unix_micros());
+                drop(stream);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
 }
@@ -239,15 +284,7 @@ fn request_path(head: &[u8]) -> Option<String> {
 fn respond(path: &str, arrivals: &Arrivals, received: i64, page: &[u8]) -> (&'static str, Vec<u8>) {
     if let Some(n) = path.strip_prefix("/m/") {
         if let Ok(n) = n.parse::<u32>() {
-            let mut recorded = arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
-            recorded.list.push((n, received));
-            let index = n as usize;
-            if index >= recorded.seen.len() {
-                recorded.seen.resize(index + 1, false);
-            }
-            if !std::mem::replace(&mut recorded.seen[index], true) {
-                recorded.distinct += 1;
-            }
+            lock(arrivals).record(n, received);
             return ("200 OK", page.to_vec());
         }
     }
@@ -256,7 +293,7 @@ fn respond(path: &str, arrivals: &Arrivals, received: i64, page: &[u8]) -> (&'st
             .strip_prefix("?from=")
             .and_then(|k| k.parse::<usize>().ok())
             .unwrap_or(0);
-        let recorded = arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
+        let recorded = lock(arrivals);
         let list = &recorded.list;
         let mut body = String::with_capacity(list.len().saturating_sub(from) * 20);
         for (n, at) in list.iter().skip(from) {
@@ -264,8 +301,12 @@ fn respond(path: &str, arrivals: &Arrivals, received: i64, page: &[u8]) -> (&'st
         }
         return ("200 OK", body.into_bytes());
     }
+    if path == "/__ports" {
+        let ports: Vec<String> = lock(arrivals).ports.iter().map(u16::to_string).collect();
+        return ("200 OK", ports.join(" ").into_bytes());
+    }
     if path == "/__distinct" {
-        let recorded = arrivals.0.lock().unwrap_or_else(|e| e.into_inner());
+        let recorded = lock(arrivals);
         return ("200 OK", recorded.distinct.to_string().into_bytes());
     }
     ("404 Not Found", b"not found".to_vec())

@@ -99,6 +99,9 @@ impl MonitorService {
         no_retry_for_push(kind, &mut new.retry_interval, false)?;
         let spec = CheckSpec::parse(input, None).map_err(spec_error)?;
         self.vet_resolver(spec.as_ref())?;
+        if let Some(url) = &new.url {
+            certificates_need_tls(spec.as_ref(), url.as_str())?;
+        }
         let now = now();
         let due = new.active.then(|| match kind {
             MonitorKind::Push => push::deadline(
@@ -152,6 +155,13 @@ impl MonitorService {
         if let Some(spec) = &spec {
             self.vet_resolver(spec.as_ref())?;
         }
+        certificates_need_tls(
+            spec.as_ref().map_or(current.spec.as_ref(), Option::as_ref),
+            patch
+                .url
+                .as_ref()
+                .map_or(current.url.as_str(), MonitorUrl::as_str),
+        )?;
         let now = now();
         let mut next_check_at = current.next_check_after(&patch, now);
         // New check options take effect at once, as a new URL does.
@@ -393,6 +403,28 @@ fn settle_kind(
     }
     input.kind = (Some(kind) != current_kind || input.kind.is_some()).then_some(kind);
     Ok(kind)
+}
+
+/// Refuses a certificate assertion on a TCP monitor without TLS (`tcp://`): it has no
+/// certificate to read, so the assertion could only fail.
+fn certificates_need_tls(spec: Option<&CheckSpec>, url: &str) -> Result<(), Error> {
+    let Some(spec) = spec.filter(|s| s.kind == MonitorKind::Tcp) else {
+        return Ok(());
+    };
+    if url::Url::parse(url).map_or(true, |u| u.scheme() != "tcp") {
+        return Ok(());
+    }
+    match spec
+        .assertions
+        .iter()
+        .position(|a| a.source == domain::spec::AssertionSource::CertExpiresInDays)
+    {
+        Some(i) => Err(Error::invalid(
+            format!("assertions[{i}].source"),
+            "CERT_EXPIRES_IN_DAYS needs a TLS handshake: use tls://host:port",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A PUSH monitor has no retries (it is not checked, it is pushed to): one sent is refused,

@@ -202,6 +202,14 @@ async fn tcp_monitors_connect_and_say_why_not(backend: Backend) {
             "does not apply to a TCP monitor",
         ),
         (
+            monitor(
+                &format!("tcp://127.0.0.1:{open}"),
+                json!({"assertions": [{"source": "CERT_EXPIRES_IN_DAYS", "comparison": "GREATER_THAN", "target": "7"}]}),
+            ),
+            "assertions[0].source",
+            "CERT_EXPIRES_IN_DAYS needs a TLS handshake: use tls://host:port",
+        ),
+        (
             monitor("tcp://127.0.0.1", json!({})),
             "url",
             "port is missing",
