@@ -170,6 +170,7 @@ pub async fn run(a: &Abuse, env: &Env) -> anyhow::Result<(Vec<PhaseReport>, Stri
         target_port: target.port,
         check: crate::api::CheckProfile::Plain,
         tcp_ports: Vec::new(),
+        dns_port: None,
     };
     eprintln!(
         "bench: creating {} monitors every {} s",

@@ -57,6 +57,8 @@ pub struct Spec {
     pub check: CheckProfile,
     /// A TCP scenario's ports, monitor 1 first.
     pub tcp_ports: Vec<u16>,
+    /// A DNS scenario's resolver port (the target's).
+    pub dns_port: Option<u16>,
 }
 
 impl Spec {
@@ -73,6 +75,7 @@ impl Spec {
                     .copied()
                     .unwrap_or(self.target_port)
             ),
+            CheckProfile::Dns => format!("dns://m{n}.bench.test"),
         };
         let mut body = json!({
             "name": format!("bench-{n}"),
@@ -81,6 +84,9 @@ impl Spec {
             "interval_seconds": self.interval,
             "active": active,
         });
+        if let (CheckProfile::Dns, Some(port)) = (self.check, self.dns_port) {
+            body["dns_resolver"] = json!(format!("127.0.0.1:{port}"));
+        }
         if self.check == CheckProfile::Body {
             // The target's page ends in `ok`: the whole body is read and searched.
             body["assertions"] =
@@ -104,6 +110,8 @@ pub enum CheckProfile {
     /// A TCP connection and nothing else (`tcp://`), to a port of the target's per monitor
     /// (at most 20,000 monitors).
     Tcp,
+    /// A DNS query (`dns://m{n}.bench.test`, A) to a DNS server in the target.
+    Dns,
 }
 
 impl CheckProfile {
@@ -114,6 +122,7 @@ impl CheckProfile {
             CheckProfile::Body => ", body assertion",
             CheckProfile::Https => ", https",
             CheckProfile::Tcp => ", tcp",
+            CheckProfile::Dns => ", dns",
         }
     }
 }

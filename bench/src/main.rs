@@ -284,6 +284,8 @@ enum Command {
         body_bytes: usize,
         #[arg(long, default_value_t = 0)]
         tcp_ports: usize,
+        #[arg(long)]
+        dns: bool,
     },
 }
 
@@ -403,6 +405,7 @@ fn main() -> ExitCode {
         tls_ca,
         body_bytes,
         tcp_ports,
+        dns,
     } = cli.command
     {
         let options = target::Options {
@@ -410,6 +413,7 @@ fn main() -> ExitCode {
             tls_ca,
             body_bytes,
             tcp_ports,
+            dns,
         };
         return exit(target::main(port, options));
     }

@@ -120,6 +120,9 @@ impl TargetProcess {
             .arg(options.body_bytes.to_string())
             .arg("--tcp-ports")
             .arg(options.tcp_ports.to_string());
+        if options.dns {
+            command.arg("--dns");
+        }
         guarded(&mut command);
         command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().context("cannot start the target")?;

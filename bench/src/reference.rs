@@ -134,6 +134,7 @@ async fn measure(
         tls_ca: https.then(|| ca_file.clone()),
         body_bytes: work.body_bytes,
         tcp_ports: 0,
+        dns: false,
     })
     .await?;
     let tls = if https {

@@ -96,6 +96,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         } else {
             0
         },
+        dns: s.check == CheckProfile::Dns,
     })
     .await?;
     // Declared before the service, so it is dropped (a PostgreSQL database dropped) after it.
@@ -130,11 +131,17 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
     } else {
         Vec::new()
     };
+    let dns_port = if s.check == CheckProfile::Dns {
+        Some(fetch_dns_port(&http, target.port).await?)
+    } else {
+        None
+    };
     let spec = Spec {
         interval: s.interval,
         target_port: target.port,
         check: s.check,
         tcp_ports,
+        dns_port,
     };
     eprintln!("bench: creating {} monitors", s.monitors);
     let (mut monitors, create) =
@@ -355,6 +362,17 @@ async fn fetch_ports(http: &reqwest::Client, port: u16) -> anyhow::Result<Vec<u1
     body.split_whitespace()
         .map(|p| p.parse().context("bad port from the target"))
         .collect()
+}
+
+/// A DNS scenario's resolver port, from the target.
+async fn fetch_dns_port(http: &reqwest::Client, port: u16) -> anyhow::Result<u16> {
+    let body = http
+        .get(format!("http://127.0.0.1:{port}/__dns"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    body.trim().parse().context("the target has no DNS port")
 }
 
 async fn fetch_arrivals(

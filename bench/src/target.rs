@@ -13,6 +13,9 @@
 //! a connection to the n-th (numbered from 1) is an arrival of monitor n, closed at once
 //! (a TCP check sends no request). `GET /__ports` lists those ports, space-separated.
 //!
+//! With `--dns` it also answers DNS queries over UDP: `m{n}.bench.test` gets an A record
+//! (10.0.0.1) and is an arrival of monitor n. `GET /__dns` gives that port.
+//!
 //! `GET /__arrivals?from=K` returns the arrivals recorded from the K-th on, one
 //! `n micros` line each, in the order they were recorded; `GET /__distinct` how many
 //! monitors have been checked at least once. The process exits when its standard
@@ -54,6 +57,8 @@ struct Recorded {
     distinct: usize,
     /// The TCP scenario's ports, monitor 1 first.
     ports: Vec<u16>,
+    /// The DNS scenario's port (UDP).
+    dns_port: Option<u16>,
 }
 
 impl Recorded {
@@ -79,6 +84,8 @@ pub struct Options {
     pub body_bytes: usize,
     /// Ports to listen on for a TCP scenario, one per monitor.
     pub tcp_ports: usize,
+    /// Answer DNS queries (a DNS scenario).
+    pub dns: bool,
 }
 
 /// The body of `/m/{n}`: `body_bytes` bytes of a page whose last two are `ok`.
@@ -136,6 +143,13 @@ pub fn main(port: u16, options: Options) -> anyhow::Result<()> {
             lock(&arrivals).ports.push(listener.local_addr()?.port());
             tokio::spawn(tcp_accept_loop(listener, arrivals.clone(), n as u32));
         }
+        if options.dns {
+            let socket = tokio::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .await
+                .context("target cannot open its DNS port")?;
+            lock(&arrivals).dns_port = Some(socket.local_addr()?.port());
+            tokio::spawn(dns_loop(socket, arrivals.clone()));
+        }
         println!("{READY_PREFIX}{port}");
         tokio::select! {
             _ = accept_loop(listener, arrivals, keep_alive, acceptor, page) => {}
@@ -169,6 +183,53 @@ async fn tcp_accept_loop(listener: TcpListener, arrivals: Arc<Arrivals>, n: u32)
                 drop(stream);
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// A DNS scenario's server: `m{n}.bench.test` answers 10.0.0.1 and is an arrival of n; any
+/// other name is NXDOMAIN.
+async fn dns_loop(socket: tokio::net::UdpSocket, arrivals: Arc<Arrivals>) {
+    use hickory_proto::{
+        op::{Message, MessageType, ResponseCode},
+        rr::{rdata::A, RData, Record},
+        serialize::binary::{BinDecodable, BinEncodable},
+    };
+    let mut buf = vec![0u8; 2048];
+    while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+        let received = unix_micros();
+        let Ok(query) = Message::from_bytes(&buf[..len]) else {
+            continue;
+        };
+        let mut answer = Message::new();
+        answer
+            .set_id(query.id())
+            .set_message_type(MessageType::Response)
+            .set_authoritative(true)
+            .set_recursion_desired(query.recursion_desired());
+        answer.add_queries(query.queries().to_vec());
+        for q in query.queries() {
+            let name = q.name().to_ascii().to_ascii_lowercase();
+            let n = name
+                .strip_prefix('m')
+                .and_then(|rest| rest.strip_suffix(".bench.test."))
+                .and_then(|n| n.parse::<u32>().ok());
+            match n {
+                Some(n) => {
+                    lock(&arrivals).record(n, received);
+                    answer.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::A(A::new(10, 0, 0, 1)),
+                    ));
+                }
+                None => {
+                    answer.set_response_code(ResponseCode::NXDomain);
+                }
+            }
+        }
+        if let Ok(bytes) = answer.to_bytes() {
+            let _ = socket.send_to(&bytes, from).await;
         }
     }
 }
@@ -300,6 +361,12 @@ fn respond(path: &str, arrivals: &Arrivals, received: i64, page: &[u8]) -> (&'st
             body.push_str(&format!("{n} {at}\n"));
         }
         return ("200 OK", body.into_bytes());
+    }
+    if path == "/__dns" {
+        let port = lock(arrivals)
+            .dns_port
+            .map_or(String::new(), |p| p.to_string());
+        return ("200 OK", port.into_bytes());
     }
     if path == "/__ports" {
         let ports: Vec<String> = lock(arrivals).ports.iter().map(u16::to_string).collect();
