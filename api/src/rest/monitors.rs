@@ -20,7 +20,7 @@ pub async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<Monitor>), ApiError> {
-    body.allow_only(MONITOR_BODY_KEYS, MONITOR_READ_ONLY_KEYS)?;
+    body.allow_only(&MONITOR_BODY_KEYS, MONITOR_READ_ONLY_KEYS)?;
     let active = body.opt_bool("active")?.unwrap_or(true);
     let new = parse_monitor_body(&body, active)?;
     let monitor = state.monitors.create(new).await?;
@@ -48,7 +48,7 @@ pub async fn replace(
     JsonObject(body): JsonObject,
 ) -> Result<Json<Monitor>, ApiError> {
     let id = path_id(&id)?;
-    body.allow_only(MONITOR_BODY_KEYS, MONITOR_READ_ONLY_KEYS)?;
+    body.allow_only(&MONITOR_BODY_KEYS, MONITOR_READ_ONLY_KEYS)?;
     let active = body.opt_bool("active")?;
     let mut patch: domain::MonitorPatch = parse_monitor_body(&body, true)?.into();
     patch.active = active;
@@ -80,29 +80,19 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Every key a `/monitors` body may have.
-const MONITOR_BODY_KEYS: &[&str] = &[
-    "name",
-    "url",
-    "timeout_seconds",
-    "interval_seconds",
-    "active",
-    "kind",
-    "method",
-    "headers",
-    "body",
-    "accepted_status_codes",
-    "follow_redirects",
-    "max_redirects",
-    "ignore_tls",
-    "assertions",
-    "degraded_after_ms",
-    "dns_record_type",
-    "dns_resolver",
-    "failure_threshold",
-    "success_threshold",
-    "retry_interval_seconds",
-];
+/// Every key a `/monitors` body may have: the monitor's own, then the check options.
+static MONITOR_BODY_KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    [
+        "name",
+        "url",
+        "timeout_seconds",
+        "interval_seconds",
+        "active",
+    ]
+    .into_iter()
+    .chain(super::spec::SPEC_KEYS.iter().copied())
+    .collect()
+});
 
 /// Keys a monitor read shows that no write sets.
 const MONITOR_READ_ONLY_KEYS: &[&str] = &[
