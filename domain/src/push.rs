@@ -3,14 +3,13 @@
 //! a monitor with no push within its interval plus its grace (`timeout_seconds`) gets a
 //! DOWN result from the scheduler ([`missed`]).
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use crate::{
     check::CheckOutcome,
     evaluate::{self, bounded, Observed, Prepared},
     monitor::CheckStatus,
+    slot,
     spec::CheckSpec,
 };
 
@@ -108,9 +107,11 @@ impl PushReport {
     }
 }
 
-/// When a PUSH monitor is next due if no push comes: its interval plus its grace after `at`.
-pub fn deadline(at: DateTime<Utc>, interval: Duration, grace: Duration) -> DateTime<Utc> {
-    at + chrono::Duration::from_std(interval + grace).unwrap_or(chrono::Duration::MAX)
+/// When a PUSH monitor is next due if no push comes: its interval plus its grace (its
+/// `timeout_seconds`) after `at`, from the stored seconds.
+pub fn deadline(at: DateTime<Utc>, interval_seconds: i32, timeout_seconds: i32) -> DateTime<Utc> {
+    let window = slot::interval_of(interval_seconds) + slot::timeout_of(timeout_seconds);
+    at + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The result of a PUSH monitor whose deadline passed without a push.

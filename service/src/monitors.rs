@@ -6,7 +6,6 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{
     push::{self, PushReport},
-    slot,
     spec::FieldError,
     url_password, CheckEvent, CheckResult, CheckSpec, Monitor, MonitorKind, MonitorPatch,
     MonitorUrl, NewMonitor, SpecInput,
@@ -104,11 +103,7 @@ impl MonitorService {
         }
         let now = now();
         let due = new.active.then(|| match kind {
-            MonitorKind::Push => push::deadline(
-                now,
-                slot::interval_of(new.interval.get()),
-                slot::timeout_of(new.timeout.get()),
-            ),
+            MonitorKind::Push => push::deadline(now, new.interval.get(), new.timeout.get()),
             _ => now,
         });
         let monitor = self.db.insert_monitor(new, spec.as_ref(), now, due).await?;
@@ -118,8 +113,9 @@ impl MonitorService {
 
     /// Applies a partial change. Resuming a monitor or pointing it at a new URL makes it due
     /// at once; a shorter interval brings its next check forward (a PUSH monitor's deadline
-    /// only ever comes sooner, unless it is resumed or just made PUSH: then a new window). A URL sent back with the read mask `***`
-    /// for the stored scheme, user, host and port keeps the stored password.
+    /// only ever comes sooner, unless it is resumed or just made PUSH: then a new window).
+    /// A URL sent back with the read mask `***` for the stored scheme, user, host and port
+    /// keeps the stored password.
     pub async fn update(&self, id: i64, mut patch: MonitorPatch) -> Result<Monitor, Error> {
         let not_found = || Error::NotFound {
             what: "monitor",
@@ -171,8 +167,8 @@ impl MonitorService {
         if kind == MonitorKind::Push {
             let window = push::deadline(
                 now,
-                slot::interval_of(patch.interval.map_or(current.interval_seconds, |i| i.get())),
-                slot::timeout_of(patch.timeout.map_or(current.timeout_seconds, |t| t.get())),
+                patch.interval.map_or(current.interval_seconds, |i| i.get()),
+                patch.timeout.map_or(current.timeout_seconds, |t| t.get()),
             );
             // Resumed, or just made PUSH: a new window. Otherwise an edit never moves the
             // deadline later (edits cannot keep a silent monitor from going DOWN), only
@@ -220,11 +216,7 @@ impl MonitorService {
         }
         let at = Utc::now().trunc_subsecs(3);
         let outcome = report.outcome(target.spec.as_ref(), at);
-        let due = push::deadline(
-            at,
-            slot::interval_of(target.interval_seconds),
-            slot::timeout_of(target.timeout_seconds),
-        );
+        let due = push::deadline(at, target.interval_seconds, target.timeout_seconds);
         let record = match self.engine.store_push(target.id, outcome, token, due).await {
             Ok(record) => record,
             Err(RunCheckError::NotFound(_) | RunCheckError::Pushed(_)) => {
