@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     evaluate::AssertionResult,
+    incident::IncidentChange,
     monitor::{CheckResult, CheckStatus, Monitor},
     state::MonitorState,
 };
@@ -91,6 +92,8 @@ pub struct CheckEvent {
     pub previous: Option<CheckStatus>,
     /// The confirmed status change this result made, if any (see [`crate::state`]).
     pub change: Option<StatusChange>,
+    /// The incident this result opened or resolved, if any.
+    pub incident: Option<IncidentChange>,
 }
 
 /// A confirmed change of a monitor's status: from what it was confirmed as (`None` before

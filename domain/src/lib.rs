@@ -1,10 +1,11 @@
 //! What things are, with no I/O: parsed monitor input, monitors and their check results,
-//! check specs and their assertions, pushes, the target policy, check outcomes and events, the
+//! check specs and their assertions, incidents, pushes, the target policy, check outcomes and events, the
 //! status-change rule, flap control and slot arithmetic. Every other crate of ours may use
 //! it; it uses none of them.
 
 pub mod check;
 pub mod evaluate;
+pub mod incident;
 pub mod input;
 pub mod monitor;
 pub mod policy;
@@ -17,6 +18,7 @@ pub mod url_password;
 
 pub use check::{CheckEvent, CheckOutcome, StatusChange, Timings, TlsInfo};
 pub use evaluate::AssertionResult;
+pub use incident::{Incident, IncidentChange};
 pub use input::{
     parse_id, IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, TimeoutSeconds,
 };

@@ -2,10 +2,12 @@
 //! types, so a column can change without changing what clients see.
 
 pub mod check_result;
+pub mod incident;
 pub mod monitor;
 
 pub mod prelude {
     //! Short names for the entities.
     pub use super::check_result::Entity as CheckResult;
+    pub use super::incident::Entity as Incident;
     pub use super::monitor::Entity as Monitor;
 }

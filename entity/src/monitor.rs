@@ -42,12 +42,18 @@ pub struct Model {
     pub push_token: Option<String>,
     /// Seconds to the next check while a change is unconfirmed; null: the interval.
     pub retry_interval_seconds: Option<i32>,
+    /// The open incident's first result number (`incidents.started_seq`); null when none.
+    pub open_incident_seq: Option<i32>,
+    /// When the open incident started.
+    pub open_incident_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
     #[sea_orm(has_many = "super::check_result::Entity")]
     CheckResult,
+    #[sea_orm(has_many = "super::incident::Entity")]
+    Incident,
 }
 
 impl Related<super::check_result::Entity> for Entity {

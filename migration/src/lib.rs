@@ -14,6 +14,7 @@ mod m20261121_000004_check_results_clustered_key;
 mod m20261121_000005_check_results_per_monitor_seq;
 mod m20261203_000006_check_specs;
 mod m20261204_000007_push_and_retry;
+mod m20261206_000008_incidents;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000005_check_results_per_monitor_seq::Migration),
             Box::new(m20261203_000006_check_specs::Migration),
             Box::new(m20261204_000007_push_and_retry::Migration),
+            Box::new(m20261206_000008_incidents::Migration),
         ]
     }
 }

@@ -4,9 +4,10 @@
 //! types or a database's errors.
 
 mod error;
+mod incidents;
 mod monitors;
 
-pub use domain::{CheckEvent, CheckResult, CheckStatus, Monitor};
+pub use domain::{CheckEvent, CheckResult, CheckStatus, Incident, Monitor};
 pub use error::Error;
 pub use monitors::{now, MonitorService};
-pub use store::Page;
+pub use store::{IncidentFilter, Page};

@@ -35,6 +35,10 @@ impl MonitorService {
         }
     }
 
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
     /// Every stored check this process hears of, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<CheckEvent>> {
         self.engine.subscribe()

@@ -5,6 +5,7 @@
 
 mod batch;
 mod error;
+mod incidents;
 mod lease;
 mod monitors;
 mod open;
@@ -21,6 +22,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 pub use batch::{BatchWriter, PendingResult, Pushed, Written};
 pub use error::Error;
+pub use incidents::IncidentFilter;
 pub use lease::{notify_channel, ChangeListener, Claim, ClaimedSlot};
 pub use open::{lock_sqlite, SqliteLock};
 pub use url::{redact, Backend, DatabaseUrl};

@@ -469,6 +469,11 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
     let result: Value = response.json().await.unwrap();
     assert_eq!(result["status"], "UP", "{result}");
     assert_eq!(result["response_time_ms"], 5, "{result}");
+    // The worker's missed-push DOWN opened an incident; the API process's push resolved it.
+    let incidents = get_json(&http, format!("{base}/incidents?monitor_id={push_id}")).await;
+    let first = incidents.as_array().unwrap().last().unwrap();
+    assert_eq!(first["cause"]["status"], "DOWN", "{incidents}");
+    assert_eq!(first["resolved_by"]["id"], result["id"], "{incidents}");
 
     // Retries: the store moves the due time of an unconfirmed change, and the lease
     // scheduler claims it a second later rather than an hour.
@@ -502,6 +507,13 @@ async fn workers_check_the_whole_spec_and_refuse_one_they_do_not_understand() {
         },
     )
     .await;
+    let open = get_json(
+        &http,
+        format!("{base}/incidents?monitor_id={retried}&open=true"),
+    )
+    .await;
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    assert_eq!(open[0]["cause"]["seq"], 2, "{open}");
 
     // A job of a newer version, or with a spec field this worker does not know, is
     // dead-lettered with the reason, never checked as something else.
@@ -557,4 +569,10 @@ async fn publish_job(channel: &lapin::Channel, prefix: &str, body: &[u8]) {
         .unwrap()
         .await
         .unwrap();
+}
+
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
 }

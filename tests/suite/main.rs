@@ -19,6 +19,7 @@ mod fuzz;
 mod graphql;
 mod history;
 mod in_process;
+mod incidents;
 mod input;
 mod live;
 mod migrations;

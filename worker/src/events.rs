@@ -147,6 +147,7 @@ mod tests {
             },
             previous: None,
             change: None,
+            incident: None,
         })
     }
 

@@ -4,6 +4,7 @@
 mod checks;
 pub mod graphiql;
 pub mod http;
+mod incidents;
 pub mod limits;
 mod mutation;
 mod paging;

@@ -292,4 +292,21 @@ impl Mutation {
         service.delete(id_num).await.gql()?;
         Ok(ID(id_num.to_string()))
     }
+
+    /// Acknowledges an incident, with an optional note (at most 2,000 characters); a later
+    /// acknowledgement replaces the note.
+    async fn acknowledge_incident(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        note: Option<String>,
+    ) -> async_graphql::Result<super::incidents::Incident> {
+        let id = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service
+            .acknowledge_incident(id, note.as_deref())
+            .await
+            .map(super::incidents::Incident)
+            .gql()
+    }
 }

@@ -30,6 +30,7 @@ pub fn page_complexity(first: Option<i32>, child_complexity: usize) -> usize {
 pub enum Cursor {
     Monitor(i64),
     Result { monitor_id: i64, seq: i64 },
+    Incident(i64),
 }
 
 /// A cursor this API did not give out.
@@ -57,6 +58,7 @@ impl CursorType for Cursor {
         };
         match text.split(':').collect::<Vec<_>>().as_slice() {
             ["monitor", id] => Ok(Self::Monitor(number(id)?)),
+            ["incident", id] => Ok(Self::Incident(number(id)?)),
             ["result", monitor_id, seq] => Ok(Self::Result {
                 monitor_id: number(monitor_id)?,
                 seq: number(seq)?,
@@ -68,6 +70,7 @@ impl CursorType for Cursor {
     fn encode_cursor(&self) -> String {
         let text = match self {
             Self::Monitor(id) => format!("monitor:{id}"),
+            Self::Incident(id) => format!("incident:{id}"),
             Self::Result { monitor_id, seq } => format!("result:{monitor_id}:{seq}"),
         };
         URL_SAFE_NO_PAD.encode(text)
@@ -158,6 +161,7 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         for cursor in [
             Cursor::Monitor(7),
+            Cursor::Incident(12),
             Cursor::Result {
                 monitor_id: 3,
                 seq: 99,

@@ -1,11 +1,14 @@
-//! `Query`: monitors and check history.
+//! `Query`: monitors, check history and incidents.
 
 use async_graphql::{Context, Object, ID};
 
 use super::{
+    incidents::{incidents_page, IncidentArgs, IncidentConnection},
     paging::{page_complexity, PageArgs},
     parse_gql_id,
-    types::{check_results_page, monitors_page, Monitor, MonitorConnection, ResultConnection},
+    types::{
+        check_results_page, monitors_page, Monitor, MonitorConnection, ResultConnection, Timestamp,
+    },
 };
 use service::MonitorService;
 
@@ -47,5 +50,48 @@ impl Query {
     ) -> async_graphql::Result<ResultConnection> {
         let monitor_id = parse_gql_id("monitorId", &monitor_id)?;
         check_results_page(ctx, monitor_id, PageArgs { first, after }).await
+    }
+
+    /// Incidents, newest first, optionally of one monitor, only open or resolved ones, or
+    /// those overlapping a window.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn incidents(
+        &self,
+        ctx: &Context<'_>,
+        monitor_id: Option<ID>,
+        #[graphql(desc = "Only open (true) or only resolved (false) incidents.")] open: Option<
+            bool,
+        >,
+        #[graphql(desc = "Only incidents not resolved before this time.")] from: Option<Timestamp>,
+        #[graphql(desc = "Only incidents started by this time.")] to: Option<Timestamp>,
+        #[graphql(desc = "How many incidents (0 to 1000, default 50).")] first: Option<i32>,
+        #[graphql(desc = "Return incidents older than this cursor.")] after: Option<String>,
+    ) -> async_graphql::Result<IncidentConnection> {
+        let monitor_id = monitor_id
+            .map(|id| parse_gql_id("monitorId", &id))
+            .transpose()?;
+        let args = IncidentArgs {
+            monitor_id,
+            open,
+            from,
+            to,
+        };
+        incidents_page(ctx, args, PageArgs { first, after }).await
+    }
+
+    /// One incident, or null when there is none with this id.
+    async fn incident(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<super::incidents::Incident>> {
+        let id = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        match service.incident(id).await {
+            Ok(incident) => Ok(Some(super::incidents::Incident(incident))),
+            Err(service::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err).gql(),
+        }
     }
 }

@@ -67,6 +67,18 @@ impl Subscription {
             }
         }))
     }
+
+    /// Incidents as they open and resolve, or only one monitor's.
+    async fn incident_changes(
+        &self,
+        ctx: &Context<'_>,
+        monitor_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<super::incidents::Incident>>>
+    {
+        let events = events(ctx, monitor_id).await?;
+        let service = ctx.data_unchecked::<MonitorService>().clone();
+        Ok(super::incidents::incident_changes(service, events))
+    }
 }
 
 /// This process's check events, filtered to one monitor when asked. A subscriber that fell

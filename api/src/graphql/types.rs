@@ -255,13 +255,7 @@ pub async fn monitors_page(
     let after = match after {
         None => None,
         Some(Cursor::Monitor(id)) => Some(id),
-        Some(Cursor::Result { .. }) => {
-            return Err(ApiError::invalid(
-                "after",
-                "is a cursor of check results, not of monitors",
-            ))
-            .gql()
-        }
+        Some(_) => return Err(ApiError::invalid("after", "is not a cursor of monitors")).gql(),
     };
     let service = ctx.data_unchecked::<MonitorService>();
     let page = service.list_page(after, first, active).await.gql()?;

@@ -1,8 +1,9 @@
-//! The REST routes of the `/monitors`, `/push` and `/services` + `/ws` APIs, and the JSON answers for
+//! The REST routes of the `/monitors`, `/push`, `/incidents` and `/services` + `/ws` APIs, and the JSON answers for
 //! unknown routes and methods.
 
 pub mod body;
 pub mod checks;
+pub mod incidents;
 pub mod monitors;
 pub mod push;
 pub mod services;
@@ -28,6 +29,12 @@ pub fn routes() -> Router<AppState> {
             get(checks::history).post(checks::run),
         )
         .route("/push/{token}", get(push::push).post(push::push))
+        .route("/incidents", get(incidents::list))
+        .route("/incidents/{id}", get(incidents::get))
+        .route(
+            "/incidents/{id}/acknowledge",
+            axum::routing::post(incidents::acknowledge),
+        )
         .route("/services", get(services::list).post(services::create))
         .route("/services/{id}/logs", get(services::logs))
         .route("/ws", get(services::ws))

@@ -12,8 +12,10 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use domain::{
-    from_epoch_ms, CheckEvent, CheckOutcome, CheckStatus, Confirmation, LatestStatus, MonitorState,
-    Slot, StatusChange, Threshold,
+    from_epoch_ms,
+    incident::{self, IncidentChange, OpenIncident},
+    CheckEvent, CheckOutcome, CheckStatus, Confirmation, LatestStatus, MonitorState, Slot,
+    StatusChange, Threshold,
 };
 use entity::{check_result, monitor};
 
@@ -170,6 +172,43 @@ fn retry_sooner(monitor: &mut monitor::Model, checked_at: DateTime<Utc>) {
     }
 }
 
+/// A confirmed change's effect on the monitor's incidents (`seq` and `at` are the result's).
+fn move_incident(
+    monitor: &mut monitor::Model,
+    change: Option<&StatusChange>,
+    seq: i32,
+    at: DateTime<Utc>,
+) -> Option<IncidentChange> {
+    let change = change?;
+    let mut open = match (monitor.open_incident_seq, monitor.open_incident_at) {
+        (Some(seq), Some(at)) => Some(OpenIncident { seq, at }),
+        _ => None,
+    };
+    let moved = incident::on_confirmed(&mut open, change.to, seq, at)?;
+    monitor.open_incident_seq = open.map(|o| o.seq);
+    monitor.open_incident_at = open.map(|o| o.at);
+    Some(moved)
+}
+
+/// An incident a batch opens (and, when the same batch resolves it, closes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct NewIncident {
+    pub monitor_id: i64,
+    pub started_seq: i32,
+    pub started_at: DateTime<Utc>,
+    pub resolved_seq: Option<i32>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// An incident opened by an earlier batch that this one resolves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Resolution {
+    pub monitor_id: i64,
+    pub started_seq: i32,
+    pub resolved_seq: i32,
+    pub resolved_at: DateTime<Utc>,
+}
+
 /// The monitors of a batch, each once, in id order.
 fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a PendingResult>) -> Vec<i64> {
     let mut ids: Vec<i64> = batch.into_iter().map(|p| p.monitor_id).collect();
@@ -183,10 +222,20 @@ fn monitor_ids<'a>(batch: impl IntoIterator<Item = &'a PendingResult>) -> Vec<i6
 struct Plan {
     fates: Vec<Fate>,
     rows: Vec<check_result::Model>,
-    /// Per row: its monitor as it is after that result, the monitor's status before it and
-    /// the confirmed change it made.
-    after: Vec<(monitor::Model, Option<CheckStatus>, Option<StatusChange>)>,
+    /// Per row: its monitor as it is after that result, the monitor's status before it,
+    /// the confirmed change it made and what that did to the monitor's incidents.
+    after: Vec<After>,
     monitors: HashMap<i64, monitor::Model>,
+    /// Incidents to insert, and earlier ones to resolve.
+    opened: Vec<NewIncident>,
+    resolved: Vec<Resolution>,
+}
+
+struct After {
+    monitor: monitor::Model,
+    previous: Option<CheckStatus>,
+    change: Option<StatusChange>,
+    incident: Option<IncidentChange>,
 }
 
 impl Plan {
@@ -199,6 +248,8 @@ impl Plan {
         let mut fates = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
         let mut after = Vec::with_capacity(batch.len());
+        let mut opened: Vec<NewIncident> = Vec::new();
+        let mut resolved = Vec::new();
         for pending in batch {
             let Some(monitor) = monitors.get_mut(&pending.monitor_id) else {
                 fates.push(Fate::Gone);
@@ -277,15 +328,51 @@ impl Plan {
             if newest {
                 retry_sooner(monitor, checked_at);
             }
+            let incident = move_incident(monitor, change.as_ref(), seq, checked_at);
+            if let Some(step) = incident {
+                match step.resolved_at {
+                    None => opened.push(NewIncident {
+                        monitor_id: monitor.id,
+                        started_seq: step.started_seq,
+                        started_at: step.started_at,
+                        resolved_seq: None,
+                        resolved_at: None,
+                    }),
+                    Some(resolved_at) => {
+                        // Opened by this batch: it is inserted resolved.
+                        match opened.iter_mut().find(|o| {
+                            o.monitor_id == monitor.id && o.started_seq == step.started_seq
+                        }) {
+                            Some(new) => {
+                                new.resolved_seq = Some(seq);
+                                new.resolved_at = Some(resolved_at);
+                            }
+                            None => resolved.push(Resolution {
+                                monitor_id: monitor.id,
+                                started_seq: step.started_seq,
+                                resolved_seq: seq,
+                                resolved_at,
+                            }),
+                        }
+                    }
+                }
+            }
             fates.push(Fate::Insert);
             rows.push(row);
-            after.push((monitor.clone(), previous, change));
+            after.push(After {
+                monitor: monitor.clone(),
+                previous,
+                change,
+                incident,
+            });
         }
         Self {
             fates,
             rows,
             after,
             monitors,
+            opened,
+            resolved,
         }
     }
 
@@ -309,14 +396,13 @@ impl Plan {
                 Fate::Duplicate => Written::Duplicate,
                 Fate::Rejected => Written::Rejected,
                 Fate::Insert => match stored.next() {
-                    Some((row, (monitor, previous, change))) => {
-                        Written::Stored(Arc::new(CheckEvent {
-                            result: rows::check_result(row),
-                            monitor: rows::monitor(monitor),
-                            previous,
-                            change,
-                        }))
-                    }
+                    Some((row, after)) => Written::Stored(Arc::new(CheckEvent {
+                        result: rows::check_result(row),
+                        monitor: rows::monitor(after.monitor),
+                        previous: after.previous,
+                        change: after.change,
+                        incident: after.incident,
+                    })),
                     // Not reached: one row per insert fate.
                     None => Written::Rejected,
                 },
@@ -360,6 +446,8 @@ mod tests {
             state: None,
             push_token: None,
             retry_interval_seconds: None,
+            open_incident_seq: None,
+            open_incident_at: None,
         }
     }
 
@@ -456,5 +544,63 @@ mod tests {
         let plan = Plan::new(batch.iter(), vec![stored(1, i32::MAX, None)]);
         assert!(plan.rows.is_empty());
         assert!(matches!(plan.written()[..], [Written::Rejected]));
+    }
+
+    #[test]
+    fn incidents_open_on_a_confirmed_down_and_resolve_on_a_confirmed_up_within_and_across_batches()
+    {
+        // One batch: DOWN (opens), UP (resolves what it opened), DOWN (opens another).
+        let batch = [
+            result(1, CheckStatus::Down, 0, None),
+            result(1, CheckStatus::Up, 10, None),
+            result(1, CheckStatus::Down, 20, None),
+        ];
+        let plan = Plan::new(batch.iter(), vec![stored(1, 0, None)]);
+        assert_eq!(
+            plan.opened,
+            [
+                NewIncident {
+                    monitor_id: 1,
+                    started_seq: 1,
+                    started_at: at(0),
+                    resolved_seq: Some(2),
+                    resolved_at: Some(at(10)),
+                },
+                NewIncident {
+                    monitor_id: 1,
+                    started_seq: 3,
+                    started_at: at(20),
+                    resolved_seq: None,
+                    resolved_at: None,
+                },
+            ]
+        );
+        assert!(plan.resolved.is_empty());
+        let monitor = plan.monitors[&1].clone();
+        assert_eq!(monitor.open_incident_seq, Some(3));
+        let written = plan.written();
+        let Written::Stored(up) = &written[1] else {
+            unreachable!()
+        };
+        assert_eq!(up.incident.unwrap().downtime_seconds(), Some(10));
+
+        // The next batch: a second failure changes nothing; the UP resolves the open one.
+        let batch = [
+            result(1, CheckStatus::Down, 30, None),
+            result(1, CheckStatus::Up, 80, None),
+        ];
+        let plan = Plan::new(batch.iter(), vec![monitor]);
+        assert!(plan.opened.is_empty());
+        assert_eq!(
+            plan.resolved,
+            [Resolution {
+                monitor_id: 1,
+                started_seq: 3,
+                resolved_seq: 5,
+                resolved_at: at(80),
+            }]
+        );
+        assert_eq!(plan.monitors[&1].open_incident_seq, None);
+        assert_eq!(plan.monitors[&1].open_incident_at, None);
     }
 }

@@ -73,16 +73,29 @@ WITH v AS (
         id bigint, seen_seq integer, seen_next timestamptz, seen_updated timestamptz,
         last_checked_at timestamptz, last_up boolean, next_check_at timestamptz,
         last_slot_at timestamptz, last_seq integer, confirmed_up boolean, state_streak integer,
-        state text)
+        state text, open_incident_seq integer, open_incident_at timestamptz)
 ), moved AS (
     UPDATE monitors AS m
     SET last_checked_at = v.last_checked_at, last_up = v.last_up,
         next_check_at = v.next_check_at, last_slot_at = v.last_slot_at, last_seq = v.last_seq,
-        confirmed_up = v.confirmed_up, state_streak = v.state_streak, state = v.state
+        confirmed_up = v.confirmed_up, state_streak = v.state_streak, state = v.state,
+        open_incident_seq = v.open_incident_seq, open_incident_at = v.open_incident_at
     FROM v
     WHERE m.id = ANY (ARRAY(SELECT id FROM v)) AND m.id = v.id AND m.last_seq = v.seen_seq
       AND m.next_check_at IS NOT DISTINCT FROM v.seen_next AND m.updated_at = v.seen_updated
     RETURNING m.id
+), opened AS (
+    INSERT INTO incidents (monitor_id, started_seq, started_at, resolved_seq, resolved_at)
+    SELECT o.monitor_id, o.started_seq, o.started_at, o.resolved_seq, o.resolved_at
+    FROM json_to_recordset($3::text::json) AS o(monitor_id bigint, started_seq integer,
+        started_at timestamptz, resolved_seq integer, resolved_at timestamptz)
+    WHERE o.monitor_id IN (SELECT id FROM moved)
+), resolved AS (
+    UPDATE incidents AS i SET resolved_seq = r.resolved_seq, resolved_at = r.resolved_at
+    FROM json_to_recordset($4::text::json) AS r(monitor_id bigint, started_seq integer,
+        resolved_seq integer, resolved_at timestamptz)
+    WHERE i.monitor_id = r.monitor_id AND i.started_seq = r.started_seq
+      AND i.resolved_seq IS NULL AND r.monitor_id IN (SELECT id FROM moved)
 )
 INSERT INTO check_results (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms,
     error, degraded, dns_ms, connect_ms, tls_ms, first_byte_ms, details)
@@ -114,6 +127,8 @@ struct Move<'a> {
     confirmed_up: Option<bool>,
     state_streak: i32,
     state: Option<&'a str>,
+    open_incident_seq: Option<i32>,
+    open_incident_at: Option<DateTime<Utc>>,
 }
 
 /// A result row to insert.
@@ -290,18 +305,19 @@ impl PgStore {
                         confirmed_up: m.confirmed_up,
                         state_streak: m.state_streak,
                         state: m.state.as_deref(),
+                        open_incident_seq: m.open_incident_seq,
+                        open_incident_at: m.open_incident_at,
                     })
                 })
                 .collect();
             let rows: Vec<NewRow<'_>> = plan.rows.iter().map(new_row).collect();
-            let (moves, rows) = match (serde_json::to_string(&moves), serde_json::to_string(&rows))
-            {
-                (Ok(moves), Ok(rows)) => (moves, rows),
-                (Err(err), _) | (_, Err(err)) => return Err(DbErr::Custom(err.to_string())),
-            };
+            let (moves, rows) = (to_json(&moves)?, to_json(&rows)?);
+            let (opened, resolved) = (to_json(&plan.opened)?, to_json(&plan.resolved)?);
             let inserted = sqlx::query(WRITE_BATCH)
                 .bind(moves)
                 .bind(rows)
+                .bind(opened)
+                .bind(resolved)
                 .fetch_all(&mut **conn)
                 .await
                 .map_err(query_error)?;
@@ -406,6 +422,10 @@ fn query_error(err: sqlx::Error) -> DbErr {
 
 fn connection_error(err: sqlx::Error) -> DbErr {
     DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, DbErr> {
+    serde_json::to_string(value).map_err(|err| DbErr::Custom(err.to_string()))
 }
 
 fn new_row(row: &check_result::Model) -> NewRow<'_> {

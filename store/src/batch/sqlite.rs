@@ -23,7 +23,13 @@ const INSERT_RESULT: &str = "INSERT INTO check_results \
 
 const UPDATE_MONITOR: &str = "UPDATE monitors SET last_checked_at = ?2, last_up = ?3, \
      next_check_at = ?4, last_slot_at = ?5, last_seq = ?6, confirmed_up = ?7, \
-     state_streak = ?8, state = ?9 WHERE id = ?1";
+     state_streak = ?8, state = ?9, open_incident_seq = ?10, open_incident_at = ?11 WHERE id = ?1";
+
+const INSERT_INCIDENT: &str = "INSERT INTO incidents \
+     (monitor_id, started_seq, started_at, resolved_seq, resolved_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+const RESOLVE_INCIDENT: &str = "UPDATE incidents SET resolved_seq = ?3, resolved_at = ?4 \
+     WHERE monitor_id = ?1 AND started_seq = ?2 AND resolved_seq IS NULL";
 
 /// The store's connection, and the monitor rows as this connection last read or wrote them.
 ///
@@ -59,7 +65,7 @@ impl SqliteStore {
     }
 
     /// One transaction: lock, read the batch's monitors, insert the results, update the
-    /// monitors. Returns, per pending result in order, what became of it. On any error the
+    /// monitors, open and resolve incidents. Returns, per pending result in order, what became of it. On any error the
     /// transaction is rolled back (when it is dropped) and nothing of the batch is written.
     pub(super) fn write(&mut self, batch: &[&PendingResult]) -> rusqlite::Result<Vec<Written>> {
         let result = self.write_inner(batch);
@@ -132,6 +138,31 @@ impl SqliteStore {
                     monitor.confirmed_up,
                     monitor.state_streak,
                     monitor.state,
+                    monitor.open_incident_seq,
+                    monitor.open_incident_at.map(to_text),
+                ])?;
+            }
+        }
+        if !plan.opened.is_empty() {
+            let mut insert = txn.prepare_cached(INSERT_INCIDENT)?;
+            for new in &plan.opened {
+                insert.execute(params![
+                    new.monitor_id,
+                    new.started_seq,
+                    to_text(new.started_at),
+                    new.resolved_seq,
+                    new.resolved_at.map(to_text),
+                ])?;
+            }
+        }
+        if !plan.resolved.is_empty() {
+            let mut resolve = txn.prepare_cached(RESOLVE_INCIDENT)?;
+            for done in &plan.resolved {
+                resolve.execute(params![
+                    done.monitor_id,
+                    done.started_seq,
+                    done.resolved_seq,
+                    to_text(done.resolved_at),
                 ])?;
             }
         }

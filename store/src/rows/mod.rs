@@ -10,7 +10,7 @@ use domain::{
     from_epoch_ms, url_password, AssertionResult, CheckResult, CheckSpec, CheckStatus, Monitor,
     MonitorSchedule, MonitorState, Timings, TlsInfo,
 };
-use entity::{check_result, monitor};
+use entity::{check_result, incident, monitor};
 use serde::{Deserialize, Serialize};
 
 /// A stored monitor as clients see it, its URL's password and secret headers masked.
@@ -89,6 +89,19 @@ pub(crate) fn details_json(
 }
 
 /// A stored check result as clients see it.
+pub(crate) fn incident(row: incident::Model) -> domain::Incident {
+    domain::Incident {
+        id: row.id,
+        monitor_id: row.monitor_id,
+        started_seq: row.started_seq,
+        started_at: row.started_at,
+        resolved_seq: row.resolved_seq,
+        resolved_at: row.resolved_at,
+        acknowledged_at: row.acknowledged_at,
+        acknowledgement: row.acknowledgement,
+    }
+}
+
 pub(crate) fn check_result(row: check_result::Model) -> CheckResult {
     let details: Details = row
         .details

@@ -15,7 +15,7 @@ macro_rules! monitor_columns {
         "id, name, url, timeout_seconds, interval_seconds, active, created_at, updated_at, \
          last_checked_at, last_up, next_check_at, last_slot_at, last_seq, check_spec, \
          failure_threshold, success_threshold, confirmed_up, state_streak, state, push_token, \
-         retry_interval_seconds"
+         retry_interval_seconds, open_incident_seq, open_incident_at"
     };
 }
 
@@ -56,6 +56,8 @@ pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model
         state: row.get(18)?,
         push_token: row.get(19)?,
         retry_interval_seconds: row.get(20)?,
+        open_incident_seq: row.get(21)?,
+        open_incident_at: datetime(row, 22)?,
     })
 }
 

@@ -46,6 +46,18 @@ pub struct WireEvent<'a> {
     /// change is a status change).
     #[serde(default)]
     pub confirms: bool,
+    /// The incident this result opened or resolved; absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<WireIncident>,
+}
+
+/// An incident opened (no `resolved_at`) or resolved.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct WireIncident {
+    pub started_seq: i32,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub resolved_at: Option<DateTime<Utc>>,
 }
 
 /// A confirmed status change.
@@ -158,6 +170,11 @@ impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
                 state_before: c.state_before,
             }),
             confirms: true,
+            incident: event.incident.map(|i| WireIncident {
+                started_seq: i.started_seq,
+                started_at: i.started_at,
+                resolved_at: i.resolved_at,
+            }),
         }
     }
 }
@@ -239,6 +256,11 @@ impl WireEvent<'_> {
             },
             previous: self.previous,
             change,
+            incident: self.incident.map(|i| domain::IncidentChange {
+                started_seq: i.started_seq,
+                started_at: i.started_at,
+                resolved_at: i.resolved_at,
+            }),
         })
     }
 
@@ -427,6 +449,7 @@ mod tests {
                 to: CheckStatus::Down,
                 state_before: MonitorState::Up,
             }),
+            incident: None,
         }
     }
 
@@ -456,6 +479,23 @@ mod tests {
         let text = serde_json::to_string(&WireEvent::from(&event)).unwrap();
         assert_eq!(text, V1);
         assert_eq!(WireEvent::decode(V1.as_bytes()), Ok(event));
+    }
+
+    #[test]
+    fn an_incident_travels_with_its_event() {
+        let mut event = event();
+        let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        event.incident = Some(domain::IncidentChange {
+            started_seq: 2,
+            started_at: at,
+            resolved_at: None,
+        });
+        let text = serde_json::to_string(&WireEvent::from(&event)).unwrap();
+        assert!(
+            text.ends_with(r#","confirms":true,"incident":{"started_seq":2,"started_at":"2027-01-15T08:00:00Z","resolved_at":null}}"#),
+            "{text}"
+        );
+        assert_eq!(WireEvent::decode(text.as_bytes()), Ok(event));
     }
 
     #[test]
