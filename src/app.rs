@@ -105,6 +105,10 @@ impl Application {
         let mut server: Option<JoinHandle<std::io::Result<()>>> = match (self.listener, self.api) {
             (Some(listener), Some(state)) => {
                 tracing::info!("listening on http://{}", listener.local_addr()?);
+                // Processes that serve the API send notifications; claims keep each to one.
+                let deliveries =
+                    tokio::spawn(worker::delivery::run(self.db.clone(), shutdown.clone()));
+                drop(deliveries);
                 let server_shutdown = shutdown.clone();
                 Some(tokio::spawn(api::serve(
                     listener,

@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod incident;
 pub mod input;
 pub mod monitor;
+pub mod notification;
 pub mod policy;
 pub mod push;
 pub mod slot;

@@ -16,6 +16,8 @@ pub struct Model {
     pub resolved_at: Option<DateTimeUtc>,
     pub acknowledged_at: Option<DateTimeUtc>,
     pub acknowledgement: Option<String>,
+    /// 0: nothing sent yet; 1: its opening fanned out; 2: its resolution too.
+    pub notified: i16,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,6 +4,10 @@
 pub mod check_result;
 pub mod incident;
 pub mod monitor;
+pub mod monitor_channel;
+pub mod notification_attempt;
+pub mod notification_channel;
+pub mod notification_delivery;
 
 pub mod prelude {
     //! Short names for the entities.

@@ -15,6 +15,7 @@ mod m20261121_000005_check_results_per_monitor_seq;
 mod m20261203_000006_check_specs;
 mod m20261204_000007_push_and_retry;
 mod m20261206_000008_incidents;
+mod m20261207_000009_notifications;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_check_specs::Migration),
             Box::new(m20261204_000007_push_and_retry::Migration),
             Box::new(m20261206_000008_incidents::Migration),
+            Box::new(m20261207_000009_notifications::Migration),
         ]
     }
 }

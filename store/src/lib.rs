@@ -8,6 +8,7 @@ mod error;
 mod incidents;
 mod lease;
 mod monitors;
+mod notifications;
 mod open;
 mod open_errors;
 mod results;
@@ -24,6 +25,7 @@ pub use batch::{BatchWriter, PendingResult, Pushed, Written};
 pub use error::Error;
 pub use incidents::IncidentFilter;
 pub use lease::{notify_channel, ChangeListener, Claim, ClaimedSlot};
+pub use notifications::{AttemptOutcome, Claimed};
 pub use open::{lock_sqlite, SqliteLock};
 pub use url::{redact, Backend, DatabaseUrl};
 

@@ -576,3 +576,67 @@ async fn get_json(http: &reqwest::Client, url: String) -> Value {
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_send_each_notification_once() {
+    let Some((db, prefix)) = setup().await else {
+        return;
+    };
+    let rx = crate::notifications::Receiver::start().await;
+    let cluster = start_cluster(&db, &prefix, 2, 1, 2);
+    let base = cluster.apis[0].base();
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/graphql"))
+        .json(&json!({
+            "query": "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+            "variables": {"i": {"name": "hook", "kind": "WEBHOOK", "isDefault": true,
+                "url": format!("{}/hook", rx.base), "secret": crate::notifications::SECRET}},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(created["errors"].is_null(), "{created}");
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    for n in 0..5 {
+        let response = http
+            .post(format!("{base}/monitors"))
+            .json(&json!({"name": format!("down {n}"), "url": closed, "timeout_seconds": 1, "interval_seconds": 3600}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    // Five incidents, each told once, whichever process claimed it.
+    let told = |rx: &crate::notifications::Receiver| -> Vec<i64> {
+        rx.at("/hook")
+            .iter()
+            .flat_map(|r| {
+                crate::notifications::verify_signature(r);
+                r.json()["notifications"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n["incident_id"].as_i64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    testkit::eventually(Duration::from_secs(20), "five notifications", || async {
+        (told(&rx).len() >= 5).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut incidents = told(&rx);
+    assert_eq!(incidents.len(), 5, "{incidents:?}");
+    incidents.sort_unstable();
+    incidents.dedup();
+    assert_eq!(incidents.len(), 5, "each incident once");
+    drop(cluster);
+}

@@ -24,6 +24,7 @@ mod input;
 mod live;
 mod migrations;
 mod monitors;
+mod notifications;
 mod push_checks;
 mod scheduling;
 mod services;

@@ -5,7 +5,9 @@
 //! [`ResultWriter`], the [`EventBus`] and, in processes that schedule, the [`Scheduler`].
 
 pub mod amqp;
+pub mod channels;
 pub mod checker;
+pub mod delivery;
 pub mod events;
 pub mod lease;
 mod notify;

@@ -7,6 +7,7 @@ pub mod http;
 mod incidents;
 pub mod limits;
 mod mutation;
+mod notifications;
 mod paging;
 mod query;
 mod subscription;

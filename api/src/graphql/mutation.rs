@@ -309,4 +309,82 @@ impl Mutation {
             .map(super::incidents::Incident)
             .gql()
     }
+
+    /// Creates a notification channel (see `NotificationChannelInput` for what each kind needs).
+    async fn create_notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        input: super::notifications::NotificationChannelInput,
+    ) -> async_graphql::Result<super::notifications::NotificationChannel> {
+        let service = ctx.data_unchecked::<MonitorService>();
+        service
+            .create_channel(input.into())
+            .await
+            .map(super::notifications::NotificationChannel)
+            .gql()
+    }
+
+    /// Changes a notification channel; what is omitted, or sent back masked, stays.
+    async fn update_notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: super::notifications::NotificationChannelPatch,
+    ) -> async_graphql::Result<super::notifications::NotificationChannel> {
+        let id = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service
+            .update_channel(id, input.into())
+            .await
+            .map(super::notifications::NotificationChannel)
+            .gql()
+    }
+
+    /// Deletes a notification channel and its deliveries; returns the deleted id.
+    async fn delete_notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<ID> {
+        let id_num = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service.delete_channel(id_num).await.gql()?;
+        Ok(ID(id_num.to_string()))
+    }
+
+    /// Sends a test message on a channel now (once, no retries); the delivery with its
+    /// attempt, whose error says what the endpoint answered when it failed.
+    async fn test_notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<super::notifications::NotificationDelivery> {
+        let id = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service
+            .test_channel(id)
+            .await
+            .map(super::notifications::NotificationDelivery)
+            .gql()
+    }
+
+    /// Sets the channels a monitor notifies (besides the default channels); at most 50.
+    async fn set_monitor_notification_channels(
+        &self,
+        ctx: &Context<'_>,
+        monitor_id: ID,
+        channel_ids: Vec<ID>,
+    ) -> async_graphql::Result<Vec<super::notifications::NotificationChannel>> {
+        let monitor_id = parse_gql_id("monitorId", &monitor_id)?;
+        let ids = channel_ids
+            .iter()
+            .map(|id| parse_gql_id("channelIds", id))
+            .collect::<async_graphql::Result<Vec<i64>>>()?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        let channels = service.set_monitor_channels(monitor_id, ids).await.gql()?;
+        Ok(channels
+            .into_iter()
+            .map(super::notifications::NotificationChannel)
+            .collect())
+    }
 }

@@ -31,6 +31,7 @@ pub enum Cursor {
     Monitor(i64),
     Result { monitor_id: i64, seq: i64 },
     Incident(i64),
+    Delivery(i64),
 }
 
 /// A cursor this API did not give out.
@@ -59,6 +60,7 @@ impl CursorType for Cursor {
         match text.split(':').collect::<Vec<_>>().as_slice() {
             ["monitor", id] => Ok(Self::Monitor(number(id)?)),
             ["incident", id] => Ok(Self::Incident(number(id)?)),
+            ["delivery", id] => Ok(Self::Delivery(number(id)?)),
             ["result", monitor_id, seq] => Ok(Self::Result {
                 monitor_id: number(monitor_id)?,
                 seq: number(seq)?,
@@ -71,6 +73,7 @@ impl CursorType for Cursor {
         let text = match self {
             Self::Monitor(id) => format!("monitor:{id}"),
             Self::Incident(id) => format!("incident:{id}"),
+            Self::Delivery(id) => format!("delivery:{id}"),
             Self::Result { monitor_id, seq } => format!("result:{monitor_id}:{seq}"),
         };
         URL_SAFE_NO_PAD.encode(text)

@@ -94,4 +94,44 @@ impl Query {
             Err(err) => Err(err).gql(),
         }
     }
+
+    /// Every notification channel, oldest first.
+    async fn notification_channels(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::notifications::NotificationChannel>> {
+        let service = ctx.data_unchecked::<MonitorService>();
+        let channels = service.channels().await.gql()?;
+        Ok(channels
+            .into_iter()
+            .map(super::notifications::NotificationChannel)
+            .collect())
+    }
+
+    /// One notification channel, or null when there is none with this id.
+    async fn notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<super::notifications::NotificationChannel>> {
+        let id = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        match service.channel(id).await {
+            Ok(channel) => Ok(Some(super::notifications::NotificationChannel(channel))),
+            Err(service::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err).gql(),
+        }
+    }
+
+    /// Notification deliveries with their attempts, newest first, of one channel or all.
+    #[graphql(complexity = "page_complexity(first, child_complexity)")]
+    async fn notification_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: Option<ID>,
+        #[graphql(desc = "How many deliveries (0 to 1000, default 50).")] first: Option<i32>,
+        #[graphql(desc = "Return deliveries older than this cursor.")] after: Option<String>,
+    ) -> async_graphql::Result<super::notifications::DeliveryConnection> {
+        super::notifications::deliveries_page(ctx, channel_id, PageArgs { first, after }).await
+    }
 }

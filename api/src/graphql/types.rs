@@ -57,6 +57,18 @@ impl Monitor {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// The channels this monitor notifies, besides the default channels.
+    async fn notification_channels(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::notifications::NotificationChannel>> {
+        let service = ctx.data_unchecked::<MonitorService>();
+        let channels = service.monitor_channels(self.0.id).await.gql()?;
+        Ok(channels
+            .into_iter()
+            .map(super::notifications::NotificationChannel)
+            .collect())
+    }
     async fn name(&self) -> &str {
         &self.0.name
     }

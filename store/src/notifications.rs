@@ -1,0 +1,587 @@
+//! Notification channels, which monitors notify which, and the outbox: the fan-out of
+//! incidents into one delivery per channel, the claim of due deliveries by one sender among
+//! any number of processes, and every attempt.
+
+use chrono::{DateTime, Duration, Utc};
+use domain::notification::{
+    Attempt, Channel, ChannelKind, ChannelSettings, Delivery, DeliveryState, Notice, NoticeEvent,
+};
+use entity::{
+    check_result, incident, monitor, monitor_channel, notification_attempt, notification_channel,
+    notification_delivery,
+};
+use sea_orm::{
+    sea_query::{Expr, OnConflict},
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
+};
+
+use crate::{rows, Backend, Database, Error, Page};
+
+/// A channel's row as the API and the sender see it.
+fn channel(row: notification_channel::Model) -> Option<Channel> {
+    let Some(kind) = ChannelKind::parse(&row.kind) else {
+        tracing::error!(channel.id = row.id, kind = %row.kind, "channel of an unknown kind skipped");
+        return None;
+    };
+    let settings = match serde_json::from_str::<ChannelSettings>(&row.settings) {
+        Ok(settings) => settings,
+        Err(err) => {
+            tracing::error!(channel.id = row.id, error = %err, "channel settings unreadable");
+            return None;
+        }
+    };
+    Some(Channel {
+        id: row.id,
+        name: row.name,
+        kind,
+        is_default: row.is_default,
+        settings,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+fn delivery(row: notification_delivery::Model, attempts: Vec<Attempt>) -> Delivery {
+    Delivery {
+        id: row.id,
+        channel_id: row.channel_id,
+        incident_id: row.incident_id,
+        event: NoticeEvent::parse(&row.event).unwrap_or(NoticeEvent::Test),
+        state: DeliveryState::parse(&row.state).unwrap_or(DeliveryState::Failed),
+        created_at: row.created_at,
+        next_attempt_at: row.next_attempt_at,
+        sent_at: row.sent_at,
+        last_error: row.last_error,
+        attempts,
+    }
+}
+
+fn attempt(row: notification_attempt::Model) -> Attempt {
+    Attempt {
+        attempted_at: row.attempted_at,
+        duration_ms: row.duration_ms,
+        ok: row.ok,
+        response_code: row.response_code.and_then(|c| u16::try_from(c).ok()),
+        error: row.error,
+    }
+}
+
+/// A claimed delivery: what to send, and where.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: i64,
+    pub channel: Channel,
+    pub notice: Notice,
+    pub created_at: DateTime<Utc>,
+    /// Tries so far, this one included.
+    pub attempts: i32,
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone)]
+pub enum AttemptOutcome {
+    Sent,
+    /// Failed: try again at this time.
+    Retry(DateTime<Utc>),
+    /// Failed for the last time.
+    GiveUp,
+}
+
+impl Database {
+    pub async fn channels(&self) -> Result<Vec<Channel>, Error> {
+        let rows = notification_channel::Entity::find()
+            .order_by_asc(notification_channel::Column::Id)
+            .all(&self.conn)
+            .await?;
+        Ok(rows.into_iter().filter_map(channel).collect())
+    }
+
+    pub async fn channel(&self, id: i64) -> Result<Option<Channel>, Error> {
+        Ok(notification_channel::Entity::find_by_id(id)
+            .one(&self.conn)
+            .await?
+            .and_then(channel))
+    }
+
+    /// Whether another channel has this name.
+    pub async fn channel_name_taken(&self, name: &str, except: Option<i64>) -> Result<bool, Error> {
+        let mut query = notification_channel::Entity::find()
+            .filter(notification_channel::Column::Name.eq(name));
+        if let Some(id) = except {
+            query = query.filter(notification_channel::Column::Id.ne(id));
+        }
+        Ok(query.one(&self.conn).await?.is_some())
+    }
+
+    pub async fn insert_channel(
+        &self,
+        name: String,
+        kind: ChannelKind,
+        is_default: bool,
+        settings: &ChannelSettings,
+        now: DateTime<Utc>,
+    ) -> Result<Channel, Error> {
+        let row = notification_channel::ActiveModel {
+            name: Set(name),
+            kind: Set(kind.as_str().to_owned()),
+            is_default: Set(is_default),
+            settings: Set(settings_json(settings)?),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.conn)
+        .await?;
+        channel(row).ok_or_else(|| Error::failed("the channel just stored cannot be read"))
+    }
+
+    /// Stores a channel's new name, default flag and settings; `None` when it is gone.
+    pub async fn update_channel(
+        &self,
+        id: i64,
+        name: String,
+        is_default: bool,
+        settings: &ChannelSettings,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Channel>, Error> {
+        let done = notification_channel::Entity::update_many()
+            .col_expr(notification_channel::Column::Name, Expr::value(name))
+            .col_expr(
+                notification_channel::Column::IsDefault,
+                Expr::value(is_default),
+            )
+            .col_expr(
+                notification_channel::Column::Settings,
+                Expr::value(settings_json(settings)?),
+            )
+            .col_expr(notification_channel::Column::UpdatedAt, Expr::value(now))
+            .filter(notification_channel::Column::Id.eq(id))
+            .exec(&self.conn)
+            .await?;
+        if done.rows_affected == 0 {
+            return Ok(None);
+        }
+        self.channel(id).await
+    }
+
+    /// Deletes a channel with its links and deliveries; false when there was none.
+    pub async fn delete_channel(&self, id: i64) -> Result<bool, Error> {
+        let done = notification_channel::Entity::delete_by_id(id)
+            .exec(&self.conn)
+            .await?;
+        Ok(done.rows_affected > 0)
+    }
+
+    /// The channels a monitor names (default channels are notified besides them).
+    pub async fn monitor_channels(&self, monitor_id: i64) -> Result<Vec<Channel>, Error> {
+        let links = monitor_channel::Entity::find()
+            .filter(monitor_channel::Column::MonitorId.eq(monitor_id))
+            .all(&self.conn)
+            .await?;
+        let ids: Vec<i64> = links.into_iter().map(|l| l.channel_id).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = notification_channel::Entity::find()
+            .filter(notification_channel::Column::Id.is_in(ids))
+            .order_by_asc(notification_channel::Column::Id)
+            .all(&self.conn)
+            .await?;
+        Ok(rows.into_iter().filter_map(channel).collect())
+    }
+
+    /// Replaces the channels a monitor names, in one transaction. The ids must exist (the
+    /// service checks them; a channel deleted meanwhile fails the foreign key).
+    pub async fn set_monitor_channels(&self, monitor_id: i64, ids: &[i64]) -> Result<(), Error> {
+        let txn = self.conn.begin().await?;
+        monitor_channel::Entity::delete_many()
+            .filter(monitor_channel::Column::MonitorId.eq(monitor_id))
+            .exec(&txn)
+            .await?;
+        if !ids.is_empty() {
+            monitor_channel::Entity::insert_many(ids.iter().map(|&channel_id| {
+                monitor_channel::ActiveModel {
+                    monitor_id: Set(monitor_id),
+                    channel_id: Set(channel_id),
+                }
+            }))
+            .exec(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Turns up to `limit` incidents with something still to send into deliveries, one per
+    /// channel that the incident's monitor notifies, in one transaction with the incidents'
+    /// `notified` mark, so each is fanned out once whatever crashes. On PostgreSQL the
+    /// incidents are locked with `SKIP LOCKED`, so processes fan out different ones.
+    /// Returns how many deliveries were written.
+    pub async fn fan_out(&self, now: DateTime<Utc>, limit: u64) -> Result<usize, Error> {
+        // Most rounds find nothing: one index lookup, no transaction.
+        let any = incident::Entity::find()
+            .select_only()
+            .column(incident::Column::Id)
+            .filter(to_notify())
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.conn)
+            .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
+        let txn = self.conn.begin().await?;
+        let mut query = incident::Entity::find()
+            .filter(to_notify())
+            .order_by_asc(incident::Column::Id)
+            .limit(limit);
+        if self.backend() == Backend::Postgres {
+            query = query.lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            );
+        }
+        let pending = query.all(&txn).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let defaults: Vec<i64> = notification_channel::Entity::find()
+            .filter(notification_channel::Column::IsDefault.eq(true))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let mut written = 0;
+        for row in pending {
+            let mut channels = defaults.clone();
+            channels.extend(
+                monitor_channel::Entity::find()
+                    .filter(monitor_channel::Column::MonitorId.eq(row.monitor_id))
+                    .all(&txn)
+                    .await?
+                    .into_iter()
+                    .map(|l| l.channel_id),
+            );
+            channels.sort_unstable();
+            channels.dedup();
+            let monitor = monitor::Entity::find_by_id(row.monitor_id)
+                .one(&txn)
+                .await?;
+            let mut notices = Vec::new();
+            if let Some(monitor) = monitor.filter(|_| !channels.is_empty()) {
+                let monitor = rows::monitor(monitor);
+                let result = |seq: Option<i32>| {
+                    let txn = &txn;
+                    async move {
+                        let (Some(seq), Ok(id)) = (seq, i32::try_from(row.monitor_id)) else {
+                            return Ok::<_, sea_orm::DbErr>(None);
+                        };
+                        check_result::Entity::find_by_id((id, seq)).one(txn).await
+                    }
+                };
+                let notice = |event, r: Option<check_result::Model>| Notice {
+                    event,
+                    monitor_id: monitor.id,
+                    monitor_name: monitor.name.clone(),
+                    monitor_url: monitor.url.clone(),
+                    incident_id: Some(row.id),
+                    started_at: Some(row.started_at),
+                    resolved_at: if event == NoticeEvent::Up {
+                        row.resolved_at
+                    } else {
+                        None
+                    },
+                    status_code: r
+                        .as_ref()
+                        .and_then(|r| r.status_code)
+                        .and_then(|c| u16::try_from(c).ok()),
+                    error: r.and_then(|r| r.error),
+                };
+                if row.notified == 0 {
+                    notices.push(notice(
+                        NoticeEvent::Down,
+                        result(Some(row.started_seq)).await?,
+                    ));
+                }
+                if row.resolved_at.is_some() {
+                    notices.push(notice(NoticeEvent::Up, result(row.resolved_seq).await?));
+                }
+            }
+            for notice in &notices {
+                let payload = serde_json::to_string(notice)
+                    .map_err(|e| Error::failed(format!("notice not encoded: {e}")))?;
+                let rows = channels
+                    .iter()
+                    .map(|&channel_id| notification_delivery::ActiveModel {
+                        channel_id: Set(channel_id),
+                        incident_id: Set(Some(row.id)),
+                        event: Set(notice.event.as_str().to_owned()),
+                        payload: Set(payload.clone()),
+                        state: Set(DeliveryState::Pending.as_str().to_owned()),
+                        attempts: Set(0),
+                        created_at: Set(now),
+                        next_attempt_at: Set(now),
+                        ..Default::default()
+                    });
+                // Another process that fanned this incident out first wins; nothing twice.
+                let inserted = notification_delivery::Entity::insert_many(rows)
+                    .on_conflict(
+                        OnConflict::columns([
+                            notification_delivery::Column::IncidentId,
+                            notification_delivery::Column::Event,
+                            notification_delivery::Column::ChannelId,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .exec_without_returning(&txn)
+                    .await?;
+                written += inserted as usize;
+            }
+            let notified: i16 = if row.resolved_at.is_some() { 2 } else { 1 };
+            incident::Entity::update_many()
+                .col_expr(incident::Column::Notified, Expr::value(notified))
+                .filter(incident::Column::Id.eq(row.id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(written)
+    }
+
+    /// Claims up to `limit` due deliveries for `lease`: no other sender takes them until the
+    /// lease ends (a sender that dies mid-send leaves them to be sent again then).
+    pub async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u64,
+    ) -> Result<Vec<Claimed>, Error> {
+        // Most rounds find nothing due: a read first, so SQLite's write lock is taken only
+        // when there is something to claim.
+        let due = notification_delivery::Entity::find()
+            .select_only()
+            .column(notification_delivery::Column::Id)
+            .filter(notification_delivery::Column::State.eq(DeliveryState::Pending.as_str()))
+            .filter(notification_delivery::Column::NextAttemptAt.lte(now))
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.conn)
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let until = now + lease;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (backend, sql) = match self.backend() {
+            Backend::Postgres => (
+                DatabaseBackend::Postgres,
+                "UPDATE notification_deliveries SET claimed_until = $1, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM notification_deliveries WHERE state = 'PENDING' \
+                 AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
+                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id",
+            ),
+            Backend::Sqlite => (
+                DatabaseBackend::Sqlite,
+                "UPDATE notification_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM notification_deliveries WHERE state = 'PENDING' \
+                 AND next_attempt_at <= ?2 AND (claimed_until IS NULL OR claimed_until < ?2) \
+                 ORDER BY id LIMIT ?3) RETURNING id",
+            ),
+        };
+        let claimed = self
+            .conn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [until.into(), now.into(), limit.into()],
+            ))
+            .await?;
+        let mut ids = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            ids.push(row.try_get::<i64>("", "id")?);
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = notification_delivery::Entity::find()
+            .filter(notification_delivery::Column::Id.is_in(ids))
+            .order_by_asc(notification_delivery::Column::Id)
+            .all(&self.conn)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(found) = self.channel(row.channel_id).await? else {
+                continue;
+            };
+            match serde_json::from_str::<Notice>(&row.payload) {
+                Ok(notice) => out.push(Claimed {
+                    delivery_id: row.id,
+                    channel: found,
+                    notice,
+                    created_at: row.created_at,
+                    attempts: row.attempts,
+                }),
+                Err(err) => {
+                    tracing::error!(delivery.id = row.id, error = %err, "delivery unreadable");
+                    self.record_attempt(
+                        row.id,
+                        now,
+                        0,
+                        None,
+                        Some("the stored notice cannot be read"),
+                        &AttemptOutcome::GiveUp,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a test delivery (already claimed by its sender); its id.
+    pub async fn insert_test_delivery(
+        &self,
+        channel_id: i64,
+        notice: &Notice,
+        now: DateTime<Utc>,
+    ) -> Result<i64, Error> {
+        let payload = serde_json::to_string(notice)
+            .map_err(|e| Error::failed(format!("notice not encoded: {e}")))?;
+        let row = notification_delivery::ActiveModel {
+            channel_id: Set(channel_id),
+            incident_id: Set(None),
+            event: Set(NoticeEvent::Test.as_str().to_owned()),
+            payload: Set(payload),
+            state: Set(DeliveryState::Pending.as_str().to_owned()),
+            attempts: Set(1),
+            created_at: Set(now),
+            next_attempt_at: Set(now),
+            claimed_until: Set(Some(now + Duration::minutes(5))),
+            ..Default::default()
+        }
+        .insert(&self.conn)
+        .await?;
+        Ok(row.id)
+    }
+
+    /// Records one attempt and moves the delivery on: sent, due again, or given up.
+    pub async fn record_attempt(
+        &self,
+        delivery_id: i64,
+        at: DateTime<Utc>,
+        duration_ms: i32,
+        response_code: Option<u16>,
+        error: Option<&str>,
+        outcome: &AttemptOutcome,
+    ) -> Result<(), Error> {
+        let txn = self.conn.begin().await?;
+        notification_attempt::ActiveModel {
+            delivery_id: Set(delivery_id),
+            attempted_at: Set(at),
+            duration_ms: Set(duration_ms),
+            ok: Set(matches!(outcome, AttemptOutcome::Sent)),
+            response_code: Set(response_code.map(i32::from)),
+            error: Set(error.map(str::to_owned)),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        let update = notification_delivery::Entity::update_many()
+            .filter(notification_delivery::Column::Id.eq(delivery_id))
+            .col_expr(
+                notification_delivery::Column::ClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                notification_delivery::Column::LastError,
+                Expr::value(error.map(str::to_owned)),
+            );
+        let update = match outcome {
+            AttemptOutcome::Sent => update
+                .col_expr(
+                    notification_delivery::Column::State,
+                    Expr::value(DeliveryState::Sent.as_str()),
+                )
+                .col_expr(notification_delivery::Column::SentAt, Expr::value(Some(at))),
+            AttemptOutcome::Retry(next) => update.col_expr(
+                notification_delivery::Column::NextAttemptAt,
+                Expr::value(*next),
+            ),
+            AttemptOutcome::GiveUp => update.col_expr(
+                notification_delivery::Column::State,
+                Expr::value(DeliveryState::Failed.as_str()),
+            ),
+        };
+        update.exec(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// One delivery with its attempts.
+    pub async fn delivery(&self, id: i64) -> Result<Option<Delivery>, Error> {
+        let Some(row) = notification_delivery::Entity::find_by_id(id)
+            .one(&self.conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = self.attempts(id).await?;
+        Ok(Some(delivery(row, attempts)))
+    }
+
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>, Error> {
+        Ok(notification_attempt::Entity::find()
+            .filter(notification_attempt::Column::DeliveryId.eq(delivery_id))
+            .order_by_asc(notification_attempt::Column::Id)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(attempt)
+            .collect())
+    }
+
+    /// Up to `limit` deliveries, newest first, of one channel or all, with ids below `before`.
+    pub async fn deliveries(
+        &self,
+        channel_id: Option<i64>,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Page<Delivery>, Error> {
+        let mut query =
+            notification_delivery::Entity::find().order_by_desc(notification_delivery::Column::Id);
+        if let Some(id) = channel_id {
+            query = query.filter(notification_delivery::Column::ChannelId.eq(id));
+        }
+        if let Some(before) = before {
+            query = query.filter(notification_delivery::Column::Id.lt(before));
+        }
+        let rows = query.limit(limit + 1).all(&self.conn).await?;
+        let has_next = rows.len() as u64 > limit;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows.into_iter().take(limit as usize) {
+            let attempts = self.attempts(row.id).await?;
+            items.push(delivery(row, attempts));
+        }
+        Ok(Page { items, has_next })
+    }
+}
+
+/// Incidents with a message still to fan out: the opening, or a resolution not yet told.
+fn to_notify() -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(incident::Column::Notified.lt(2))
+        .add(
+            sea_orm::Condition::any()
+                .add(incident::Column::Notified.eq(0))
+                .add(incident::Column::ResolvedAt.is_not_null()),
+        )
+}
+
+fn settings_json(settings: &ChannelSettings) -> Result<String, Error> {
+    serde_json::to_string(settings).map_err(|e| Error::failed(format!("settings not encoded: {e}")))
+}
