@@ -26,10 +26,11 @@ pub enum ChannelKind {
     Ntfy,
     Gotify,
     Pagerduty,
+    Email,
 }
 
 impl ChannelKind {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Webhook,
         Self::Slack,
         Self::Mattermost,
@@ -39,6 +40,7 @@ impl ChannelKind {
         Self::Ntfy,
         Self::Gotify,
         Self::Pagerduty,
+        Self::Email,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl ChannelKind {
             Self::Ntfy => "NTFY",
             Self::Gotify => "GOTIFY",
             Self::Pagerduty => "PAGERDUTY",
+            Self::Email => "EMAIL",
         }
     }
 
@@ -110,6 +113,12 @@ pub struct ChannelSettings {
     /// PagerDuty's integration (routing) key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_key: Option<String>,
+    /// Email: the sender's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Email: the recipients, comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// Settings as a client sent them: each `None` when not sent (on an update: keep the stored).
@@ -121,6 +130,8 @@ pub struct SettingsInput {
     pub chat_id: Option<String>,
     pub topic: Option<String>,
     pub routing_key: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// A refused setting: the field (its snake_case name) and why.
@@ -158,6 +169,16 @@ impl ChannelSettings {
         };
         let url = match input.url {
             Some(v) if is_masked(&v) || v.contains("/***") => stored.map(|s| s.url.clone()),
+            // A password read back masked: the stored one, if the rest is the same.
+            Some(v) if crate::url_password::is_masked(&v) => {
+                let restored = stored.and_then(|s| crate::url_password::restore(v.trim(), &s.url));
+                Some(restored.ok_or_else(|| {
+                    refuse(
+                        "url",
+                        "holds the read mask *** as its password, and no stored password matches",
+                    )
+                })?)
+            }
             Some(v) if v.trim().is_empty() => None,
             Some(v) => Some(v.trim().to_owned()),
             None => stored.map(|s| s.url.clone()),
@@ -165,7 +186,14 @@ impl ChannelSettings {
         .or_else(|| kind.default_url().map(str::to_owned))
         .ok_or_else(|| refuse("url", format!("is required for {kind} channels")))?;
         let parsed = Url::parse(&url).map_err(|e| refuse("url", format!("is not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        if kind == ChannelKind::Email {
+            if !matches!(parsed.scheme(), "smtp" | "smtps") || parsed.host_str().is_none() {
+                return Err(refuse(
+                    "url",
+                    "must be smtp://[user:password@]host[:port][?tls=required] or smtps://...",
+                ));
+            }
+        } else if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(refuse("url", "must be an http or https URL with a host"));
         }
         if url.len() > 2048 {
@@ -181,6 +209,8 @@ impl ChannelSettings {
                 input.routing_key,
                 stored.and_then(|s| s.routing_key.as_ref()),
             ),
+            from: keep(input.from, stored.and_then(|s| s.from.as_ref())),
+            to: keep(input.to, stored.and_then(|s| s.to.as_ref())),
         };
         settings.check(kind)?;
         Ok(settings)
@@ -188,7 +218,7 @@ impl ChannelSettings {
 
     fn check(&self, kind: ChannelKind) -> Result<(), SettingError> {
         use ChannelKind as K;
-        let fields: [(&'static str, &Option<String>, bool); 5] = [
+        let fields: [(&'static str, &Option<String>, bool); 7] = [
             ("secret", &self.secret, kind == K::Webhook),
             (
                 "token",
@@ -198,6 +228,8 @@ impl ChannelSettings {
             ("chat_id", &self.chat_id, kind == K::Telegram),
             ("topic", &self.topic, kind == K::Ntfy),
             ("routing_key", &self.routing_key, kind == K::Pagerduty),
+            ("from", &self.from, kind == K::Email),
+            ("to", &self.to, kind == K::Email),
         ];
         for (field, value, takes) in fields {
             match value {
@@ -224,6 +256,7 @@ impl ChannelSettings {
             K::Ntfy => &[("topic", &self.topic)],
             K::Gotify => &[("token", &self.token)],
             K::Pagerduty => &[("routing_key", &self.routing_key)],
+            K::Email => &[("from", &self.from), ("to", &self.to)],
             _ => &[],
         };
         for (field, value) in required {
@@ -234,6 +267,20 @@ impl ChannelSettings {
         if let Some(secret) = &self.secret {
             if secret.len() < 16 {
                 return Err(refuse("secret", "must be at least 16 characters"));
+            }
+        }
+        if let Some(from) = &self.from {
+            if !is_address(from) {
+                return Err(refuse("from", format!("{from:?} is not an email address")));
+            }
+        }
+        if let Some(to) = &self.to {
+            let list: Vec<&str> = to.split(',').map(str::trim).collect();
+            if list.len() > 20 {
+                return Err(refuse("to", "must name at most 20 addresses"));
+            }
+            if let Some(bad) = list.iter().find(|a| !is_address(a)) {
+                return Err(refuse("to", format!("{bad:?} is not an email address")));
             }
         }
         if let Some(topic) = &self.topic {
@@ -266,8 +313,35 @@ impl ChannelSettings {
             chat_id: self.chat_id.clone(),
             topic: self.topic.clone(),
             routing_key: mask(&self.routing_key),
+            from: self.from.clone(),
+            to: self.to.clone(),
         }
     }
+
+    /// Email recipients, one each.
+    pub fn recipients(&self) -> Vec<&str> {
+        self.to
+            .as_deref()
+            .map(|to| to.split(',').map(str::trim).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `local@domain`: one `@`, both sides non-empty, a dotted domain, no spaces, quotes, commas or
+/// angle brackets, at most 254 characters.
+fn is_address(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    text.len() <= 254
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && text
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !matches!(c, '<' | '>' | ',' | '"'))
 }
 
 fn mask_secret(value: &str) -> String {

@@ -494,7 +494,162 @@ async fn bad_channel_settings_are_named(backend: Backend) {
     assert_eq!(app.db.count("notification_channels").await, 0);
 }
 
+/// A real SMTP server (Debian's python3-aiosmtpd) storing what it receives in a maildir.
+struct SmtpServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpServer {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("mail"))
+            .spawn()
+            .expect("python3-aiosmtpd (Debian's package) is needed for the email tests");
+        testkit::eventually(Duration::from_secs(15), "the SMTP server", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        Self { port, dir, child }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let new = self.dir.path().join("mail").join("new");
+        let mut out: Vec<String> = std::fs::read_dir(new)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by_key(|m| m.contains("Subject: Monitor Manager test"));
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn email_goes_over_smtp_with_a_text_and_an_html_part(backend: Backend) {
+    let smtp = SmtpServer::start().await;
+    let target = Target::start().await;
+    let app = spawn_app!(backend);
+    let channel = create_channel(
+        &app,
+        json!({"name": "mail", "kind": "EMAIL", "isDefault": true,
+               "url": format!("smtp://127.0.0.1:{}", smtp.port),
+               "from": "monitor@example.test", "to": "ops@example.test, oncall@example.test"}),
+    )
+    .await;
+    let body = app
+        .graphql(
+            "mutation($id: ID!) { testNotificationChannel(id: $id) { state attempts { ok responseCode error } } }",
+            json!({"id": channel["id"]}),
+        )
+        .await;
+    let test = &body["data"]["testNotificationChannel"];
+    assert_eq!(test["state"], "SENT", "{body}");
+    assert_eq!(test["attempts"][0]["responseCode"], 250, "{body}");
+    let id = created(&app, &target.url("/flip"), json!({})).await;
+    target.set_flip(503);
+    check_now(&app, id).await;
+    testkit::eventually(Duration::from_secs(20), "two emails", || async {
+        (smtp.messages().len() >= 2).then_some(())
+    })
+    .await;
+    let messages = smtp.messages();
+    let down = &messages[0];
+    assert!(down.contains("Subject: options of"), "{down}");
+    assert!(down.contains("DOWN"), "{down}");
+    assert!(
+        down.contains("To: ops@example.test, oncall@example.test"),
+        "{down}"
+    );
+    assert!(down.contains("multipart/alternative"), "{down}");
+    assert!(down.contains("Content-Type: text/plain"), "{down}");
+    assert!(down.contains("Content-Type: text/html"), "{down}");
+    assert!(down.contains("HTTP status 503"), "{down}");
+    assert!(messages[1].contains("Subject: Monitor Manager test"));
+
+    // Unreachable: the test message names the failure; bad addresses are refused at creation.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dead = create_channel(
+        &app,
+        json!({"name": "dead mail", "kind": "EMAIL", "url": format!("smtp://127.0.0.1:{closed}"),
+               "from": "a@example.test", "to": "b@example.test"}),
+    )
+    .await;
+    let body = app
+        .graphql(
+            "mutation($id: ID!) { testNotificationChannel(id: $id) { state lastError } }",
+            json!({"id": dead["id"]}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["testNotificationChannel"]["state"], "FAILED",
+        "{body}"
+    );
+    assert!(
+        body["data"]["testNotificationChannel"]["lastError"]
+            .as_str()
+            .unwrap()
+            .starts_with("SMTP:"),
+        "{body}"
+    );
+    for (input, needle) in [
+        (
+            json!({"name": "m", "kind": "EMAIL", "url": "http://h/", "from": "a@b.c", "to": "d@e.f"}),
+            "url must be smtp://",
+        ),
+        (
+            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h", "from": "nobody", "to": "d@e.f"}),
+            "from \"nobody\" is not an email address",
+        ),
+        (
+            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h", "from": "a@b.c", "to": "d@e.f, x"}),
+            "to \"x\" is not an email address",
+        ),
+        (
+            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h", "from": "a@b.c"}),
+            "to is required for EMAIL channels",
+        ),
+    ] {
+        let body = app
+            .graphql(
+                "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+                json!({"i": input}),
+            )
+            .await;
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(needle),
+            "{input}: {body}"
+        );
+    }
+}
+
 on_both_backends!(
+    email_goes_over_smtp_with_a_text_and_an_html_part,
     one_outage_is_one_down_and_one_up_message_per_channel,
     a_failing_receiver_gets_the_message_once_it_recovers,
     bad_channel_settings_are_named,

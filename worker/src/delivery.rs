@@ -96,11 +96,7 @@ async fn deliver(db: &Database, client: &reqwest::Client, group: Vec<Claimed>) {
     let channel: Channel = first.channel.clone();
     let notices: Vec<Notice> = group.iter().map(|c| c.notice.clone()).collect();
     let now = Utc::now();
-    let sent = channels::send(
-        client,
-        channels::request(&channel, &notices, now.timestamp()),
-    )
-    .await;
+    let sent = channels::deliver(client, &channel, &notices, now.timestamp()).await;
     if !sent.ok {
         tracing::warn!(
             channel.id = channel.id,
@@ -163,11 +159,7 @@ pub async fn send_test(db: &Database, channel: &Channel) -> Result<i64, store::E
     };
     let id = db.insert_test_delivery(channel.id, &notice, now).await?;
     let client = channels::client();
-    let sent = channels::send(
-        &client,
-        channels::request(channel, &[notice], now.timestamp()),
-    )
-    .await;
+    let sent = channels::deliver(&client, channel, &[notice], now.timestamp()).await;
     let outcome = if sent.ok {
         AttemptOutcome::Sent
     } else {

@@ -31,6 +31,8 @@ pub enum NotificationChannelKind {
     Gotify,
     /// PagerDuty Events API v2: trigger and resolve keyed by the incident.
     Pagerduty,
+    /// Email over SMTP (`url` smtp:// or smtps://), a plain-text and an HTML part.
+    Email,
 }
 
 /// What a notification tells.
@@ -98,6 +100,14 @@ impl NotificationChannel {
     async fn routing_key(&self) -> Option<&str> {
         self.0.settings.routing_key.as_deref()
     }
+    /// Email: the sender.
+    async fn from(&self) -> Option<&str> {
+        self.0.settings.from.as_deref()
+    }
+    /// Email: the recipients, comma-separated.
+    async fn to(&self) -> Option<&str> {
+        self.0.settings.to.as_deref()
+    }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
     }
@@ -110,7 +120,9 @@ impl NotificationChannel {
 /// SLACK, MATTERMOST, DISCORD, TEAMS `url`; TELEGRAM `token` and `chatId` (`url` defaults to
 /// https://api.telegram.org); NTFY `topic` (`url` defaults to https://ntfy.sh, `token`
 /// optional); GOTIFY `url` and `token`; PAGERDUTY `routingKey` (`url` defaults to the Events
-/// API v2). A setting the kind does not take is refused.
+/// API v2); EMAIL `url` (`smtp://[user:password@]host[:port]`, `?tls=required` for
+/// STARTTLS, or `smtps://` for TLS), `from` and `to` (comma-separated). A setting the kind does
+/// not take is refused.
 #[derive(InputObject)]
 pub struct NotificationChannelInput {
     pub name: String,
@@ -123,6 +135,8 @@ pub struct NotificationChannelInput {
     pub chat_id: Option<String>,
     pub topic: Option<String>,
     pub routing_key: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// A change to a channel: what is omitted stays; the kind cannot change.
@@ -136,6 +150,8 @@ pub struct NotificationChannelPatch {
     pub chat_id: Option<String>,
     pub topic: Option<String>,
     pub routing_key: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// One message for one channel, and every try at sending it.
@@ -250,6 +266,8 @@ impl From<NotificationChannelInput> for NewChannel {
                 chat_id: input.chat_id,
                 topic: input.topic,
                 routing_key: input.routing_key,
+                from: input.from,
+                to: input.to,
             },
         }
     }
@@ -267,6 +285,8 @@ impl From<NotificationChannelPatch> for ChannelPatch {
                 chat_id: input.chat_id,
                 topic: input.topic,
                 routing_key: input.routing_key,
+                from: input.from,
+                to: input.to,
             },
         }
     }

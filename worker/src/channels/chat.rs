@@ -112,8 +112,8 @@ pub(super) fn request(
                 .push(("x-gotify-key", settings.token.clone().unwrap_or_default()));
             outgoing
         }
-        // Webhook and PagerDuty have modules of their own.
-        ChannelKind::Webhook | ChannelKind::Pagerduty => {
+        // Webhook, PagerDuty and email have modules of their own.
+        ChannelKind::Webhook | ChannelKind::Pagerduty | ChannelKind::Email => {
             Outgoing::json(url, &json!({"text": text}))
         }
     }

@@ -3,6 +3,7 @@
 //! or, for kinds that group, several at once.
 
 mod chat;
+mod email;
 mod pagerduty;
 mod webhook;
 
@@ -33,7 +34,21 @@ impl Outgoing {
     }
 }
 
-/// The request that tells `notices` on `channel` (several only for kinds that group).
+/// Tells `notices` on `channel` (several only for kinds that group): over SMTP for email,
+/// else one HTTP request.
+pub async fn deliver(
+    client: &reqwest::Client,
+    channel: &Channel,
+    notices: &[Notice],
+    now_unix: i64,
+) -> Sent {
+    match channel.kind {
+        ChannelKind::Email => email::send(&channel.settings, notices).await,
+        _ => send(client, request(channel, notices, now_unix)).await,
+    }
+}
+
+/// The HTTP request that tells `notices` on `channel`.
 pub fn request(channel: &Channel, notices: &[Notice], now_unix: i64) -> Outgoing {
     match channel.kind {
         ChannelKind::Webhook => webhook::request(&channel.settings, notices, now_unix),
