@@ -269,6 +269,30 @@ impl ChannelSettings {
                 return Err(refuse("secret", "must be at least 16 characters"));
             }
         }
+        if let Some(token) = &self.token {
+            if !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-' | b'.'))
+            {
+                return Err(refuse(
+                    "token",
+                    "must be letters, digits, ':', '_', '-' or '.'",
+                ));
+            }
+        }
+        if kind == K::Email {
+            if let Some(query) = Url::parse(&self.url)
+                .ok()
+                .and_then(|u| u.query().map(str::to_owned))
+            {
+                if !matches!(query.as_str(), "tls=required" | "tls=opportunistic") {
+                    return Err(refuse(
+                        "url",
+                        "takes only tls=required or tls=opportunistic (STARTTLS) as its query",
+                    ));
+                }
+            }
+        }
         if let Some(from) = &self.from {
             if !is_address(from) {
                 return Err(refuse("from", format!("{from:?} is not an email address")));

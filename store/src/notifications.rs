@@ -233,7 +233,15 @@ impl Database {
         if any.is_none() {
             return Ok(0);
         }
-        let txn = self.conn.begin().await?;
+        // IMMEDIATE on SQLite: the write lock up front, so a commit by the result writer
+        // between this transaction's reads and its first write waits instead of failing.
+        let txn = self
+            .conn
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
         let mut query = incident::Entity::find()
             .filter(to_notify())
             .order_by_asc(incident::Column::Id)
@@ -287,7 +295,7 @@ impl Database {
                     event,
                     monitor_id: monitor.id,
                     monitor_name: monitor.name.clone(),
-                    monitor_url: monitor.url.clone(),
+                    monitor_url: shown_url(&monitor),
                     incident_id: Some(row.id),
                     started_at: Some(row.started_at),
                     resolved_at: if event == NoticeEvent::Up {
@@ -354,7 +362,9 @@ impl Database {
     }
 
     /// Claims up to `limit` due deliveries for `lease`: no other sender takes them until the
-    /// lease ends (a sender that dies mid-send leaves them to be sent again then).
+    /// lease ends (a sender that dies mid-send leaves them to be sent again then). A delivery
+    /// waits while an older one of its incident for its channel is pending, so an UP never
+    /// overtakes its DOWN.
     pub async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
@@ -381,15 +391,19 @@ impl Database {
             Backend::Postgres => (
                 DatabaseBackend::Postgres,
                 "UPDATE notification_deliveries SET claimed_until = $1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM notification_deliveries WHERE state = 'PENDING' \
+                 WHERE id IN (SELECT id FROM notification_deliveries d WHERE state = 'PENDING' \
                  AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
+                 AND NOT EXISTS (SELECT 1 FROM notification_deliveries o WHERE o.state = 'PENDING' \
+                 AND o.incident_id = d.incident_id AND o.channel_id = d.channel_id AND o.id < d.id) \
                  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id",
             ),
             Backend::Sqlite => (
                 DatabaseBackend::Sqlite,
                 "UPDATE notification_deliveries SET claimed_until = ?1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM notification_deliveries WHERE state = 'PENDING' \
+                 WHERE id IN (SELECT id FROM notification_deliveries d WHERE state = 'PENDING' \
                  AND next_attempt_at <= ?2 AND (claimed_until IS NULL OR claimed_until < ?2) \
+                 AND NOT EXISTS (SELECT 1 FROM notification_deliveries o WHERE o.state = 'PENDING' \
+                 AND o.incident_id = d.incident_id AND o.channel_id = d.channel_id AND o.id < d.id) \
                  ORDER BY id LIMIT ?3) RETURNING id",
             ),
         };
@@ -416,6 +430,15 @@ impl Database {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(found) = self.channel(row.channel_id).await? else {
+                self.record_attempt(
+                    row.id,
+                    now,
+                    0,
+                    None,
+                    Some("the channel's stored settings cannot be read"),
+                    &AttemptOutcome::GiveUp,
+                )
+                .await?;
                 continue;
             };
             match serde_json::from_str::<Notice>(&row.payload) {
@@ -568,6 +591,15 @@ impl Database {
             items.push(delivery(row, attempts));
         }
         Ok(Page { items, has_next })
+    }
+}
+
+/// A monitor's URL as messages show it: a PUSH monitor's secret token left out.
+fn shown_url(monitor: &domain::Monitor) -> String {
+    if monitor.push_token.is_some() {
+        format!("{}***", domain::input::PUSH_PATH)
+    } else {
+        monitor.url.clone()
     }
 }
 

@@ -631,6 +631,14 @@ async fn email_goes_over_smtp_with_a_text_and_an_html_part(backend: Backend) {
             json!({"name": "m", "kind": "EMAIL", "url": "smtp://h", "from": "a@b.c"}),
             "to is required for EMAIL channels",
         ),
+        (
+            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h?tls=yes", "from": "a@b.c", "to": "d@e.f"}),
+            "takes only tls=required",
+        ),
+        (
+            json!({"name": "m", "kind": "TELEGRAM", "token": "12/../x", "chatId": "1"}),
+            "token must be letters",
+        ),
     ] {
         let body = app
             .graphql(

@@ -46,13 +46,14 @@ async fn round(
     sending: &Arc<Semaphore>,
 ) -> Result<(), store::Error> {
     let now = Utc::now();
-    db.fan_out(now, 200).await?;
+    db.fan_out(now, 50).await?;
     let free = sending.available_permits();
     if free == 0 {
         return Ok(());
     }
+    // No more than can start now, so no claim lapses while it waits for a slot.
     let claimed = db
-        .claim_deliveries(now, chrono::Duration::seconds(LEASE_SECONDS), 200)
+        .claim_deliveries(now, chrono::Duration::seconds(LEASE_SECONDS), free as u64)
         .await?;
     for group in groups(claimed) {
         let permit = match sending.clone().acquire_owned().await {
