@@ -106,9 +106,12 @@ impl Application {
             (Some(listener), Some(state)) => {
                 tracing::info!("listening on http://{}", listener.local_addr()?);
                 // Processes that serve the API send notifications; claims keep each to one.
-                let deliveries =
-                    tokio::spawn(worker::delivery::run(self.db.clone(), shutdown.clone()));
-                drop(deliveries);
+                let policy = state.monitors.policy().clone();
+                drop(tokio::spawn(worker::delivery::run(
+                    self.db.clone(),
+                    policy,
+                    shutdown.clone(),
+                )));
                 let server_shutdown = shutdown.clone();
                 Some(tokio::spawn(api::serve(
                     listener,

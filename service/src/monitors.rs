@@ -39,6 +39,11 @@ impl MonitorService {
         &self.db
     }
 
+    /// Which addresses checks and notifications may reach.
+    pub fn policy(&self) -> &domain::TargetPolicy {
+        self.engine.policy()
+    }
+
     /// Every stored check this process hears of, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<CheckEvent>> {
         self.engine.subscribe()

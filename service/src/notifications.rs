@@ -40,6 +40,20 @@ fn setting_error(err: SettingError) -> Error {
 }
 
 impl MonitorService {
+    /// Refuses an endpoint at a literal address the target policy blocks (names are vetted
+    /// as they resolve, at every send).
+    fn vet_endpoint(&self, settings: &ChannelSettings) -> Result<(), Error> {
+        let Ok(url) = url::Url::parse(&settings.url) else {
+            return Ok(());
+        };
+        self.policy().vet_url(&url).map_err(|(ip, why)| {
+            Error::invalid(
+                "url",
+                format!("points at {ip}, which is {why}; notifications may not go there (see ALLOWED_NETWORKS)"),
+            )
+        })
+    }
+
     pub async fn channels(&self) -> Result<Vec<Channel>, Error> {
         Ok(self
             .db()
@@ -65,6 +79,7 @@ impl MonitorService {
         let name = parse_channel_name(&new.name).map_err(|p| Error::invalid("name", p))?;
         let settings =
             ChannelSettings::parse(new.kind, new.settings, None).map_err(setting_error)?;
+        self.vet_endpoint(&settings)?;
         if self.db().channel_name_taken(&name, None).await? {
             return Err(Error::invalid("name", "is taken by another channel"));
         }
@@ -87,6 +102,7 @@ impl MonitorService {
         };
         let settings = ChannelSettings::parse(stored.kind, patch.settings, Some(&stored.settings))
             .map_err(setting_error)?;
+        self.vet_endpoint(&settings)?;
         if self.db().channel_name_taken(&name, Some(id)).await? {
             return Err(Error::invalid("name", "is taken by another channel"));
         }
@@ -115,7 +131,7 @@ impl MonitorService {
             what: "notification channel",
             id,
         })?;
-        let delivery = worker::delivery::send_test(self.db(), &channel).await?;
+        let delivery = worker::delivery::send_test(self.db(), self.policy(), &channel).await?;
         self.db().delivery(delivery).await?.ok_or(Error::Internal)
     }
 

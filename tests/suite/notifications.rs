@@ -656,7 +656,58 @@ async fn email_goes_over_smtp_with_a_text_and_an_html_part(backend: Backend) {
     }
 }
 
+async fn channels_obey_the_target_policy(backend: Backend) {
+    let rx = Receiver::start().await;
+    let Some(app) = App::spawn_with(
+        crate::common::BIN,
+        backend,
+        &[("BLOCK_PRIVATE_NETWORKS", "true")],
+    )
+    .await
+    else {
+        return;
+    };
+    for url in [
+        "http://169.254.169.254/latest/".to_owned(),
+        format!("{}/hook", rx.base),
+    ] {
+        let body = app
+            .graphql(
+                "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+                json!({"i": {"name": "x", "kind": "SLACK", "url": url}}),
+            )
+            .await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("url points at "), "{url}: {body}");
+        assert!(message.contains("notifications may not go there"), "{body}");
+    }
+    // A name is vetted as it resolves, at the send.
+    let port = rx.base.rsplit(':').next().unwrap();
+    let named = create_channel(
+        &app,
+        json!({"name": "named", "kind": "SLACK", "url": format!("http://localhost:{port}/hook")}),
+    )
+    .await;
+    let body = app
+        .graphql(
+            "mutation($id: ID!) { testNotificationChannel(id: $id) { state lastError } }",
+            json!({"id": named["id"]}),
+        )
+        .await;
+    let test = &body["data"]["testNotificationChannel"];
+    assert_eq!(test["state"], "FAILED", "{body}");
+    assert!(
+        test["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("loopback"),
+        "{body}"
+    );
+    assert!(rx.at("/hook").is_empty(), "nothing reached the receiver");
+}
+
 on_both_backends!(
+    channels_obey_the_target_policy,
     email_goes_over_smtp_with_a_text_and_an_html_part,
     one_outage_is_one_down_and_one_up_message_per_channel,
     a_failing_receiver_gets_the_message_once_it_recovers,

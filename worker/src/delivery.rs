@@ -7,7 +7,10 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use domain::notification::{retry_delay_ms, Channel, Notice, GIVE_UP_AFTER_HOURS};
+use domain::{
+    notification::{retry_delay_ms, Channel, Notice, GIVE_UP_AFTER_HOURS},
+    TargetPolicy,
+};
 use store::{AttemptOutcome, Claimed, Database};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -25,15 +28,16 @@ const MAX_GROUP: usize = 50;
 const MAX_SENDING: usize = 32;
 
 /// Runs until `stop`.
-pub async fn run(db: Database, stop: CancellationToken) {
-    let client = channels::client();
+pub async fn run(db: Database, policy: TargetPolicy, stop: CancellationToken) {
+    let client = channels::client(&policy);
+    let policy = Arc::new(policy);
     let sending = Arc::new(Semaphore::new(MAX_SENDING));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(POLL) => {}
         }
-        if let Err(err) = round(&db, &client, &sending).await {
+        if let Err(err) = round(&db, &client, &policy, &sending).await {
             tracing::warn!(error = %err, "notification delivery round failed; retrying");
         }
     }
@@ -43,6 +47,7 @@ pub async fn run(db: Database, stop: CancellationToken) {
 async fn round(
     db: &Database,
     client: &reqwest::Client,
+    policy: &Arc<TargetPolicy>,
     sending: &Arc<Semaphore>,
 ) -> Result<(), store::Error> {
     let now = Utc::now();
@@ -60,9 +65,9 @@ async fn round(
             Ok(permit) => permit,
             Err(_) => return Ok(()),
         };
-        let (db, client) = (db.clone(), client.clone());
+        let (db, client, policy) = (db.clone(), client.clone(), policy.clone());
         tokio::spawn(async move {
-            deliver(&db, &client, group).await;
+            deliver(&db, &client, &policy, group).await;
             drop(permit);
         });
     }
@@ -92,12 +97,17 @@ fn groups(claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
 }
 
 /// Sends one message for `group` (one channel) and records the attempt on each delivery.
-async fn deliver(db: &Database, client: &reqwest::Client, group: Vec<Claimed>) {
+async fn deliver(
+    db: &Database,
+    client: &reqwest::Client,
+    policy: &TargetPolicy,
+    group: Vec<Claimed>,
+) {
     let Some(first) = group.first() else { return };
     let channel: Channel = first.channel.clone();
     let notices: Vec<Notice> = group.iter().map(|c| c.notice.clone()).collect();
     let now = Utc::now();
-    let sent = channels::deliver(client, &channel, &notices, now.timestamp()).await;
+    let sent = channels::deliver(client, policy, &channel, &notices, now.timestamp()).await;
     if !sent.ok {
         tracing::warn!(
             channel.id = channel.id,
@@ -145,7 +155,11 @@ fn outcome(
 
 /// Sends a test message on `channel` now, once (no retries), recording it as a delivery; the
 /// delivery's id.
-pub async fn send_test(db: &Database, channel: &Channel) -> Result<i64, store::Error> {
+pub async fn send_test(
+    db: &Database,
+    policy: &TargetPolicy,
+    channel: &Channel,
+) -> Result<i64, store::Error> {
     let now = Utc::now();
     let notice = Notice {
         event: domain::notification::NoticeEvent::Test,
@@ -159,8 +173,8 @@ pub async fn send_test(db: &Database, channel: &Channel) -> Result<i64, store::E
         error: None,
     };
     let id = db.insert_test_delivery(channel.id, &notice, now).await?;
-    let client = channels::client();
-    let sent = channels::deliver(&client, channel, &[notice], now.timestamp()).await;
+    let client = channels::client(policy);
+    let sent = channels::deliver(&client, policy, channel, &[notice], now.timestamp()).await;
     let outcome = if sent.ok {
         AttemptOutcome::Sent
     } else {

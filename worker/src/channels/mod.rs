@@ -7,9 +7,16 @@ mod email;
 mod pagerduty;
 mod webhook;
 
-use std::time::{Duration, Instant};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use domain::notification::{Channel, ChannelKind, Notice};
+use domain::{
+    notification::{Channel, ChannelKind, Notice},
+    TargetPolicy,
+};
 
 /// How long one send may take before it counts as failed.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,10 +45,21 @@ impl Outgoing {
 /// else one HTTP request.
 pub async fn deliver(
     client: &reqwest::Client,
+    policy: &TargetPolicy,
     channel: &Channel,
     notices: &[Notice],
     now_unix: i64,
 ) -> Sent {
+    // The target policy holds for channels as for checks: a literal address here, names as
+    // they resolve (the client's resolver; for SMTP, a lookup first).
+    if let Err(error) = vet_endpoint(policy, channel).await {
+        return Sent {
+            ok: false,
+            response_code: None,
+            error: Some(error),
+            duration_ms: 0,
+        };
+    }
     match channel.kind {
         ChannelKind::Email => email::send(&channel.settings, notices).await,
         _ => send(client, request(channel, notices, now_unix)).await,
@@ -110,6 +128,15 @@ fn transport_error(err: reqwest::Error) -> String {
     if err.is_timeout() {
         return format!("no answer within {} s", SEND_TIMEOUT.as_secs());
     }
+    // A refusal by the target policy, from the resolver, says so.
+    let mut source = std::error::Error::source(&err);
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if text.starts_with("the endpoint ") {
+            return text;
+        }
+        source = inner.source();
+    }
     if err.is_connect() {
         return "connection failed (refused or unreachable)".into();
     }
@@ -124,10 +151,63 @@ fn transport_error(err: reqwest::Error) -> String {
     text
 }
 
-/// The HTTP client deliveries use: no redirects (a webhook that moves is misconfigured), its
-/// own timeout per request.
-pub fn client() -> reqwest::Client {
+/// Refuses an endpoint whose literal address the policy blocks, and for SMTP one whose name
+/// resolves only to blocked addresses.
+async fn vet_endpoint(policy: &TargetPolicy, channel: &Channel) -> Result<(), String> {
+    let url = url::Url::parse(&channel.settings.url).map_err(|e| format!("invalid URL: {e}"))?;
+    policy
+        .vet_url(&url)
+        .map_err(|(ip, why)| format!("the endpoint {ip} is {why}"))?;
+    if channel.kind == ChannelKind::Email {
+        if let Some(url::Host::Domain(name)) = url.host() {
+            let addrs = tokio::net::lookup_host((name, url.port().unwrap_or(25)))
+                .await
+                .map_err(|_| format!("the SMTP host {name} does not resolve"))?;
+            vet_addrs(policy, addrs.collect())?;
+        }
+    }
+    Ok(())
+}
+
+fn vet_addrs(policy: &TargetPolicy, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+    let mut first_refusal = None;
+    let allowed: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| match policy.vet(a.ip()) {
+            Ok(()) => true,
+            Err(why) => {
+                first_refusal.get_or_insert(format!("the endpoint {} is {why}", a.ip()));
+                false
+            }
+        })
+        .collect();
+    match (allowed.is_empty(), first_refusal) {
+        (true, Some(refusal)) => Err(refusal),
+        _ => Ok(allowed),
+    }
+}
+
+/// reqwest's resolver, with the target policy applied to every address.
+struct VettingResolver(Arc<TargetPolicy>);
+
+impl reqwest::dns::Resolve for VettingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let allowed = vet_addrs(&policy, addrs)?;
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The HTTP client deliveries use: no redirects (a webhook that moves is misconfigured), the
+/// target policy on every resolved address, its own timeout per request.
+pub fn client(policy: &TargetPolicy) -> reqwest::Client {
     reqwest::Client::builder()
+        .dns_resolver(Arc::new(VettingResolver(Arc::new(policy.clone()))))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("monitor-manager/", env!("CARGO_PKG_VERSION")))
