@@ -129,14 +129,8 @@ pub struct NotificationChannelInput {
     pub kind: NotificationChannelKind,
     #[graphql(default)]
     pub is_default: bool,
-    pub url: Option<String>,
-    pub secret: Option<String>,
-    pub token: Option<String>,
-    pub chat_id: Option<String>,
-    pub topic: Option<String>,
-    pub routing_key: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
+    #[graphql(flatten)]
+    pub settings: ChannelSettingsInput,
 }
 
 /// A change to a channel: what is omitted stays; the kind cannot change.
@@ -144,6 +138,13 @@ pub struct NotificationChannelInput {
 pub struct NotificationChannelPatch {
     pub name: Option<String>,
     pub is_default: Option<bool>,
+    #[graphql(flatten)]
+    pub settings: ChannelSettingsInput,
+}
+
+/// A channel's settings, as fields of the input and the patch.
+#[derive(InputObject)]
+pub struct ChannelSettingsInput {
     pub url: Option<String>,
     pub secret: Option<String>,
     pub token: Option<String>,
@@ -253,22 +254,28 @@ pub async fn deliveries_page(
     ))
 }
 
+impl From<ChannelSettingsInput> for SettingsInput {
+    fn from(input: ChannelSettingsInput) -> Self {
+        Self {
+            url: input.url,
+            secret: input.secret,
+            token: input.token,
+            chat_id: input.chat_id,
+            topic: input.topic,
+            routing_key: input.routing_key,
+            from: input.from,
+            to: input.to,
+        }
+    }
+}
+
 impl From<NotificationChannelInput> for NewChannel {
     fn from(input: NotificationChannelInput) -> Self {
         Self {
             name: input.name,
             kind: input.kind.into(),
             is_default: input.is_default,
-            settings: SettingsInput {
-                url: input.url,
-                secret: input.secret,
-                token: input.token,
-                chat_id: input.chat_id,
-                topic: input.topic,
-                routing_key: input.routing_key,
-                from: input.from,
-                to: input.to,
-            },
+            settings: input.settings.into(),
         }
     }
 }
@@ -278,16 +285,7 @@ impl From<NotificationChannelPatch> for ChannelPatch {
         Self {
             name: input.name,
             is_default: input.is_default,
-            settings: SettingsInput {
-                url: input.url,
-                secret: input.secret,
-                token: input.token,
-                chat_id: input.chat_id,
-                topic: input.topic,
-                routing_key: input.routing_key,
-                from: input.from,
-                to: input.to,
-            },
+            settings: input.settings.into(),
         }
     }
 }
