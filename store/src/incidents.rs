@@ -103,12 +103,23 @@ impl Database {
         monitor_id: i64,
         seq: i32,
     ) -> Result<Option<CheckResult>, Error> {
-        let Ok(monitor_id) = i32::try_from(monitor_id) else {
-            return Ok(None);
-        };
-        Ok(check_result::Entity::find_by_id((monitor_id, seq))
-            .one(&self.conn)
+        Ok(result_row(&self.conn, monitor_id, seq)
             .await?
             .map(rows::check_result))
     }
+}
+
+/// One of a monitor's result rows by its number, on `conn` (the pool or a transaction); none
+/// for a monitor id past the table's 4-byte integers.
+pub(crate) async fn result_row(
+    conn: &impl sea_orm::ConnectionTrait,
+    monitor_id: i64,
+    seq: i32,
+) -> Result<Option<check_result::Model>, sea_orm::DbErr> {
+    let Ok(monitor_id) = i32::try_from(monitor_id) else {
+        return Ok(None);
+    };
+    check_result::Entity::find_by_id((monitor_id, seq))
+        .one(conn)
+        .await
 }

@@ -2,6 +2,8 @@
 //! incidents into one delivery per channel, the claim of due deliveries by one sender among
 //! any number of processes, and every attempt.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use domain::notification::{
     Attempt, Channel, ChannelKind, ChannelSettings, Delivery, DeliveryState, Notice, NoticeEvent,
@@ -18,7 +20,7 @@ use sea_orm::{
     QuerySelect, Statement, TransactionTrait,
 };
 
-use crate::{rows, Backend, Database, Error, Page};
+use crate::{incidents::result_row, rows, Backend, Database, Error, Page};
 
 /// A channel's row as the API and the sender see it.
 fn channel(row: notification_channel::Model) -> Option<Channel> {
@@ -285,10 +287,10 @@ impl Database {
                 let result = |seq: Option<i32>| {
                     let txn = &txn;
                     async move {
-                        let (Some(seq), Ok(id)) = (seq, i32::try_from(row.monitor_id)) else {
-                            return Ok::<_, sea_orm::DbErr>(None);
-                        };
-                        check_result::Entity::find_by_id((id, seq)).one(txn).await
+                        match seq {
+                            Some(seq) => result_row(txn, row.monitor_id, seq).await,
+                            None => Ok(None),
+                        }
                     }
                 };
                 let notice = |event, r: Option<check_result::Model>| Notice {
@@ -320,8 +322,7 @@ impl Database {
                 }
             }
             for notice in &notices {
-                let payload = serde_json::to_string(notice)
-                    .map_err(|e| Error::failed(format!("notice not encoded: {e}")))?;
+                let payload = notice_json(notice)?;
                 let rows = channels
                     .iter()
                     .map(|&channel_id| notification_delivery::ActiveModel {
@@ -428,8 +429,16 @@ impl Database {
             .all(&self.conn)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
+        // A claim is mostly a few channels' messages: each channel read once.
+        let mut channels: HashMap<i64, Option<Channel>> = HashMap::new();
         for row in rows {
-            let Some(found) = self.channel(row.channel_id).await? else {
+            let found = match channels.entry(row.channel_id) {
+                std::collections::hash_map::Entry::Occupied(known) => known.get().clone(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(self.channel(row.channel_id).await?).clone()
+                }
+            };
+            let Some(found) = found else {
                 self.record_attempt(
                     row.id,
                     now,
@@ -473,8 +482,7 @@ impl Database {
         notice: &Notice,
         now: DateTime<Utc>,
     ) -> Result<i64, Error> {
-        let payload = serde_json::to_string(notice)
-            .map_err(|e| Error::failed(format!("notice not encoded: {e}")))?;
+        let payload = notice_json(notice)?;
         let row = notification_delivery::ActiveModel {
             channel_id: Set(channel_id),
             incident_id: Set(None),
@@ -612,6 +620,10 @@ fn to_notify() -> sea_orm::Condition {
                 .add(incident::Column::Notified.eq(0))
                 .add(incident::Column::ResolvedAt.is_not_null()),
         )
+}
+
+fn notice_json(notice: &Notice) -> Result<String, Error> {
+    serde_json::to_string(notice).map_err(|e| Error::failed(format!("notice not encoded: {e}")))
 }
 
 fn settings_json(settings: &ChannelSettings) -> Result<String, Error> {
