@@ -19,6 +19,7 @@ pub struct Application {
     listener: Option<TcpListener>,
     api: Option<api::AppState>,
     tasks: worker::EngineTasks,
+    calendar: domain::maintenance::Calendar,
     /// Cancelled when the process stops: WebSockets close with 1012.
     shutdown: CancellationToken,
     /// Held for the process's lifetime by an all-in-one process on SQLite.
@@ -62,7 +63,11 @@ impl Application {
             })?),
             None => None,
         };
-        let (engine, notifier, tasks) = worker::Engine::start(db.clone(), &config.engine)?;
+        let calendar = worker::maintenance::load(&db)
+            .await
+            .context("cannot read the maintenance windows")?;
+        let (engine, notifier, tasks) =
+            worker::Engine::start(db.clone(), &config.engine, calendar.clone())?;
         tracing::info!(
             role = ?topology.role,
             distributed = topology.distributed,
@@ -80,6 +85,7 @@ impl Application {
             listener,
             api,
             tasks,
+            calendar,
             shutdown,
             _sqlite_lock: sqlite_lock,
         })
@@ -102,6 +108,11 @@ impl Application {
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let grace = self.config.shutdown_grace;
         let shutdown = self.shutdown.clone();
+        drop(tokio::spawn(worker::maintenance::keep_fresh(
+            self.db.clone(),
+            self.calendar.clone(),
+            shutdown.clone(),
+        )));
         let mut server: Option<JoinHandle<std::io::Result<()>>> = match (self.listener, self.api) {
             (Some(listener), Some(state)) => {
                 tracing::info!("listening on http://{}", listener.local_addr()?);
@@ -110,6 +121,7 @@ impl Application {
                 drop(tokio::spawn(worker::delivery::run(
                     self.db.clone(),
                     policy,
+                    self.calendar.clone(),
                     shutdown.clone(),
                 )));
                 let server_shutdown = shutdown.clone();

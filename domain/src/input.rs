@@ -287,6 +287,23 @@ impl IntervalSeconds {
     }
 }
 
+/// Longest time between reminders: a week.
+pub const REMINDER_MAX_MINUTES: i64 = 10_080;
+
+/// Minutes between reminders while an incident stays open: 1 to [`REMINDER_MAX_MINUTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReminderMinutes(i32);
+
+impl ReminderMinutes {
+    pub fn parse(raw: i64) -> Result<Self, String> {
+        parse_bounded(raw, REMINDER_MAX_MINUTES).map(Self)
+    }
+
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
 /// The message used for every integer that is not in `1..=max`.
 pub fn positive_int_problem(max: i64) -> String {
     format!("must be a positive integer no greater than {max}")
@@ -317,6 +334,10 @@ pub struct NewMonitor {
     /// How soon to check again while a change is unconfirmed; `None` keeps the stored value
     /// (none for a new monitor), `Some(None)` clears it.
     pub retry_interval: Option<Option<IntervalSeconds>>,
+    /// Reminders while an incident stays open, likewise.
+    pub reminder_interval: Option<Option<ReminderMinutes>>,
+    /// The channels it notifies (besides the default ones); `None` keeps them.
+    pub channel_ids: Option<Vec<i64>>,
 }
 
 /// A partial change to a monitor: `None` keeps the current value.
@@ -333,6 +354,10 @@ pub struct MonitorPatch {
     pub success_threshold: Option<Threshold>,
     /// `Some(None)` clears it.
     pub retry_interval: Option<Option<IntervalSeconds>>,
+    /// `Some(None)` clears it.
+    pub reminder_interval: Option<Option<ReminderMinutes>>,
+    /// Replaces the channels it notifies.
+    pub channel_ids: Option<Vec<i64>>,
 }
 
 impl From<NewMonitor> for MonitorPatch {
@@ -347,6 +372,8 @@ impl From<NewMonitor> for MonitorPatch {
             failure_threshold: new.failure_threshold,
             success_threshold: new.success_threshold,
             retry_interval: new.retry_interval,
+            reminder_interval: new.reminder_interval,
+            channel_ids: new.channel_ids,
         }
     }
 }

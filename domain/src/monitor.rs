@@ -71,6 +71,9 @@ pub struct CheckResult {
     pub tls: Option<TlsInfo>,
     #[serde(default)]
     pub assertion_results: Vec<AssertionResult>,
+    /// Checked during a maintenance window of its monitor: stored, but it moved no state.
+    #[serde(default)]
+    pub in_maintenance: bool,
 }
 
 /// A stored epoch-millisecond time as a UTC timestamp.
@@ -104,6 +107,8 @@ pub struct Monitor {
     pub success_threshold: i32,
     /// Seconds to the next check while a change is unconfirmed (`PENDING`); null: the interval.
     pub retry_interval_seconds: Option<i32>,
+    /// Minutes between reminders while an incident stays open; null: none.
+    pub reminder_interval_minutes: Option<i32>,
     pub state: MonitorState,
 }
 

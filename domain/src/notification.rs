@@ -94,9 +94,50 @@ impl fmt::Display for ChannelKind {
     }
 }
 
+/// How an email channel secures its SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SmtpTls {
+    /// In the clear (a relay on the same host or network).
+    None,
+    /// Upgraded with STARTTLS, which must succeed (port 587 by default).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465 by default).
+    Tls,
+}
+
+impl SmtpTls {
+    pub const ALL: [Self; 3] = [Self::None, Self::Starttls, Self::Tls];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Starttls => "STARTTLS",
+            Self::Tls => "TLS",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::None => 25,
+            Self::Starttls => 587,
+            Self::Tls => 465,
+        }
+    }
+}
+
 /// A channel's settings as stored: the endpoint and what the kind needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ChannelSettings {
+    /// The HTTP endpoint; empty for EMAIL (its server is `smtp_host` and `smtp_port`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// The webhook's HMAC key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,9 +157,21 @@ pub struct ChannelSettings {
     /// Email: the sender's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// Email: the recipients, comma-separated.
+    /// Email: the recipients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    /// Email: the SMTP server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
+    pub smtp_host: Option<String>,
+    /// Email: its port (default by `smtp_tls`: 25, 587 or 465).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_tls: Option<SmtpTls>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_password: Option<String>,
 }
 
 /// Settings as a client sent them: each `None` when not sent (on an update: keep the stored).
@@ -131,7 +184,28 @@ pub struct SettingsInput {
     pub topic: Option<String>,
     pub routing_key: Option<String>,
     pub from: Option<String>,
-    pub to: Option<String>,
+    pub to: Option<Vec<String>>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<i64>,
+    pub smtp_tls: Option<SmtpTls>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+}
+
+impl SettingsInput {
+    /// The first email setting given, for a kind that is not EMAIL.
+    fn email_field(&self) -> Option<&'static str> {
+        [
+            ("to", self.to.is_some()),
+            ("smtp_host", self.smtp_host.is_some()),
+            ("smtp_port", self.smtp_port.is_some()),
+            ("smtp_tls", self.smtp_tls.is_some()),
+            ("smtp_username", self.smtp_username.is_some()),
+            ("smtp_password", self.smtp_password.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, given)| given.then_some(field))
+    }
 }
 
 /// A refused setting: the field (its snake_case name) and why.
@@ -167,6 +241,15 @@ impl ChannelSettings {
             Some(v) => Some(v.trim().to_owned()),
             None => old.cloned(),
         };
+        if kind == ChannelKind::Email {
+            return Self::parse_email(input, stored);
+        }
+        if let Some(field) = input.email_field() {
+            return Err(refuse(
+                field,
+                format!("is not a setting of {kind} channels"),
+            ));
+        }
         let url = match input.url {
             Some(v) if is_masked(&v) || v.contains("/***") => stored.map(|s| s.url.clone()),
             // A password read back masked: the stored one, if the rest is the same.
@@ -186,14 +269,7 @@ impl ChannelSettings {
         .or_else(|| kind.default_url().map(str::to_owned))
         .ok_or_else(|| refuse("url", format!("is required for {kind} channels")))?;
         let parsed = Url::parse(&url).map_err(|e| refuse("url", format!("is not a URL: {e}")))?;
-        if kind == ChannelKind::Email {
-            if !matches!(parsed.scheme(), "smtp" | "smtps") || parsed.host_str().is_none() {
-                return Err(refuse(
-                    "url",
-                    "must be smtp://[user:password@]host[:port][?tls=required] or smtps://...",
-                ));
-            }
-        } else if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(refuse("url", "must be an http or https URL with a host"));
         }
         if url.len() > 2048 {
@@ -210,15 +286,119 @@ impl ChannelSettings {
                 stored.and_then(|s| s.routing_key.as_ref()),
             ),
             from: keep(input.from, stored.and_then(|s| s.from.as_ref())),
-            to: keep(input.to, stored.and_then(|s| s.to.as_ref())),
+            to: Vec::new(),
+            smtp_host: None,
+            smtp_port: None,
+            smtp_tls: None,
+            smtp_username: None,
+            smtp_password: None,
         };
         settings.check(kind)?;
         Ok(settings)
     }
 
+    /// An email channel's settings: the SMTP server, its security and login, the sender and
+    /// the recipients.
+    fn parse_email(
+        input: SettingsInput,
+        stored: Option<&ChannelSettings>,
+    ) -> Result<Self, SettingError> {
+        let kind = ChannelKind::Email;
+        if input.url.as_deref().is_some_and(|u| !u.trim().is_empty()) {
+            return Err(refuse(
+                "url",
+                "is not a setting of EMAIL channels: give the SMTP server's host and port",
+            ));
+        }
+        let keep = |given: Option<String>, old: Option<&String>| match given {
+            Some(v) if is_masked(&v) => old.cloned(),
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(v.trim().to_owned()),
+            None => old.cloned(),
+        };
+        let smtp_port = match input.smtp_port {
+            Some(port) => Some(
+                u16::try_from(port)
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| refuse("smtp_port", "must be a port number from 1 to 65535"))?,
+            ),
+            None => stored.and_then(|s| s.smtp_port),
+        };
+        let to = match input.to {
+            Some(list) => list
+                .into_iter()
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            None => stored.map(|s| s.to.clone()).unwrap_or_default(),
+        };
+        let settings = Self {
+            url: String::new(),
+            secret: keep(input.secret, None),
+            token: keep(input.token, None),
+            chat_id: keep(input.chat_id, None),
+            topic: keep(input.topic, None),
+            routing_key: keep(input.routing_key, None),
+            from: keep(input.from, stored.and_then(|s| s.from.as_ref())),
+            to,
+            smtp_host: keep(input.smtp_host, stored.and_then(|s| s.smtp_host.as_ref())),
+            smtp_port,
+            smtp_tls: input.smtp_tls.or(stored.and_then(|s| s.smtp_tls)),
+            smtp_username: keep(
+                input.smtp_username,
+                stored.and_then(|s| s.smtp_username.as_ref()),
+            ),
+            smtp_password: keep(
+                input.smtp_password,
+                stored.and_then(|s| s.smtp_password.as_ref()),
+            ),
+        };
+        settings.check(kind)?;
+        let Some(host) = &settings.smtp_host else {
+            return Err(refuse("smtp_host", "is required for EMAIL channels"));
+        };
+        if host.len() > 253 || url::Host::parse(host).is_err() || host.contains(['/', ':', '@']) {
+            return Err(refuse(
+                "smtp_host",
+                format!("{host:?} is not a host name or IP address"),
+            ));
+        }
+        if settings.to.is_empty() {
+            return Err(refuse("to", "must name at least one address"));
+        }
+        if settings.smtp_password.is_some() && settings.smtp_username.is_none() {
+            return Err(refuse(
+                "smtp_username",
+                "is required when a password is given",
+            ));
+        }
+        for (field, value) in [
+            ("smtp_username", &settings.smtp_username),
+            ("smtp_password", &settings.smtp_password),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.chars().count() > MAX_SECRET || v.chars().any(char::is_control))
+            {
+                return Err(refuse(
+                    field,
+                    format!("must be at most {MAX_SECRET} characters, without control characters"),
+                ));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// An email channel's port: the one given, or the default for its security.
+    pub fn smtp_port(&self) -> u16 {
+        self.smtp_port
+            .unwrap_or_else(|| self.smtp_tls.unwrap_or_default().default_port())
+    }
+
     fn check(&self, kind: ChannelKind) -> Result<(), SettingError> {
         use ChannelKind as K;
-        let fields: [(&'static str, &Option<String>, bool); 7] = [
+        let fields: [(&'static str, &Option<String>, bool); 6] = [
             ("secret", &self.secret, kind == K::Webhook),
             (
                 "token",
@@ -229,7 +409,6 @@ impl ChannelSettings {
             ("topic", &self.topic, kind == K::Ntfy),
             ("routing_key", &self.routing_key, kind == K::Pagerduty),
             ("from", &self.from, kind == K::Email),
-            ("to", &self.to, kind == K::Email),
         ];
         for (field, value, takes) in fields {
             match value {
@@ -256,7 +435,7 @@ impl ChannelSettings {
             K::Ntfy => &[("topic", &self.topic)],
             K::Gotify => &[("token", &self.token)],
             K::Pagerduty => &[("routing_key", &self.routing_key)],
-            K::Email => &[("from", &self.from), ("to", &self.to)],
+            K::Email => &[("from", &self.from)],
             _ => &[],
         };
         for (field, value) in required {
@@ -280,32 +459,16 @@ impl ChannelSettings {
                 ));
             }
         }
-        if kind == K::Email {
-            if let Some(query) = Url::parse(&self.url)
-                .ok()
-                .and_then(|u| u.query().map(str::to_owned))
-            {
-                if !matches!(query.as_str(), "tls=required" | "tls=opportunistic") {
-                    return Err(refuse(
-                        "url",
-                        "takes only tls=required or tls=opportunistic (STARTTLS) as its query",
-                    ));
-                }
-            }
-        }
         if let Some(from) = &self.from {
             if !is_address(from) {
                 return Err(refuse("from", format!("{from:?} is not an email address")));
             }
         }
-        if let Some(to) = &self.to {
-            let list: Vec<&str> = to.split(',').map(str::trim).collect();
-            if list.len() > 20 {
-                return Err(refuse("to", "must name at most 20 addresses"));
-            }
-            if let Some(bad) = list.iter().find(|a| !is_address(a)) {
-                return Err(refuse("to", format!("{bad:?} is not an email address")));
-            }
+        if self.to.len() > 20 {
+            return Err(refuse("to", "must name at most 20 addresses"));
+        }
+        if let Some(bad) = self.to.iter().find(|a| !is_address(a)) {
+            return Err(refuse("to", format!("{bad:?} is not an email address")));
         }
         if let Some(topic) = &self.topic {
             if !topic
@@ -339,15 +502,12 @@ impl ChannelSettings {
             routing_key: mask(&self.routing_key),
             from: self.from.clone(),
             to: self.to.clone(),
+            smtp_host: self.smtp_host.clone(),
+            smtp_port: self.smtp_port,
+            smtp_tls: self.smtp_tls,
+            smtp_username: self.smtp_username.clone(),
+            smtp_password: mask(&self.smtp_password),
         }
-    }
-
-    /// Email recipients, one each.
-    pub fn recipients(&self) -> Vec<&str> {
-        self.to
-            .as_deref()
-            .map(|to| to.split(',').map(str::trim).collect())
-            .unwrap_or_default()
     }
 }
 
@@ -412,6 +572,8 @@ pub fn parse_channel_name(raw: &str) -> Result<String, String> {
 pub enum NoticeEvent {
     Down,
     Up,
+    /// Still down: a reminder while an incident stays open.
+    Reminder,
     Test,
 }
 
@@ -420,14 +582,20 @@ impl NoticeEvent {
         match self {
             Self::Down => "DOWN",
             Self::Up => "UP",
+            Self::Reminder => "REMINDER",
             Self::Test => "TEST",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Down, Self::Up, Self::Test]
+        [Self::Down, Self::Up, Self::Reminder, Self::Test]
             .into_iter()
             .find(|e| e.as_str() == text)
+    }
+
+    /// Tells of something down (urgent where a kind has priorities).
+    pub fn is_down(self) -> bool {
+        matches!(self, Self::Down | Self::Reminder)
     }
 }
 
@@ -452,31 +620,46 @@ pub struct Notice {
     pub status_code: Option<u16>,
     #[serde(default)]
     pub error: Option<String>,
+    /// A reminder's number (1, 2, ...) and the time it was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl Notice {
-    /// Whole seconds down, for an UP.
+    /// Whole seconds down: for an UP, the outage; for a reminder, so far.
     pub fn downtime_seconds(&self) -> Option<i64> {
-        match (self.started_at, self.resolved_at) {
+        match (self.started_at, self.resolved_at.or(self.as_of)) {
             (Some(start), Some(end)) => Some((end - start).num_seconds().max(0)),
             _ => None,
+        }
+    }
+
+    fn reason(&self) -> String {
+        match (&self.error, self.status_code) {
+            (Some(e), _) => e.clone(),
+            (None, Some(code)) => format!("HTTP {code}"),
+            (None, None) => "down".into(),
         }
     }
 
     /// One line for chat kinds.
     pub fn text(&self) -> String {
         match self.event {
-            NoticeEvent::Down => {
-                let reason = match (&self.error, self.status_code) {
-                    (Some(e), _) => e.clone(),
-                    (None, Some(code)) => format!("HTTP {code}"),
-                    (None, None) => "down".into(),
-                };
-                format!(
-                    "DOWN: {} ({}): {reason}",
-                    self.monitor_name, self.monitor_url
-                )
-            }
+            NoticeEvent::Down => format!(
+                "DOWN: {} ({}): {}",
+                self.monitor_name,
+                self.monitor_url,
+                self.reason()
+            ),
+            NoticeEvent::Reminder => format!(
+                "STILL DOWN: {} ({}) for {}: {}",
+                self.monitor_name,
+                self.monitor_url,
+                human_duration(self.downtime_seconds().unwrap_or(0)),
+                self.reason()
+            ),
             NoticeEvent::Up => format!(
                 "UP: {} ({}) is back after {}",
                 self.monitor_name,
@@ -522,13 +705,29 @@ pub fn group_text(notices: &[Notice]) -> String {
         .iter()
         .filter(|n| n.event == NoticeEvent::Up)
         .count();
+    let still = notices
+        .iter()
+        .filter(|n| n.event == NoticeEvent::Reminder)
+        .count();
     let mut text = format!("{} changes: {down} down, {up} up", notices.len());
-    for notice in notices {
+    if still > 0 {
+        text = format!(
+            "{} notices: {down} down, {up} up, {still} still down",
+            notices.len()
+        );
+    }
+    for notice in notices.iter().take(GROUP_LINES) {
         text.push('\n');
         text.push_str(&notice.text());
     }
+    if notices.len() > GROUP_LINES {
+        text.push_str(&format!("\n... and {} more", notices.len() - GROUP_LINES));
+    }
     text
 }
+
+/// Most lines a grouped message's text lists (the webhook's JSON carries every notice).
+pub const GROUP_LINES: usize = 50;
 
 /// A stored channel, its settings masked unless read for sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -693,6 +892,8 @@ mod tests {
             resolved_at: None,
             status_code: Some(503),
             error: None,
+            reminder: None,
+            as_of: None,
         };
         assert_eq!(notice.text(), "DOWN: api (https://api.example/): HTTP 503");
         notice.event = NoticeEvent::Up;

@@ -34,6 +34,8 @@ pub struct Model {
     pub first_byte_ms: Option<i32>,
     /// JSON: `{"tls": ..., "assertions": [...]}`; null when there is neither.
     pub details: Option<String>,
+    /// Checked during a maintenance window of its monitor: stored, but it moved no state.
+    pub in_maintenance: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

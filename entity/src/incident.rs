@@ -18,6 +18,10 @@ pub struct Model {
     pub acknowledgement: Option<String>,
     /// 0: nothing sent yet; 1: its opening fanned out; 2: its resolution too.
     pub notified: i16,
+    /// Reminders fanned out so far.
+    pub reminders_sent: i32,
+    /// When the next reminder is due; null when none is (resolved, or no reminders asked).
+    pub next_reminder_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

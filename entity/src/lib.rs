@@ -3,6 +3,8 @@
 
 pub mod check_result;
 pub mod incident;
+pub mod maintenance_window;
+pub mod maintenance_window_monitor;
 pub mod monitor;
 pub mod monitor_channel;
 pub mod notification_attempt;

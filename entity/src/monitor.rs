@@ -46,6 +46,8 @@ pub struct Model {
     pub open_incident_seq: Option<i32>,
     /// When the open incident started.
     pub open_incident_at: Option<DateTimeUtc>,
+    /// Minutes between reminders while an incident stays open; null: none.
+    pub reminder_interval_minutes: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,7 +11,7 @@ pub struct Model {
     pub channel_id: i64,
     /// Null for a test message.
     pub incident_id: Option<i64>,
-    /// `DOWN`, `UP` or `TEST`.
+    /// `DOWN`, `UP`, `REMINDER` or `TEST`.
     pub event: String,
     /// The notice as JSON, fixed when written so every attempt sends the same.
     pub payload: String,
@@ -24,6 +24,8 @@ pub struct Model {
     pub claimed_until: Option<DateTimeUtc>,
     pub sent_at: Option<DateTimeUtc>,
     pub last_error: Option<String>,
+    /// A reminder's number (1, 2, ...); 0 for anything else.
+    pub reminder: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,11 +5,13 @@
 
 mod error;
 mod incidents;
+mod maintenance;
 mod monitors;
 mod notifications;
 
 pub use domain::{CheckEvent, CheckResult, CheckStatus, Incident, Monitor};
 pub use error::Error;
+pub use maintenance::{NewWindow, WindowPatch};
 pub use monitors::{now, MonitorService};
 pub use notifications::{ChannelPatch, NewChannel, MAX_MONITOR_CHANNELS};
 pub use store::{IncidentFilter, Page};

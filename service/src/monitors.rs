@@ -39,6 +39,11 @@ impl MonitorService {
         &self.db
     }
 
+    /// The maintenance windows this process goes by.
+    pub fn calendar(&self) -> &domain::maintenance::Calendar {
+        self.engine.calendar()
+    }
+
     /// Which addresses checks and notifications may reach.
     pub fn policy(&self) -> &domain::TargetPolicy {
         self.engine.policy()
@@ -56,7 +61,16 @@ impl MonitorService {
 
     /// Every monitor, oldest first.
     pub async fn list_all(&self) -> Result<Vec<Monitor>, Error> {
-        Ok(self.db.monitors().await?)
+        let monitors = self.db.monitors().await?;
+        Ok(monitors.into_iter().map(|m| self.shown(m)).collect())
+    }
+
+    /// A monitor as clients see it now: `MAINTENANCE` while a window covers it.
+    pub fn shown(&self, mut monitor: Monitor) -> Monitor {
+        if monitor.active && self.engine.calendar().covers(monitor.id, now()) {
+            monitor.state = domain::MonitorState::Maintenance;
+        }
+        monitor
     }
 
     /// Up to `limit` monitors with ids greater than `after`, oldest first.
@@ -66,7 +80,9 @@ impl MonitorService {
         limit: u64,
         active: Option<bool>,
     ) -> Result<Page<Monitor>, Error> {
-        Ok(self.db.monitor_page(after, limit, active).await?)
+        let mut page = self.db.monitor_page(after, limit, active).await?;
+        page.items = page.items.into_iter().map(|m| self.shown(m)).collect();
+        Ok(page)
     }
 
     /// How many monitors exist (optionally only active or paused ones).
@@ -81,7 +97,7 @@ impl MonitorService {
 
     /// The monitor with this id, if any.
     pub async fn find(&self, id: i64) -> Result<Option<Monitor>, Error> {
-        Ok(self.db.monitor(id).await?)
+        Ok(self.db.monitor(id).await?.map(|m| self.shown(m)))
     }
 
     /// The monitor with this id, or `NotFound`.
@@ -110,6 +126,10 @@ impl MonitorService {
         if let Some(url) = &new.url {
             certificates_need_tls(spec.as_ref(), url.as_str())?;
         }
+        if let Some(ids) = &mut new.channel_ids {
+            self.check_channel_ids(ids, "notification_channel_ids")
+                .await?;
+        }
         let now = now();
         let due = new.active.then(|| match kind {
             MonitorKind::Push => push::deadline(now, new.interval.get(), new.timeout.get()),
@@ -117,7 +137,7 @@ impl MonitorService {
         });
         let monitor = self.db.insert_monitor(new, spec.as_ref(), now, due).await?;
         self.schedule.changed(monitor.id);
-        Ok(monitor)
+        Ok(self.shown(monitor))
     }
 
     /// Applies a partial change. Resuming a monitor or pointing it at a new URL makes it due
@@ -167,6 +187,10 @@ impl MonitorService {
                 .as_ref()
                 .map_or(current.url.as_str(), MonitorUrl::as_str),
         )?;
+        if let Some(ids) = &mut patch.channel_ids {
+            self.check_channel_ids(ids, "notification_channel_ids")
+                .await?;
+        }
         let now = now();
         let mut next_check_at = current.next_check_after(&patch, now);
         // New check options take effect at once, as a new URL does.
@@ -200,7 +224,7 @@ impl MonitorService {
             .await?
             .ok_or_else(not_found)?;
         self.schedule.changed(id);
-        Ok(monitor)
+        Ok(self.shown(monitor))
     }
 
     /// Records a push to the PUSH monitor with this token: a result like a check's, and the

@@ -43,15 +43,26 @@ impl MonitorService {
     /// Refuses an endpoint at a literal address the target policy blocks (names are vetted
     /// as they resolve, at every send).
     fn vet_endpoint(&self, settings: &ChannelSettings) -> Result<(), Error> {
+        let refused = |field: &'static str, ip: std::net::IpAddr, why: &str| {
+            Error::invalid(
+                field,
+                format!("points at {ip}, which is {why}; notifications may not go there (see ALLOWED_NETWORKS)"),
+            )
+        };
+        if let Some(host) = &settings.smtp_host {
+            if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+                self.policy()
+                    .vet(ip)
+                    .map_err(|why| refused("smtp_host", ip, &why.to_string()))?;
+            }
+            return Ok(());
+        }
         let Ok(url) = url::Url::parse(&settings.url) else {
             return Ok(());
         };
-        self.policy().vet_url(&url).map_err(|(ip, why)| {
-            Error::invalid(
-                "url",
-                format!("points at {ip}, which is {why}; notifications may not go there (see ALLOWED_NETWORKS)"),
-            )
-        })
+        self.policy()
+            .vet_url(&url)
+            .map_err(|(ip, why)| refused("url", ip, &why.to_string()))
     }
 
     pub async fn channels(&self) -> Result<Vec<Channel>, Error> {
@@ -166,23 +177,33 @@ impl MonitorService {
         mut ids: Vec<i64>,
     ) -> Result<Vec<Channel>, Error> {
         self.get(monitor_id).await?;
+        self.check_channel_ids(&mut ids, "channelIds").await?;
+        self.db().set_monitor_channels(monitor_id, &ids).await?;
+        self.monitor_channels(monitor_id).await
+    }
+
+    /// Channel ids a monitor names, each once: at most [`MAX_MONITOR_CHANNELS`], each stored.
+    pub(crate) async fn check_channel_ids(
+        &self,
+        ids: &mut Vec<i64>,
+        field: &'static str,
+    ) -> Result<(), Error> {
         ids.sort_unstable();
         ids.dedup();
         if ids.len() > MAX_MONITOR_CHANNELS {
             return Err(Error::invalid(
-                "channelIds",
+                field,
                 format!("must name at most {MAX_MONITOR_CHANNELS} channels"),
             ));
         }
-        for &id in &ids {
+        for &id in ids.iter() {
             if self.db().channel(id).await?.is_none() {
                 return Err(Error::invalid(
-                    "channelIds",
+                    field,
                     format!("notification channel {id} does not exist"),
                 ));
             }
         }
-        self.db().set_monitor_channels(monitor_id, &ids).await?;
-        self.monitor_channels(monitor_id).await
+        Ok(())
     }
 }

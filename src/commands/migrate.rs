@@ -8,7 +8,9 @@ use crate::{
 };
 
 pub(super) async fn run(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {
-    let db = super::open_db(settings).await?;
+    // One connection: on SQLite a statement of a migration on another pooled connection can
+    // see the schema as it was before the migration's earlier statements.
+    let db = super::open_db_with(settings, 1).await?;
     match action {
         MigrateAction::Up => db::migrate(db.connection(), db::Migration::Up).await?,
         MigrateAction::Down => db::migrate(db.connection(), db::Migration::Down).await?,

@@ -79,8 +79,16 @@ fn init_tracing() {
 }
 
 pub(crate) async fn open_db(settings: &Settings) -> anyhow::Result<store::Database> {
+    open_db_with(settings, settings.db_max_connections).await
+}
+
+/// The database through at most `connections` connections.
+pub(crate) async fn open_db_with(
+    settings: &Settings,
+    connections: u32,
+) -> anyhow::Result<store::Database> {
     let url = config::database_url(settings).map_err(anyhow::Error::msg)?;
-    let db = store::Database::connect(&url, settings.db_max_connections).await?;
+    let db = store::Database::connect(&url, connections).await?;
     tracing::info!(database = %url.redacted(), "database connected");
     Ok(db)
 }

@@ -1,12 +1,12 @@
 //! Monitors: pages, counts, single reads, and the writes the API makes (create, patch,
 //! delete). Reads hand out [`Monitor`], whose URL has its password masked.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use domain::{CheckSpec, Monitor, MonitorPatch, MonitorSchedule, NewMonitor, Threshold};
-use entity::monitor;
+use entity::{incident, monitor, monitor_channel};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use crate::{rows, Database, Error, Page};
@@ -114,13 +114,19 @@ impl Database {
             failure_threshold: Set(new.failure_threshold.unwrap_or(Threshold::ONE).get()),
             success_threshold: Set(new.success_threshold.unwrap_or(Threshold::ONE).get()),
             retry_interval_seconds: Set(new.retry_interval.flatten().map(|r| r.get())),
+            reminder_interval_minutes: Set(new.reminder_interval.flatten().map(|r| r.get())),
             confirmed_up: Set(None),
             state_streak: Set(0),
             state: Set(None),
             ..Default::default()
+        };
+        // The monitor and the channels it names, together.
+        let txn = self.conn.begin().await?;
+        let row = row.insert(&txn).await?;
+        if let Some(ids) = &new.channel_ids {
+            link_channels(&txn, row.id, ids).await?;
         }
-        .insert(&self.conn)
-        .await?;
+        txn.commit().await?;
         Ok(rows::monitor(row))
     }
 
@@ -166,13 +172,38 @@ impl Database {
         if let Some(retry) = patch.retry_interval {
             row.retry_interval_seconds = Set(retry.map(|r| r.get()));
         }
+        if let Some(reminder) = patch.reminder_interval {
+            row.reminder_interval_minutes = Set(reminder.map(|r| r.get()));
+        }
         row.next_check_at = Set(next_check_at);
         row.updated_at = Set(now);
-        match row.update(&self.conn).await {
-            Ok(row) => Ok(Some(rows::monitor(row))),
-            Err(DbErr::RecordNotUpdated) => Ok(None),
-            Err(err) => Err(err.into()),
+        let txn = self.conn.begin().await?;
+        let row = match row.update(&txn).await {
+            Ok(row) => row,
+            Err(DbErr::RecordNotUpdated) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        if let Some(ids) = &patch.channel_ids {
+            monitor_channel::Entity::delete_many()
+                .filter(monitor_channel::Column::MonitorId.eq(id))
+                .exec(&txn)
+                .await?;
+            link_channels(&txn, id, ids).await?;
         }
+        // A new reminder interval counts from now for an incident already open.
+        if let Some(reminder) = patch.reminder_interval {
+            incident::Entity::update_many()
+                .col_expr(
+                    incident::Column::NextReminderAt,
+                    Expr::value(reminder.map(|m| now + Duration::minutes(i64::from(m.get())))),
+                )
+                .filter(incident::Column::MonitorId.eq(id))
+                .filter(incident::Column::ResolvedAt.is_null())
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(Some(rows::monitor(row)))
     }
 
     /// Deletes a monitor and, by cascade, its check history; false when there was none.
@@ -180,4 +211,25 @@ impl Database {
         let result = monitor::Entity::delete_by_id(id).exec(&self.conn).await?;
         Ok(result.rows_affected > 0)
     }
+}
+
+/// Links a monitor to channels (the ids were checked by the service; one deleted meanwhile
+/// fails the foreign key and the whole change).
+pub(crate) async fn link_channels(
+    txn: &impl ConnectionTrait,
+    monitor_id: i64,
+    ids: &[i64],
+) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    monitor_channel::Entity::insert_many(ids.iter().map(|&channel_id| {
+        monitor_channel::ActiveModel {
+            monitor_id: Set(monitor_id),
+            channel_id: Set(channel_id),
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
 }

@@ -203,16 +203,7 @@ impl Database {
             .filter(monitor_channel::Column::MonitorId.eq(monitor_id))
             .exec(&txn)
             .await?;
-        if !ids.is_empty() {
-            monitor_channel::Entity::insert_many(ids.iter().map(|&channel_id| {
-                monitor_channel::ActiveModel {
-                    monitor_id: Set(monitor_id),
-                    channel_id: Set(channel_id),
-                }
-            }))
-            .exec(&txn)
-            .await?;
-        }
+        crate::monitors::link_channels(&txn, monitor_id, ids).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -223,20 +214,75 @@ impl Database {
     /// incidents are locked with `SKIP LOCKED`, so processes fan out different ones.
     /// Returns how many deliveries were written.
     pub async fn fan_out(&self, now: DateTime<Utc>, limit: u64) -> Result<usize, Error> {
-        // Most rounds find nothing: one index lookup, no transaction.
+        let Some((txn, pending)) = self.lock_incidents(to_notify(), limit).await? else {
+            return Ok(0);
+        };
+        let defaults = default_channels(&txn).await?;
+        let mut written = 0;
+        for row in pending {
+            let channels = channels_of(&txn, row.monitor_id, &defaults).await?;
+            let monitor = monitor::Entity::find_by_id(row.monitor_id)
+                .one(&txn)
+                .await?;
+            let mut notices = Vec::new();
+            if let Some(monitor) = monitor.as_ref().filter(|_| !channels.is_empty()) {
+                let monitor = rows::monitor(monitor.clone());
+                if row.notified == 0 {
+                    let cause = result_row(&txn, row.monitor_id, row.started_seq).await?;
+                    notices.push(incident_notice(NoticeEvent::Down, &monitor, &row, cause));
+                }
+                if let Some(seq) = row.resolved_seq.filter(|_| row.resolved_at.is_some()) {
+                    let cause = result_row(&txn, row.monitor_id, seq).await?;
+                    notices.push(incident_notice(NoticeEvent::Up, &monitor, &row, cause));
+                }
+            }
+            for notice in &notices {
+                written += insert_deliveries(&txn, &channels, row.id, notice, 0, now).await?;
+            }
+            let notified: i16 = if row.resolved_at.is_some() { 2 } else { 1 };
+            // The first reminder is due an interval after the outage began; none once resolved.
+            let next_reminder = match (
+                &row.resolved_at,
+                monitor.and_then(|m| m.reminder_interval_minutes),
+            ) {
+                (None, Some(minutes)) if row.notified == 0 => {
+                    Some(row.started_at + Duration::minutes(i64::from(minutes)))
+                }
+                (None, _) => row.next_reminder_at,
+                (Some(_), _) => None,
+            };
+            incident::Entity::update_many()
+                .col_expr(incident::Column::Notified, Expr::value(notified))
+                .col_expr(incident::Column::NextReminderAt, Expr::value(next_reminder))
+                .filter(incident::Column::Id.eq(row.id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(written)
+    }
+
+    /// Up to `limit` incidents matching `filter`, oldest first, in a transaction that holds
+    /// them: on SQLite the write lock is taken up front (a commit by the result writer between
+    /// its reads and its first write then waits instead of failing), on PostgreSQL the rows are
+    /// locked `SKIP LOCKED` so processes take different ones. `None` when none match, which
+    /// most rounds find with one index lookup and no transaction.
+    async fn lock_incidents(
+        &self,
+        filter: sea_orm::Condition,
+        limit: u64,
+    ) -> Result<Option<(sea_orm::DatabaseTransaction, Vec<incident::Model>)>, Error> {
         let any = incident::Entity::find()
             .select_only()
             .column(incident::Column::Id)
-            .filter(to_notify())
+            .filter(filter.clone())
             .limit(1)
             .into_tuple::<i64>()
             .one(&self.conn)
             .await?;
         if any.is_none() {
-            return Ok(0);
+            return Ok(None);
         }
-        // IMMEDIATE on SQLite: the write lock up front, so a commit by the result writer
-        // between this transaction's reads and its first write waits instead of failing.
         let txn = self
             .conn
             .begin_with_options(sea_orm::TransactionOptions {
@@ -245,7 +291,7 @@ impl Database {
             })
             .await?;
         let mut query = incident::Entity::find()
-            .filter(to_notify())
+            .filter(filter)
             .order_by_asc(incident::Column::Id)
             .limit(limit);
         if self.backend() == Backend::Postgres {
@@ -254,106 +300,75 @@ impl Database {
                 sea_orm::sea_query::LockBehavior::SkipLocked,
             );
         }
-        let pending = query.all(&txn).await?;
-        if pending.is_empty() {
+        let rows = query.all(&txn).await?;
+        Ok((!rows.is_empty()).then_some((txn, rows)))
+    }
+
+    /// Fans out the reminders due by `now` for up to `limit` open incidents: one delivery per
+    /// channel, numbered, with the incident's next reminder moved an interval on (from when
+    /// it was due, or from now if the job was behind). A monitor in maintenance (`quiet`)
+    /// gets none; its next is an interval later. Returns how many deliveries were written.
+    pub async fn remind(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+        quiet: impl Fn(i64) -> bool,
+    ) -> Result<usize, Error> {
+        let due = sea_orm::Condition::all()
+            .add(incident::Column::NextReminderAt.lte(now))
+            .add(incident::Column::ResolvedAt.is_null());
+        let Some((txn, rows)) = self.lock_incidents(due, limit).await? else {
             return Ok(0);
-        }
-        let defaults: Vec<i64> = notification_channel::Entity::find()
-            .filter(notification_channel::Column::IsDefault.eq(true))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        };
+        let defaults = default_channels(&txn).await?;
         let mut written = 0;
-        for row in pending {
-            let mut channels = defaults.clone();
-            channels.extend(
-                monitor_channel::Entity::find()
-                    .filter(monitor_channel::Column::MonitorId.eq(row.monitor_id))
-                    .all(&txn)
-                    .await?
-                    .into_iter()
-                    .map(|l| l.channel_id),
-            );
-            channels.sort_unstable();
-            channels.dedup();
+        for row in rows {
             let monitor = monitor::Entity::find_by_id(row.monitor_id)
                 .one(&txn)
                 .await?;
-            let mut notices = Vec::new();
-            if let Some(monitor) = monitor.filter(|_| !channels.is_empty()) {
-                let monitor = rows::monitor(monitor);
-                let result = |seq: Option<i32>| {
-                    let txn = &txn;
-                    async move {
-                        match seq {
-                            Some(seq) => result_row(txn, row.monitor_id, seq).await,
-                            None => Ok(None),
-                        }
-                    }
-                };
-                let notice = |event, r: Option<check_result::Model>| Notice {
-                    event,
-                    monitor_id: monitor.id,
-                    monitor_name: monitor.name.clone(),
-                    monitor_url: shown_url(&monitor),
-                    incident_id: Some(row.id),
-                    started_at: Some(row.started_at),
-                    resolved_at: if event == NoticeEvent::Up {
-                        row.resolved_at
-                    } else {
-                        None
-                    },
-                    status_code: r
-                        .as_ref()
-                        .and_then(|r| r.status_code)
-                        .and_then(|c| u16::try_from(c).ok()),
-                    error: r.and_then(|r| r.error),
-                };
-                if row.notified == 0 {
-                    notices.push(notice(
-                        NoticeEvent::Down,
-                        result(Some(row.started_seq)).await?,
-                    ));
-                }
-                if row.resolved_at.is_some() {
-                    notices.push(notice(NoticeEvent::Up, result(row.resolved_seq).await?));
-                }
-            }
-            for notice in &notices {
-                let payload = notice_json(notice)?;
-                let rows = channels
-                    .iter()
-                    .map(|&channel_id| notification_delivery::ActiveModel {
-                        channel_id: Set(channel_id),
-                        incident_id: Set(Some(row.id)),
-                        event: Set(notice.event.as_str().to_owned()),
-                        payload: Set(payload.clone()),
-                        state: Set(DeliveryState::Pending.as_str().to_owned()),
-                        attempts: Set(0),
-                        created_at: Set(now),
-                        next_attempt_at: Set(now),
-                        ..Default::default()
-                    });
-                // Another process that fanned this incident out first wins; nothing twice.
-                let inserted = notification_delivery::Entity::insert_many(rows)
-                    .on_conflict(
-                        OnConflict::columns([
-                            notification_delivery::Column::IncidentId,
-                            notification_delivery::Column::Event,
-                            notification_delivery::Column::ChannelId,
-                        ])
-                        .do_nothing()
-                        .to_owned(),
+            let Some((monitor, minutes)) = monitor.and_then(|m| {
+                let minutes = m.reminder_interval_minutes?;
+                Some((m, minutes))
+            }) else {
+                // Reminders turned off meanwhile.
+                incident::Entity::update_many()
+                    .col_expr(
+                        incident::Column::NextReminderAt,
+                        Expr::value(Option::<DateTime<Utc>>::None),
                     )
-                    .exec_without_returning(&txn)
+                    .filter(incident::Column::Id.eq(row.id))
+                    .exec(&txn)
                     .await?;
-                written += inserted as usize;
+                continue;
+            };
+            let interval = Duration::minutes(i64::from(minutes));
+            let was_due = row.next_reminder_at.unwrap_or(now);
+            let next = if was_due + interval > now {
+                was_due + interval
+            } else {
+                now + interval
+            };
+            let mut sent = row.reminders_sent;
+            if monitor.active && !quiet(row.monitor_id) {
+                let channels = channels_of(&txn, row.monitor_id, &defaults).await?;
+                sent = sent.saturating_add(1);
+                if !channels.is_empty() {
+                    let cause = result_row(&txn, row.monitor_id, row.started_seq).await?;
+                    let mut notice = incident_notice(
+                        NoticeEvent::Reminder,
+                        &rows::monitor(monitor),
+                        &row,
+                        cause,
+                    );
+                    notice.reminder = Some(sent);
+                    notice.as_of = Some(was_due);
+                    written +=
+                        insert_deliveries(&txn, &channels, row.id, &notice, sent, now).await?;
+                }
             }
-            let notified: i16 = if row.resolved_at.is_some() { 2 } else { 1 };
             incident::Entity::update_many()
-                .col_expr(incident::Column::Notified, Expr::value(notified))
+                .col_expr(incident::Column::RemindersSent, Expr::value(sent))
+                .col_expr(incident::Column::NextReminderAt, Expr::value(Some(next)))
                 .filter(incident::Column::Id.eq(row.id))
                 .exec(&txn)
                 .await?;
@@ -600,6 +615,106 @@ impl Database {
         }
         Ok(Page { items, has_next })
     }
+}
+
+/// The channels notified for every monitor.
+async fn default_channels(txn: &impl ConnectionTrait) -> Result<Vec<i64>, Error> {
+    Ok(notification_channel::Entity::find()
+        .filter(notification_channel::Column::IsDefault.eq(true))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect())
+}
+
+/// The channels a monitor notifies: the default ones and those it names, each once.
+async fn channels_of(
+    txn: &impl ConnectionTrait,
+    monitor_id: i64,
+    defaults: &[i64],
+) -> Result<Vec<i64>, Error> {
+    let mut channels = defaults.to_vec();
+    channels.extend(
+        monitor_channel::Entity::find()
+            .filter(monitor_channel::Column::MonitorId.eq(monitor_id))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|l| l.channel_id),
+    );
+    channels.sort_unstable();
+    channels.dedup();
+    Ok(channels)
+}
+
+/// What an incident's `event` tells, with the result that caused it.
+fn incident_notice(
+    event: NoticeEvent,
+    monitor: &domain::Monitor,
+    row: &incident::Model,
+    cause: Option<check_result::Model>,
+) -> Notice {
+    Notice {
+        event,
+        monitor_id: monitor.id,
+        monitor_name: monitor.name.clone(),
+        monitor_url: shown_url(monitor),
+        incident_id: Some(row.id),
+        started_at: Some(row.started_at),
+        resolved_at: row.resolved_at.filter(|_| event == NoticeEvent::Up),
+        status_code: cause
+            .as_ref()
+            .and_then(|r| r.status_code)
+            .and_then(|c| u16::try_from(c).ok()),
+        error: cause.and_then(|r| r.error),
+        reminder: None,
+        as_of: None,
+    }
+}
+
+/// One pending delivery of `notice` per channel; one another process wrote first is kept
+/// (nothing twice). How many were written.
+async fn insert_deliveries(
+    txn: &impl ConnectionTrait,
+    channels: &[i64],
+    incident_id: i64,
+    notice: &Notice,
+    reminder: i32,
+    now: DateTime<Utc>,
+) -> Result<usize, Error> {
+    if channels.is_empty() {
+        return Ok(0);
+    }
+    let payload = notice_json(notice)?;
+    let rows = channels
+        .iter()
+        .map(|&channel_id| notification_delivery::ActiveModel {
+            channel_id: Set(channel_id),
+            incident_id: Set(Some(incident_id)),
+            event: Set(notice.event.as_str().to_owned()),
+            payload: Set(payload.clone()),
+            state: Set(DeliveryState::Pending.as_str().to_owned()),
+            attempts: Set(0),
+            created_at: Set(now),
+            next_attempt_at: Set(now),
+            reminder: Set(reminder),
+            ..Default::default()
+        });
+    let inserted = notification_delivery::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([
+                notification_delivery::Column::IncidentId,
+                notification_delivery::Column::Event,
+                notification_delivery::Column::ChannelId,
+                notification_delivery::Column::Reminder,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(inserted as usize)
 }
 
 /// A monitor's URL as messages show it: a PUSH monitor's secret token left out.

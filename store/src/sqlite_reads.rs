@@ -230,7 +230,8 @@ mod tests {
          checked_at_ms integer NOT NULL, monitor_id integer NOT NULL, \
          response_time_ms integer NOT NULL, status_code integer, up boolean NOT NULL, \
          error text, seq integer NOT NULL, degraded boolean NOT NULL DEFAULT FALSE, \
-         dns_ms integer, connect_ms integer, tls_ms integer, first_byte_ms integer, details text)";
+         dns_ms integer, connect_ms integer, tls_ms integer, first_byte_ms integer, details text, \
+         in_maintenance boolean NOT NULL DEFAULT FALSE)";
 
     fn database() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

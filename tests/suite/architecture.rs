@@ -39,6 +39,8 @@ const DOMAIN_MAY_USE: &[&str] = &[
     "regex",
     "serde_json_path",
     "ipnet",
+    "croner",
+    "chrono-tz",
 ];
 
 /// Outside crates a layer must never use, per crate: SQL lives in `store` alone, HTTP serving

@@ -589,7 +589,7 @@ async fn two_api_processes_send_each_notification_once() {
     let created: Value = http
         .post(format!("{base}/graphql"))
         .json(&json!({
-            "query": "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+            "query": "mutation($i: CreateNotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
             "variables": {"i": {"name": "hook", "kind": "WEBHOOK", "isDefault": true,
                 "url": format!("{}/hook", rx.base), "secret": crate::notifications::SECRET}},
         }))

@@ -22,6 +22,7 @@ mod in_process;
 mod incidents;
 mod input;
 mod live;
+mod maintenance;
 mod migrations;
 mod monitors;
 mod notifications;

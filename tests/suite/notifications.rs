@@ -105,7 +105,7 @@ impl Receiver {
     }
 
     /// Waits until `path` has `n` requests, then a little more to see none follow.
-    async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
         testkit::eventually(Duration::from_secs(20), path, || async {
             (self.at(path).len() >= n).then_some(())
         })
@@ -129,10 +129,10 @@ pub(crate) fn verify_signature(r: &Received) {
     assert_eq!(r.header("x-mm-signature"), expected);
 }
 
-async fn create_channel(app: &App, input: Value) -> Value {
+pub(crate) async fn create_channel(app: &App, input: Value) -> Value {
     let body = app
         .graphql(
-            "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id name kind isDefault url secret token chatId topic routingKey } }",
+            "mutation($i: CreateNotificationChannelInput!) { createNotificationChannel(input: $i) { id name kind isDefault url secret token chatId topic routingKey to smtpHost smtpPort smtpTls } }",
             json!({"i": input}),
         )
         .await;
@@ -365,7 +365,7 @@ async fn bad_channel_settings_are_named(backend: Backend) {
         let app = &app;
         async move {
             app.graphql(
-                "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+                "mutation($i: CreateNotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
                 json!({"i": input}),
             )
             .await
@@ -552,8 +552,8 @@ async fn email_goes_over_smtp_with_a_text_and_an_html_part(backend: Backend) {
     let channel = create_channel(
         &app,
         json!({"name": "mail", "kind": "EMAIL", "isDefault": true,
-               "url": format!("smtp://127.0.0.1:{}", smtp.port),
-               "from": "monitor@example.test", "to": "ops@example.test, oncall@example.test"}),
+               "smtpHost": "127.0.0.1", "smtpPort": smtp.port, "smtpTls": "NONE",
+               "from": "monitor@example.test", "to": ["ops@example.test", "oncall@example.test"]}),
     )
     .await;
     let body = app
@@ -564,6 +564,11 @@ async fn email_goes_over_smtp_with_a_text_and_an_html_part(backend: Backend) {
         .await;
     let test = &body["data"]["testNotificationChannel"];
     assert_eq!(test["state"], "SENT", "{body}");
+    assert_eq!(channel["smtpPort"], smtp.port, "{channel}");
+    assert_eq!(
+        channel["to"],
+        json!(["ops@example.test", "oncall@example.test"])
+    );
     assert_eq!(test["attempts"][0]["responseCode"], 250, "{body}");
     let id = created(&app, &target.url("/flip"), json!({})).await;
     target.set_flip(503);
@@ -593,8 +598,8 @@ async fn email_goes_over_smtp_with_a_text_and_an_html_part(backend: Backend) {
     };
     let dead = create_channel(
         &app,
-        json!({"name": "dead mail", "kind": "EMAIL", "url": format!("smtp://127.0.0.1:{closed}"),
-               "from": "a@example.test", "to": "b@example.test"}),
+        json!({"name": "dead mail", "kind": "EMAIL", "smtpHost": "127.0.0.1", "smtpPort": closed,
+               "smtpTls": "NONE", "from": "a@example.test", "to": ["b@example.test"]}),
     )
     .await;
     let body = app
@@ -616,24 +621,36 @@ async fn email_goes_over_smtp_with_a_text_and_an_html_part(backend: Backend) {
     );
     for (input, needle) in [
         (
-            json!({"name": "m", "kind": "EMAIL", "url": "http://h/", "from": "a@b.c", "to": "d@e.f"}),
-            "url must be smtp://",
+            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h/", "from": "a@b.c", "to": ["d@e.f"]}),
+            "url is not a setting of EMAIL channels",
         ),
         (
-            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h", "from": "nobody", "to": "d@e.f"}),
+            json!({"name": "m", "kind": "EMAIL", "smtpHost": "h", "from": "nobody", "to": ["d@e.f"]}),
             "from \"nobody\" is not an email address",
         ),
         (
-            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h", "from": "a@b.c", "to": "d@e.f, x"}),
+            json!({"name": "m", "kind": "EMAIL", "smtpHost": "h", "from": "a@b.c", "to": ["d@e.f", "x"]}),
             "to \"x\" is not an email address",
         ),
         (
-            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h", "from": "a@b.c"}),
-            "to is required for EMAIL channels",
+            json!({"name": "m", "kind": "EMAIL", "smtpHost": "h", "from": "a@b.c"}),
+            "to must name at least one address",
         ),
         (
-            json!({"name": "m", "kind": "EMAIL", "url": "smtp://h?tls=yes", "from": "a@b.c", "to": "d@e.f"}),
-            "takes only tls=required",
+            json!({"name": "m", "kind": "EMAIL", "smtpHost": "smtp://h", "from": "a@b.c", "to": ["d@e.f"]}),
+            "smtpHost \"smtp://h\" is not a host name",
+        ),
+        (
+            json!({"name": "m", "kind": "EMAIL", "smtpHost": "h", "smtpPort": 70000, "from": "a@b.c", "to": ["d@e.f"]}),
+            "smtpPort must be a port number",
+        ),
+        (
+            json!({"name": "m", "kind": "EMAIL", "smtpHost": "h", "smtpPassword": "pw", "from": "a@b.c", "to": ["d@e.f"]}),
+            "smtpUsername is required when a password is given",
+        ),
+        (
+            json!({"name": "m", "kind": "SLACK", "url": "https://hooks.slack.com/x", "to": ["d@e.f"]}),
+            "to is not a setting of SLACK channels",
         ),
         (
             json!({"name": "m", "kind": "TELEGRAM", "token": "12/../x", "chatId": "1"}),
@@ -642,7 +659,7 @@ async fn email_goes_over_smtp_with_a_text_and_an_html_part(backend: Backend) {
     ] {
         let body = app
             .graphql(
-                "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+                "mutation($i: CreateNotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
                 json!({"i": input}),
             )
             .await;
@@ -673,7 +690,7 @@ async fn channels_obey_the_target_policy(backend: Backend) {
     ] {
         let body = app
             .graphql(
-                "mutation($i: NotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+                "mutation($i: CreateNotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
                 json!({"i": {"name": "x", "kind": "SLACK", "url": url}}),
             )
             .await;

@@ -4,10 +4,15 @@
 //! [`GIVE_UP_AFTER_HOURS`]; every attempt is recorded. Each channel's message is sent on a
 //! task of its own, so a slow or dead channel delays neither the others nor the checks.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use domain::{
+    maintenance::Calendar,
     notification::{retry_delay_ms, Channel, Notice, GIVE_UP_AFTER_HOURS},
     TargetPolicy,
 };
@@ -19,81 +24,139 @@ use crate::channels;
 
 /// How often the job looks for work.
 pub const POLL: Duration = Duration::from_millis(250);
-/// How long a claim holds (well past a send's timeout): a sender that dies mid-send leaves
-/// its deliveries to be sent again after it.
-const LEASE_SECONDS: i64 = 60;
+/// How long a claim holds (past a send's timeout plus a channel's gap): a sender that dies
+/// mid-send leaves its deliveries to be sent again after it.
+const LEASE_SECONDS: i64 = 45;
 /// Most notices in one grouped message.
-const MAX_GROUP: usize = 50;
+const MAX_GROUP: usize = 1000;
 /// Most messages being sent at once.
 const MAX_SENDING: usize = 32;
+/// Most deliveries held here at once (claimed, waiting for their channel).
+const MAX_HELD: usize = 5000;
+/// The least time between two messages on a channel that groups: what comes meanwhile waits
+/// and goes as one message, so a storm of changes is a few messages, not hundreds.
+pub const CHANNEL_GAP: Duration = Duration::from_secs(5);
 
-/// Runs until `stop`.
-pub async fn run(db: Database, policy: TargetPolicy, stop: CancellationToken) {
+/// A channel's queue in this process: what is claimed for it, and whether a message is on
+/// its way.
+#[derive(Default)]
+struct Lane {
+    held: Vec<Claimed>,
+    busy: bool,
+    last_start: Option<Instant>,
+}
+
+type Lanes = Arc<Mutex<HashMap<i64, Lane>>>;
+
+/// Runs until `stop`. Reminders are not sent for monitors `calendar` has in maintenance.
+pub async fn run(db: Database, policy: TargetPolicy, calendar: Calendar, stop: CancellationToken) {
     let client = channels::client(&policy);
     let policy = Arc::new(policy);
     let sending = Arc::new(Semaphore::new(MAX_SENDING));
+    let lanes: Lanes = Arc::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(POLL) => {}
         }
-        if let Err(err) = round(&db, &client, &policy, &sending).await {
+        if let Err(err) = round(&db, &client, &policy, &calendar, &sending, &lanes).await {
             tracing::warn!(error = %err, "notification delivery round failed; retrying");
         }
     }
 }
 
-/// One round: fan out new incidents, claim what is due, start sending it.
+/// One round: fan out new incidents and due reminders, claim what is due, and start a
+/// message on each channel that is free.
 async fn round(
     db: &Database,
     client: &reqwest::Client,
     policy: &Arc<TargetPolicy>,
+    calendar: &Calendar,
     sending: &Arc<Semaphore>,
+    lanes: &Lanes,
 ) -> Result<(), store::Error> {
     let now = Utc::now();
-    db.fan_out(now, 50).await?;
-    let free = sending.available_permits();
-    if free == 0 {
-        return Ok(());
-    }
-    // No more than can start now, so no claim lapses while it waits for a slot.
-    let claimed = db
-        .claim_deliveries(now, chrono::Duration::seconds(LEASE_SECONDS), free as u64)
+    db.fan_out(now, 500).await?;
+    db.remind(now, 100, |monitor| calendar.covers(monitor, now))
         .await?;
-    for group in groups(claimed) {
-        let permit = match sending.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => return Ok(()),
-        };
-        let (db, client, policy) = (db.clone(), client.clone(), policy.clone());
+    let held: usize = lock(lanes).values().map(|l| l.held.len()).sum();
+    if held < MAX_HELD {
+        let claimed = db
+            .claim_deliveries(
+                now,
+                chrono::Duration::seconds(LEASE_SECONDS),
+                (MAX_HELD - held) as u64,
+            )
+            .await?;
+        let mut all = lock(lanes);
+        for c in claimed {
+            all.entry(c.channel.id).or_default().held.push(c);
+        }
+    }
+    for group in ready(lanes, sending) {
+        let (db, client, policy, lanes) =
+            (db.clone(), client.clone(), policy.clone(), lanes.clone());
         tokio::spawn(async move {
+            let (permit, group) = group;
+            let channel = group.first().map(|c| c.channel.id);
             deliver(&db, &client, &policy, group).await;
             drop(permit);
+            if let Some(id) = channel {
+                if let Some(lane) = lock(&lanes).get_mut(&id) {
+                    lane.busy = false;
+                }
+            }
         });
     }
     Ok(())
 }
 
-/// Claimed deliveries as messages: per channel, in order, up to [`MAX_GROUP`] notices each
-/// for kinds that group, one each for the others.
-fn groups(claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
-    let mut by_channel: BTreeMap<i64, Vec<Claimed>> = BTreeMap::new();
-    for c in claimed {
-        by_channel.entry(c.channel.id).or_default().push(c);
-    }
+/// The messages that may start now, each with its sending permit: per free channel whose gap
+/// has passed, what it holds, in order, up to [`MAX_GROUP`] notices for kinds that group, one
+/// for the others (PagerDuty keys each by its incident, so it has no gap either).
+fn ready(
+    lanes: &Lanes,
+    sending: &Arc<Semaphore>,
+) -> Vec<(tokio::sync::OwnedSemaphorePermit, Vec<Claimed>)> {
     let mut out = Vec::new();
-    for (_, list) in by_channel {
-        let size = if list[0].channel.kind.groups() {
-            MAX_GROUP
-        } else {
-            1
+    let mut all = lock(lanes);
+    all.retain(|_, lane| {
+        lane.busy
+            || !lane.held.is_empty()
+            || lane.last_start.is_some_and(|at| at.elapsed() < CHANNEL_GAP)
+    });
+    for lane in all.values_mut() {
+        let Some(first) = lane.held.first() else {
+            continue;
         };
-        let mut list = list.into_iter().peekable();
-        while list.peek().is_some() {
-            out.push(list.by_ref().take(size).collect());
+        if !first.channel.kind.groups() {
+            // One message each, as many at once as there are permits.
+            while !lane.held.is_empty() {
+                let Ok(permit) = sending.clone().try_acquire_owned() else {
+                    return out;
+                };
+                out.push((permit, vec![lane.held.remove(0)]));
+            }
+            continue;
         }
+        if lane.busy || lane.last_start.is_some_and(|at| at.elapsed() < CHANNEL_GAP) {
+            continue;
+        }
+        let Ok(permit) = sending.clone().try_acquire_owned() else {
+            break;
+        };
+        let group: Vec<Claimed> = lane.held.drain(..MAX_GROUP.min(lane.held.len())).collect();
+        lane.busy = true;
+        lane.last_start = Some(Instant::now());
+        out.push((permit, group));
     }
     out
+}
+
+fn lock(lanes: &Lanes) -> std::sync::MutexGuard<'_, HashMap<i64, Lane>> {
+    lanes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Sends one message for `group` (one channel) and records the attempt on each delivery.
@@ -171,6 +234,8 @@ pub async fn send_test(
         resolved_at: None,
         status_code: None,
         error: None,
+        reminder: None,
+        as_of: None,
     };
     let id = db.insert_test_delivery(channel.id, &notice, now).await?;
     let client = channels::client(policy);

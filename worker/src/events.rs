@@ -125,6 +125,7 @@ mod tests {
                 timings: domain::Timings::default(),
                 tls: None,
                 assertion_results: Vec::new(),
+                in_maintenance: false,
             },
             monitor: Monitor {
                 id: monitor_id,
@@ -143,6 +144,7 @@ mod tests {
                 failure_threshold: 1,
                 success_threshold: 1,
                 retry_interval_seconds: None,
+                reminder_interval_minutes: None,
                 state: domain::MonitorState::Up,
             },
             previous: None,

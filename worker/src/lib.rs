@@ -10,6 +10,7 @@ pub mod checker;
 pub mod delivery;
 pub mod events;
 pub mod lease;
+pub mod maintenance;
 mod notify;
 mod roles;
 pub mod runtime;
@@ -84,6 +85,7 @@ pub struct Engine {
     checker: Checker,
     store: ResultWriter,
     events: EventBus,
+    calendar: domain::maintenance::Calendar,
 }
 
 /// Handles for stopping an [`Engine`] in order.
@@ -103,6 +105,7 @@ impl Engine {
     pub fn start(
         db: Database,
         config: &EngineConfig,
+        calendar: domain::maintenance::Calendar,
     ) -> anyhow::Result<(Self, ScheduleNotifier, EngineTasks)> {
         let checker = Checker::new(&config.checks)?;
         let stop_store = CancellationToken::new();
@@ -118,6 +121,7 @@ impl Engine {
             &db,
             config.amqp.is_none(),
             events.clone(),
+            calendar.clone(),
             stop_store.clone(),
         )?;
         let mut parts = roles::Parts {
@@ -172,6 +176,7 @@ impl Engine {
             checker,
             store,
             events,
+            calendar,
         };
         let tasks = EngineTasks {
             stop_scheduling,
@@ -183,6 +188,11 @@ impl Engine {
             forwarder,
         };
         Ok((engine, notifier, tasks))
+    }
+
+    /// The maintenance windows this process goes by.
+    pub fn calendar(&self) -> &domain::maintenance::Calendar {
+        &self.calendar
     }
 
     /// Checks a monitor now, stores the result and publishes it like any other; gives back

@@ -6,6 +6,7 @@
 //! Checks hand their outcome to [`ResultWriter::submit`] and go on; a manual check waits for
 //! its stored row with [`ResultWriter::store`].
 
+use domain::maintenance::Calendar;
 use std::{sync::Arc, time::Duration};
 
 use domain::{CheckEvent, CheckOutcome, CheckResult, Slot};
@@ -64,13 +65,14 @@ impl ResultWriter {
         db: &Database,
         sole_writer: bool,
         events: EventBus,
+        calendar: Calendar,
         stop: CancellationToken,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let handle = match db.sqlite_file() {
             Some(file) => {
                 let writer = Arc::new(Writer {
-                    db: BatchWriter::sqlite(file)?,
+                    db: BatchWriter::sqlite(file)?.with_calendar(calendar),
                     events,
                 });
                 // SQLite has one writer at a time, and its calls block: the writer gets a
@@ -83,7 +85,8 @@ impl ResultWriter {
             // monitors), so its round trips and commits overlap.
             None => {
                 let writer = Arc::new(Writer {
-                    db: BatchWriter::postgres(db, sole_writer, PARALLEL_WRITES),
+                    db: BatchWriter::postgres(db, sole_writer, PARALLEL_WRITES)
+                        .with_calendar(calendar),
                     events,
                 });
                 tokio::spawn(writer.run(rx, stop, PARALLEL_WRITES))

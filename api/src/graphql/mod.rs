@@ -6,6 +6,7 @@ pub mod graphiql;
 pub mod http;
 mod incidents;
 pub mod limits;
+mod maintenance;
 mod mutation;
 mod notifications;
 mod paging;

@@ -2,8 +2,8 @@
 
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, ID};
 use domain::{
-    Header, IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, SpecInput,
-    Threshold, TimeoutSeconds,
+    Header, IntervalSeconds, MonitorName, MonitorPatch, MonitorUrl, NewMonitor, ReminderMinutes,
+    SpecInput, Threshold, TimeoutSeconds,
 };
 use service::MonitorService;
 
@@ -58,6 +58,10 @@ pub struct CreateMonitorInput {
     /// A DNS monitor's resolver, an IP address with an optional port (default 53); null:
     /// the system's.
     dns_resolver: MaybeUndefined<String>,
+    /// Minutes between reminders while an incident stays open (1 to 10080); null: none.
+    reminder_interval_minutes: MaybeUndefined<i64>,
+    /// The channels it notifies besides the default ones (at most 50); replaces them.
+    notification_channel_ids: Option<Vec<ID>>,
 }
 
 /// A partial change: omitted fields keep their value.
@@ -97,6 +101,10 @@ pub struct UpdateMonitorInput {
     /// A DNS monitor's resolver, an IP address with an optional port (default 53); null:
     /// the system's.
     dns_resolver: MaybeUndefined<String>,
+    /// Minutes between reminders while an incident stays open (1 to 10080); null: none.
+    reminder_interval_minutes: MaybeUndefined<i64>,
+    /// The channels it notifies besides the default ones (at most 50); replaces them.
+    notification_channel_ids: Option<Vec<ID>>,
 }
 
 fn field<R, T>(
@@ -143,6 +151,8 @@ impl CreateMonitorInput {
             failure_threshold: threshold("failureThreshold", self.failure_threshold)?,
             success_threshold: threshold("successThreshold", self.success_threshold)?,
             retry_interval: retry_interval(self.retry_interval_seconds)?,
+            reminder_interval: reminder_interval(self.reminder_interval_minutes)?,
+            channel_ids: channel_ids(self.notification_channel_ids)?,
         })
     }
 }
@@ -196,6 +206,26 @@ fn maybe<T>(value: MaybeUndefined<T>) -> Option<Option<T>> {
     }
 }
 
+fn reminder_interval(
+    raw: MaybeUndefined<i64>,
+) -> Result<Option<Option<ReminderMinutes>>, ApiError> {
+    maybe(raw)
+        .map(|v| {
+            v.map(|n| field("reminderIntervalMinutes", n, ReminderMinutes::parse))
+                .transpose()
+        })
+        .transpose()
+}
+
+fn channel_ids(raw: Option<Vec<ID>>) -> Result<Option<Vec<i64>>, ApiError> {
+    raw.map(|ids| {
+        ids.iter()
+            .map(|id| field("notificationChannelIds", id.as_str(), domain::parse_id))
+            .collect()
+    })
+    .transpose()
+}
+
 fn retry_interval(raw: MaybeUndefined<i64>) -> Result<Option<Option<IntervalSeconds>>, ApiError> {
     maybe(raw)
         .map(|v| {
@@ -246,6 +276,8 @@ impl UpdateMonitorInput {
             failure_threshold: threshold("failureThreshold", self.failure_threshold)?,
             success_threshold: threshold("successThreshold", self.success_threshold)?,
             retry_interval: retry_interval(self.retry_interval_seconds)?,
+            reminder_interval: reminder_interval(self.reminder_interval_minutes)?,
+            channel_ids: channel_ids(self.notification_channel_ids)?,
         })
     }
 }
@@ -310,11 +342,12 @@ impl Mutation {
             .gql()
     }
 
-    /// Creates a notification channel (see `NotificationChannelInput` for what each kind needs).
+    /// Creates a notification channel (see `CreateNotificationChannelInput` for what each kind
+    /// needs).
     async fn create_notification_channel(
         &self,
         ctx: &Context<'_>,
-        input: super::notifications::NotificationChannelInput,
+        input: super::notifications::CreateNotificationChannelInput,
     ) -> async_graphql::Result<super::notifications::NotificationChannel> {
         let service = ctx.data_unchecked::<MonitorService>();
         service
@@ -329,7 +362,7 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        input: super::notifications::NotificationChannelPatch,
+        input: super::notifications::UpdateNotificationChannelInput,
     ) -> async_graphql::Result<super::notifications::NotificationChannel> {
         let id = parse_gql_id("id", &id)?;
         let service = ctx.data_unchecked::<MonitorService>();
@@ -366,6 +399,67 @@ impl Mutation {
             .await
             .map(super::notifications::NotificationDelivery)
             .gql()
+    }
+
+    /// Creates a maintenance window; it takes effect at once in this process and within
+    /// 2 seconds in others.
+    async fn create_maintenance_window(
+        &self,
+        ctx: &Context<'_>,
+        input: super::maintenance::CreateMaintenanceWindowInput,
+    ) -> async_graphql::Result<super::maintenance::MaintenanceWindow> {
+        let new = input.parse()?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service
+            .create_window(new)
+            .await
+            .map(super::maintenance::MaintenanceWindow)
+            .gql()
+    }
+
+    /// Changes a maintenance window; what is omitted stays.
+    async fn update_maintenance_window(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: super::maintenance::UpdateMaintenanceWindowInput,
+    ) -> async_graphql::Result<super::maintenance::MaintenanceWindow> {
+        let id = parse_gql_id("id", &id)?;
+        let patch = input.parse()?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service
+            .update_window(id, patch)
+            .await
+            .map(super::maintenance::MaintenanceWindow)
+            .gql()
+    }
+
+    /// Ends the window's occurrence in effect now (a window not in effect is refused:
+    /// delete it to cancel it).
+    async fn end_maintenance_window(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<super::maintenance::MaintenanceWindow> {
+        let id = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service
+            .end_window(id)
+            .await
+            .map(super::maintenance::MaintenanceWindow)
+            .gql()
+    }
+
+    /// Deletes a maintenance window; returns the deleted id.
+    async fn delete_maintenance_window(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<ID> {
+        let id_num = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        service.delete_window(id_num).await.gql()?;
+        Ok(ID(id_num.to_string()))
     }
 
     /// Sets the channels a monitor notifies (besides the default channels); at most 50.

@@ -43,6 +43,8 @@ pub enum NotificationEvent {
     Down,
     /// An incident resolved (the message carries the downtime).
     Up,
+    /// Still down: a reminder while the incident stays open.
+    Reminder,
     /// A test message.
     Test,
 }
@@ -79,8 +81,8 @@ impl NotificationChannel {
     }
     /// The endpoint (Slack/Mattermost/Discord/Teams webhook URL, Telegram API base, ntfy or
     /// Gotify server, PagerDuty events URL, or the webhook's URL).
-    async fn url(&self) -> &str {
-        &self.0.settings.url
+    async fn url(&self) -> Option<&str> {
+        Some(self.0.settings.url.as_str()).filter(|u| !u.is_empty())
     }
     /// The webhook's signing secret, masked.
     async fn secret(&self) -> Option<&str> {
@@ -104,9 +106,35 @@ impl NotificationChannel {
     async fn from(&self) -> Option<&str> {
         self.0.settings.from.as_deref()
     }
-    /// Email: the recipients, comma-separated.
-    async fn to(&self) -> Option<&str> {
-        self.0.settings.to.as_deref()
+    /// Email: the recipients.
+    async fn to(&self) -> &[String] {
+        &self.0.settings.to
+    }
+    /// Email: the SMTP server.
+    async fn smtp_host(&self) -> Option<&str> {
+        self.0.settings.smtp_host.as_deref()
+    }
+    /// Email: the SMTP port (the default for `smtpTls` when none was given).
+    async fn smtp_port(&self) -> Option<i32> {
+        self.0
+            .settings
+            .smtp_host
+            .as_ref()
+            .map(|_| i32::from(self.0.settings.smtp_port()))
+    }
+    async fn smtp_tls(&self) -> Option<SmtpTls> {
+        self.0
+            .settings
+            .smtp_host
+            .as_ref()
+            .map(|_| self.0.settings.smtp_tls.unwrap_or_default().into())
+    }
+    async fn smtp_username(&self) -> Option<&str> {
+        self.0.settings.smtp_username.as_deref()
+    }
+    /// Email: the SMTP password, masked.
+    async fn smtp_password(&self) -> Option<&str> {
+        self.0.settings.smtp_password.as_deref()
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
@@ -120,11 +148,11 @@ impl NotificationChannel {
 /// SLACK, MATTERMOST, DISCORD, TEAMS `url`; TELEGRAM `token` and `chatId` (`url` defaults to
 /// https://api.telegram.org); NTFY `topic` (`url` defaults to https://ntfy.sh, `token`
 /// optional); GOTIFY `url` and `token`; PAGERDUTY `routingKey` (`url` defaults to the Events
-/// API v2); EMAIL `url` (`smtp://[user:password@]host[:port]`, `?tls=required` for
-/// STARTTLS, or `smtps://` for TLS), `from` and `to` (comma-separated). A setting the kind does
-/// not take is refused.
+/// API v2); EMAIL `smtpHost`, `from` and `to` (`smtpTls` default STARTTLS, `smtpPort` by
+/// default 25, 587 or 465 for NONE, STARTTLS or TLS, `smtpUsername` and `smtpPassword` when
+/// the server wants a login). A setting the kind does not take is refused.
 #[derive(InputObject)]
-pub struct NotificationChannelInput {
+pub struct CreateNotificationChannelInput {
     pub name: String,
     pub kind: NotificationChannelKind,
     #[graphql(default)]
@@ -135,7 +163,7 @@ pub struct NotificationChannelInput {
 
 /// A change to a channel: what is omitted stays; the kind cannot change.
 #[derive(InputObject)]
-pub struct NotificationChannelPatch {
+pub struct UpdateNotificationChannelInput {
     pub name: Option<String>,
     pub is_default: Option<bool>,
     #[graphql(flatten)]
@@ -152,7 +180,25 @@ pub struct ChannelSettingsInput {
     pub topic: Option<String>,
     pub routing_key: Option<String>,
     pub from: Option<String>,
-    pub to: Option<String>,
+    /// Email: the recipients (at most 20); replaces them.
+    pub to: Option<Vec<String>>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<i32>,
+    pub smtp_tls: Option<SmtpTls>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+}
+
+/// How an email channel secures its SMTP connection.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::notification::SmtpTls")]
+pub enum SmtpTls {
+    /// In the clear (a relay on the same host or network).
+    None,
+    /// Upgraded with STARTTLS, which must succeed.
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
 }
 
 /// One message for one channel, and every try at sending it.
@@ -265,12 +311,17 @@ impl From<ChannelSettingsInput> for SettingsInput {
             routing_key: input.routing_key,
             from: input.from,
             to: input.to,
+            smtp_host: input.smtp_host,
+            smtp_port: input.smtp_port.map(i64::from),
+            smtp_tls: input.smtp_tls.map(Into::into),
+            smtp_username: input.smtp_username,
+            smtp_password: input.smtp_password,
         }
     }
 }
 
-impl From<NotificationChannelInput> for NewChannel {
-    fn from(input: NotificationChannelInput) -> Self {
+impl From<CreateNotificationChannelInput> for NewChannel {
+    fn from(input: CreateNotificationChannelInput) -> Self {
         Self {
             name: input.name,
             kind: input.kind.into(),
@@ -280,8 +331,8 @@ impl From<NotificationChannelInput> for NewChannel {
     }
 }
 
-impl From<NotificationChannelPatch> for ChannelPatch {
-    fn from(input: NotificationChannelPatch) -> Self {
+impl From<UpdateNotificationChannelInput> for ChannelPatch {
+    fn from(input: UpdateNotificationChannelInput) -> Self {
         Self {
             name: input.name,
             is_default: input.is_default,

@@ -95,6 +95,34 @@ impl Query {
         }
     }
 
+    /// Every maintenance window, oldest first.
+    async fn maintenance_windows(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::maintenance::MaintenanceWindow>> {
+        let service = ctx.data_unchecked::<MonitorService>();
+        let windows = service.maintenance_windows().await.gql()?;
+        Ok(windows
+            .into_iter()
+            .map(super::maintenance::MaintenanceWindow)
+            .collect())
+    }
+
+    /// One maintenance window, or null when there is none with this id.
+    async fn maintenance_window(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<super::maintenance::MaintenanceWindow>> {
+        let id = parse_gql_id("id", &id)?;
+        let service = ctx.data_unchecked::<MonitorService>();
+        match service.maintenance_window(id).await {
+            Ok(window) => Ok(Some(super::maintenance::MaintenanceWindow(window))),
+            Err(service::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err).gql(),
+        }
+    }
+
     /// Every notification channel, oldest first.
     async fn notification_channels(
         &self,

@@ -180,6 +180,10 @@ impl Monitor {
     async fn retry_interval_seconds(&self) -> Option<i32> {
         self.0.retry_interval_seconds
     }
+    /// Minutes between reminders while an incident stays open; null: no reminders.
+    async fn reminder_interval_minutes(&self) -> Option<i32> {
+        self.0.reminder_interval_minutes
+    }
     /// This monitor's check history, newest first.
     #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn check_results(
@@ -225,6 +229,11 @@ impl CheckResult {
     /// UP, but slow or failing a warning assertion.
     async fn degraded(&self) -> bool {
         self.0.degraded
+    }
+    /// Checked during a maintenance window of its monitor: stored, but it changed no state,
+    /// opened no incident and sent nothing.
+    async fn in_maintenance(&self) -> bool {
+        self.0.in_maintenance
     }
     /// Milliseconds per phase.
     async fn timings(&self) -> CheckTimings {

@@ -131,6 +131,8 @@ fn parse_monitor_body(body: &Fields, active: bool) -> Result<NewMonitor, ApiErro
     new.failure_threshold = flap.failure;
     new.success_threshold = flap.success;
     new.retry_interval = flap.retry;
+    new.reminder_interval = flap.reminder;
+    new.channel_ids = flap.channel_ids;
     Ok(new)
 }
 
@@ -164,5 +166,7 @@ pub fn parse_monitor_fields(
         failure_threshold: None,
         success_threshold: None,
         retry_interval: None,
+        reminder_interval: None,
+        channel_ids: None,
     })
 }

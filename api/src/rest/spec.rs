@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use domain::{
     spec::{AssertionInput, MonitorKind},
-    Header, IntervalSeconds, SpecInput, Threshold,
+    Header, IntervalSeconds, ReminderMinutes, SpecInput, Threshold,
 };
 
 use super::body::{kind, Fields};
@@ -28,6 +28,8 @@ pub const SPEC_KEYS: &[&str] = &[
     "failure_threshold",
     "success_threshold",
     "retry_interval_seconds",
+    "reminder_interval_minutes",
+    "notification_channel_ids",
 ];
 
 /// Flap control as sent: `None` keeps the stored value.
@@ -36,6 +38,10 @@ pub struct Flap {
     pub success: Option<Threshold>,
     /// `Some(None)`: cleared (sent as null).
     pub retry: Option<Option<IntervalSeconds>>,
+    /// Likewise.
+    pub reminder: Option<Option<ReminderMinutes>>,
+    /// Replaces the channels the monitor notifies.
+    pub channel_ids: Option<Vec<i64>>,
 }
 
 /// The options sent, and flap control.
@@ -104,12 +110,42 @@ pub fn parse_spec(body: &Fields) -> Result<(SpecInput, Flap), ApiError> {
     } else {
         None
     };
+    let reminder = if body.has("reminder_interval_minutes") {
+        Some(
+            body.opt_int("reminder_interval_minutes")?
+                .map(|n| {
+                    ReminderMinutes::parse(n)
+                        .map_err(|p| ApiError::invalid("reminder_interval_minutes", p))
+                })
+                .transpose()?,
+        )
+    } else {
+        None
+    };
+    let channel_ids = body
+        .opt_value("notification_channel_ids")
+        .map(|v| {
+            list(v, "notification_channel_ids", |item, at| match item {
+                Value::Number(n) => n
+                    .as_i64()
+                    .filter(|&id| id > 0)
+                    .ok_or_else(|| ApiError::invalid(at, "must be a positive integer")),
+                Value::String(s) => domain::parse_id(s).map_err(|p| ApiError::invalid(at, p)),
+                other => Err(ApiError::invalid(
+                    at,
+                    format!("must be a channel id, not {}", kind(other)),
+                )),
+            })
+        })
+        .transpose()?;
     Ok((
         input,
         Flap {
             failure: threshold("failure_threshold")?,
             success: threshold("success_threshold")?,
             retry,
+            reminder,
+            channel_ids,
         },
     ))
 }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     from_epoch_ms,
     incident::{self, IncidentChange, OpenIncident},
+    maintenance::Calendar,
     CheckEvent, CheckOutcome, CheckStatus, Confirmation, LatestStatus, MonitorState, Slot,
     StatusChange, Threshold,
 };
@@ -65,6 +66,8 @@ enum Fate {
 /// Writes batches of results: through a SQLite connection of its own, or the PostgreSQL pool.
 pub struct BatchWriter {
     backend: Backend,
+    /// The maintenance windows: a result checked in one is flagged and moves no state.
+    calendar: Calendar,
 }
 
 enum Backend {
@@ -87,6 +90,7 @@ impl BatchWriter {
         })?;
         Ok(Self {
             backend: Backend::Sqlite(Mutex::new(store)),
+            calendar: Calendar::default(),
         })
     }
 
@@ -100,7 +104,14 @@ impl BatchWriter {
                 sole_writer,
                 parallel,
             )),
+            calendar: Calendar::default(),
         }
+    }
+
+    /// Flags results by these maintenance windows (none by default).
+    pub fn with_calendar(mut self, calendar: Calendar) -> Self {
+        self.calendar = calendar;
+        self
     }
 
     /// Writes `batch` once: per result in order, what became of it. SQLite writes all of them
@@ -111,13 +122,16 @@ impl BatchWriter {
             Backend::Sqlite(store) => {
                 let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
                 Ok(store
-                    .write(batch)
+                    .write(batch, &self.calendar)
                     .map_err(Error::from_sqlite)?
                     .into_iter()
                     .map(Some)
                     .collect())
             }
-            Backend::Postgres(store) => store.write(batch).await.map_err(Error::from_db),
+            Backend::Postgres(store) => store
+                .write(batch, &self.calendar)
+                .await
+                .map_err(Error::from_db),
         }
     }
 }
@@ -233,6 +247,7 @@ struct Plan {
 
 struct After {
     monitor: monitor::Model,
+    in_maintenance: bool,
     previous: Option<CheckStatus>,
     change: Option<StatusChange>,
     incident: Option<IncidentChange>,
@@ -241,6 +256,7 @@ struct After {
 impl Plan {
     fn new<'a>(
         batch: impl ExactSizeIterator<Item = &'a PendingResult>,
+        calendar: &Calendar,
         found: Vec<monitor::Model>,
     ) -> Self {
         let mut monitors: HashMap<i64, monitor::Model> =
@@ -287,6 +303,7 @@ impl Plan {
                 continue;
             };
             let outcome = &pending.outcome;
+            let in_maintenance = calendar.covers(monitor.id, outcome.started_at);
             let row = check_result::Model {
                 id: 0,
                 monitor_id,
@@ -302,6 +319,7 @@ impl Plan {
                 tls_ms: outcome.timings.tls_ms,
                 first_byte_ms: outcome.timings.first_byte_ms,
                 details: rows::details_json(outcome.tls.as_ref(), &outcome.assertion_results),
+                in_maintenance,
             };
             monitor.last_seq = seq;
             let mut latest = LatestStatus {
@@ -313,7 +331,9 @@ impl Plan {
             let previous = latest.apply(outcome.status, checked_at);
             monitor.last_up = latest.status.map(CheckStatus::is_up);
             monitor.last_checked_at = latest.checked_at;
-            // Flap control follows the newest results only; a late one changes nothing.
+            // Flap control follows the newest results only, outside maintenance; a late one
+            // or one in a window changes nothing.
+            let newest = newest && !in_maintenance;
             let change = if newest {
                 confirm(monitor, previous, outcome)
             } else {
@@ -361,6 +381,7 @@ impl Plan {
             rows.push(row);
             after.push(After {
                 monitor: monitor.clone(),
+                in_maintenance,
                 previous,
                 change,
                 incident,
@@ -398,7 +419,13 @@ impl Plan {
                 Fate::Insert => match stored.next() {
                     Some((row, after)) => Written::Stored(Arc::new(CheckEvent {
                         result: rows::check_result(row),
-                        monitor: rows::monitor(after.monitor),
+                        monitor: {
+                            let mut monitor = rows::monitor(after.monitor);
+                            if after.in_maintenance && monitor.active {
+                                monitor.state = MonitorState::Maintenance;
+                            }
+                            monitor
+                        },
                         previous: after.previous,
                         change: after.change,
                         incident: after.incident,
@@ -448,6 +475,7 @@ mod tests {
             retry_interval_seconds: None,
             open_incident_seq: None,
             open_incident_at: None,
+            reminder_interval_minutes: None,
         }
     }
 
@@ -490,6 +518,7 @@ mod tests {
         ];
         let plan = Plan::new(
             batch.iter(),
+            &Calendar::default(),
             vec![stored(1, 4, Some(0)), stored(2, 0, None)],
         );
         let seqs: Vec<(i32, i32)> = plan.rows.iter().map(|r| (r.monitor_id, r.seq)).collect();
@@ -532,7 +561,7 @@ mod tests {
         monitor.last_up = Some(true);
         monitor.last_checked_at = Some(at(10));
         let batch = [result(1, CheckStatus::Down, 5, None)];
-        let plan = Plan::new(batch.iter(), vec![monitor]);
+        let plan = Plan::new(batch.iter(), &Calendar::default(), vec![monitor]);
         assert_eq!(plan.monitors[&1].last_up, Some(true));
         assert_eq!(plan.monitors[&1].last_checked_at, Some(at(10)));
         assert_eq!(plan.rows[0].seq, 2);
@@ -541,7 +570,11 @@ mod tests {
     #[test]
     fn a_result_past_the_tables_integers_is_rejected_not_wrapped() {
         let batch = [result(1, CheckStatus::Up, 0, None)];
-        let plan = Plan::new(batch.iter(), vec![stored(1, i32::MAX, None)]);
+        let plan = Plan::new(
+            batch.iter(),
+            &Calendar::default(),
+            vec![stored(1, i32::MAX, None)],
+        );
         assert!(plan.rows.is_empty());
         assert!(matches!(plan.written()[..], [Written::Rejected]));
     }
@@ -555,7 +588,7 @@ mod tests {
             result(1, CheckStatus::Up, 10, None),
             result(1, CheckStatus::Down, 20, None),
         ];
-        let plan = Plan::new(batch.iter(), vec![stored(1, 0, None)]);
+        let plan = Plan::new(batch.iter(), &Calendar::default(), vec![stored(1, 0, None)]);
         assert_eq!(
             plan.opened,
             [
@@ -589,7 +622,7 @@ mod tests {
             result(1, CheckStatus::Down, 30, None),
             result(1, CheckStatus::Up, 80, None),
         ];
-        let plan = Plan::new(batch.iter(), vec![monitor]);
+        let plan = Plan::new(batch.iter(), &Calendar::default(), vec![monitor]);
         assert!(plan.opened.is_empty());
         assert_eq!(
             plan.resolved,

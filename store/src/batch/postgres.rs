@@ -44,6 +44,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use domain::maintenance::Calendar;
 use entity::{check_result, monitor};
 use sea_orm::{
     error::{ConnAcquireErr, RuntimeErr},
@@ -98,13 +99,15 @@ WITH v AS (
       AND i.resolved_seq IS NULL AND r.monitor_id IN (SELECT id FROM moved)
 )
 INSERT INTO check_results (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms,
-    error, degraded, dns_ms, connect_ms, tls_ms, first_byte_ms, details)
+    error, degraded, dns_ms, connect_ms, tls_ms, first_byte_ms, details, in_maintenance)
 SELECT r.monitor_id, r.seq, r.checked_at_ms, r.up, r.status_code, r.response_time_ms, r.error,
-    coalesce(r.degraded, false), r.dns_ms, r.connect_ms, r.tls_ms, r.first_byte_ms, r.details
+    coalesce(r.degraded, false), r.dns_ms, r.connect_ms, r.tls_ms, r.first_byte_ms, r.details,
+    coalesce(r.in_maintenance, false)
 FROM json_to_recordset($2::text::json) AS r(
     monitor_id integer, seq integer, checked_at_ms bigint, up boolean,
     status_code smallint, response_time_ms integer, error text, degraded boolean,
-    dns_ms integer, connect_ms integer, tls_ms integer, first_byte_ms integer, details text)
+    dns_ms integer, connect_ms integer, tls_ms integer, first_byte_ms integer, details text,
+    in_maintenance boolean)
 WHERE r.monitor_id IN (SELECT id FROM moved)
 RETURNING id, monitor_id, seq";
 
@@ -155,6 +158,8 @@ struct NewRow<'a> {
     first_byte_ms: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    in_maintenance: bool,
 }
 
 /// A connection the store keeps checked out.
@@ -204,9 +209,10 @@ impl PgStore {
     pub(super) async fn write(
         &self,
         batch: &[&PendingResult],
+        calendar: &Calendar,
     ) -> Result<Vec<Option<Written>>, DbErr> {
         let mut kept = self.take_connection().await?;
-        let result = self.write_on(&mut kept.conn, batch).await;
+        let result = self.write_on(&mut kept.conn, batch, calendar).await;
         match &result {
             Ok(_) => {
                 kept.used_at = Instant::now();
@@ -255,6 +261,7 @@ impl PgStore {
         &self,
         conn: &mut PoolConnection<Postgres>,
         batch: &[&PendingResult],
+        calendar: &Calendar,
     ) -> Result<Vec<Option<Written>>, DbErr> {
         let ids = monitor_ids(batch.iter().copied());
         let mut found = Vec::with_capacity(ids.len());
@@ -284,7 +291,7 @@ impl PgStore {
             .iter()
             .map(|m| (m.id, (m.last_seq, m.next_check_at, m.updated_at)))
             .collect();
-        let mut plan = Plan::new(batch.iter().copied(), found);
+        let mut plan = Plan::new(batch.iter().copied(), calendar, found);
         let mut changed = HashSet::new();
         if !plan.rows.is_empty() {
             let moves: Vec<Move<'_>> = plan
@@ -443,5 +450,6 @@ fn new_row(row: &check_result::Model) -> NewRow<'_> {
         tls_ms: row.tls_ms,
         first_byte_ms: row.first_byte_ms,
         details: row.details.as_deref(),
+        in_maintenance: row.in_maintenance,
     }
 }

@@ -7,6 +7,7 @@
 
 use std::{collections::HashMap, path::Path, time::Duration};
 
+use domain::maintenance::Calendar;
 use entity::monitor;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
@@ -18,8 +19,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const INSERT_RESULT: &str = "INSERT INTO check_results \
      (monitor_id, seq, checked_at_ms, up, status_code, response_time_ms, error, degraded, \
-     dns_ms, connect_ms, tls_ms, first_byte_ms, details) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+     dns_ms, connect_ms, tls_ms, first_byte_ms, details, in_maintenance) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 const UPDATE_MONITOR: &str = "UPDATE monitors SET last_checked_at = ?2, last_up = ?3, \
      next_check_at = ?4, last_slot_at = ?5, last_seq = ?6, confirmed_up = ?7, \
@@ -67,8 +68,12 @@ impl SqliteStore {
     /// One transaction: lock, read the batch's monitors, insert the results, update the
     /// monitors, open and resolve incidents. Returns, per pending result in order, what became of it. On any error the
     /// transaction is rolled back (when it is dropped) and nothing of the batch is written.
-    pub(super) fn write(&mut self, batch: &[&PendingResult]) -> rusqlite::Result<Vec<Written>> {
-        let result = self.write_inner(batch);
+    pub(super) fn write(
+        &mut self,
+        batch: &[&PendingResult],
+        calendar: &Calendar,
+    ) -> rusqlite::Result<Vec<Written>> {
+        let result = self.write_inner(batch, calendar);
         if result.is_err() {
             // What the cache holds may be ahead of a rolled-back transaction.
             self.monitors.clear();
@@ -77,7 +82,11 @@ impl SqliteStore {
         result
     }
 
-    fn write_inner(&mut self, batch: &[&PendingResult]) -> rusqlite::Result<Vec<Written>> {
+    fn write_inner(
+        &mut self,
+        batch: &[&PendingResult],
+        calendar: &Calendar,
+    ) -> rusqlite::Result<Vec<Written>> {
         // IMMEDIATE takes the write lock up front: a deferred transaction that reads first
         // would fail with SQLITE_BUSY_SNAPSHOT when another connection wrote meanwhile,
         // instead of waiting for the busy timeout. Holding the lock, nobody else commits
@@ -103,7 +112,7 @@ impl SqliteStore {
                 }
             }
         }
-        let mut plan = Plan::new(batch.iter().copied(), found);
+        let mut plan = Plan::new(batch.iter().copied(), calendar, found);
         {
             let mut insert = txn.prepare_cached(INSERT_RESULT)?;
             for row in &mut plan.rows {
@@ -121,6 +130,7 @@ impl SqliteStore {
                     row.tls_ms,
                     row.first_byte_ms,
                     row.details,
+                    row.in_maintenance,
                 ])?;
                 row.id = txn.last_insert_rowid();
             }

@@ -47,6 +47,7 @@ pub(crate) fn monitor(row: monitor::Model) -> Monitor {
         failure_threshold: row.failure_threshold,
         success_threshold: row.success_threshold,
         retry_interval_seconds: row.retry_interval_seconds,
+        reminder_interval_minutes: row.reminder_interval_minutes,
         state,
     }
 }
@@ -127,6 +128,7 @@ pub(crate) fn check_result(row: check_result::Model) -> CheckResult {
         },
         tls: details.tls,
         assertion_results: details.assertions,
+        in_maintenance: row.in_maintenance,
     }
 }
 

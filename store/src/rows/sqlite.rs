@@ -15,7 +15,7 @@ macro_rules! monitor_columns {
         "id, name, url, timeout_seconds, interval_seconds, active, created_at, updated_at, \
          last_checked_at, last_up, next_check_at, last_slot_at, last_seq, check_spec, \
          failure_threshold, success_threshold, confirmed_up, state_streak, state, push_token, \
-         retry_interval_seconds, open_incident_seq, open_incident_at"
+         retry_interval_seconds, open_incident_seq, open_incident_at, reminder_interval_minutes"
     };
 }
 
@@ -31,7 +31,7 @@ pub(crate) const SELECT_MONITOR: &str = concat!(
 
 /// The results' columns in the order [`result_from_row`] reads them.
 pub(crate) const RESULT_COLUMNS: &str = "id, monitor_id, seq, checked_at_ms, up, status_code, \
-     response_time_ms, error, degraded, dns_ms, connect_ms, tls_ms, first_byte_ms, details";
+     response_time_ms, error, degraded, dns_ms, connect_ms, tls_ms, first_byte_ms, details, in_maintenance";
 
 pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model> {
     Ok(monitor::Model {
@@ -58,6 +58,7 @@ pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model
         retry_interval_seconds: row.get(20)?,
         open_incident_seq: row.get(21)?,
         open_incident_at: datetime(row, 22)?,
+        reminder_interval_minutes: row.get(23)?,
     })
 }
 
@@ -121,6 +122,7 @@ pub(crate) fn result_from_row(row: &Row<'_>) -> rusqlite::Result<check_result::M
         tls_ms: row.get(11)?,
         first_byte_ms: row.get(12)?,
         details: row.get(13)?,
+        in_maintenance: row.get(14)?,
     })
 }
 

@@ -90,6 +90,8 @@ pub struct WireResult<'a> {
     pub tls: Option<TlsInfo>,
     #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
     pub assertion_results: Cow<'a, [AssertionResult]>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_maintenance: bool,
 }
 
 /// The monitor after the result (its URL's password masked: the broker never sees one).
@@ -120,6 +122,8 @@ pub struct WireMonitor<'a> {
     pub success_threshold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_interval_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder_interval_minutes: Option<i32>,
     #[serde(default)]
     pub state: Option<MonitorState>,
 }
@@ -142,6 +146,7 @@ impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
                 timings: Some(r.timings),
                 tls: r.tls.clone(),
                 assertion_results: Cow::Borrowed(&r.assertion_results),
+                in_maintenance: r.in_maintenance,
             },
             monitor: WireMonitor {
                 id: m.id,
@@ -161,6 +166,7 @@ impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
                 failure_threshold: Some(m.failure_threshold),
                 success_threshold: Some(m.success_threshold),
                 retry_interval_seconds: m.retry_interval_seconds,
+                reminder_interval_minutes: m.reminder_interval_minutes,
                 state: Some(m.state),
             },
             previous: event.previous,
@@ -222,6 +228,7 @@ impl WireEvent<'_> {
                 }),
                 tls: r.tls,
                 assertion_results: r.assertion_results.into_owned(),
+                in_maintenance: r.in_maintenance,
             },
             monitor: Monitor {
                 id: m.id,
@@ -244,6 +251,7 @@ impl WireEvent<'_> {
                 failure_threshold: m.failure_threshold.unwrap_or(1),
                 success_threshold: m.success_threshold.unwrap_or(1),
                 retry_interval_seconds: m.retry_interval_seconds,
+                reminder_interval_minutes: m.reminder_interval_minutes,
                 state: m.state.unwrap_or(if m.active {
                     match m.last_status {
                         Some(CheckStatus::Up) => MonitorState::Up,
@@ -423,6 +431,7 @@ mod tests {
                 },
                 tls: None,
                 assertion_results: Vec::new(),
+                in_maintenance: false,
             },
             monitor: Monitor {
                 id: 3,
@@ -441,6 +450,7 @@ mod tests {
                 failure_threshold: 1,
                 success_threshold: 1,
                 retry_interval_seconds: None,
+                reminder_interval_minutes: None,
                 state: domain::MonitorState::Down,
             },
             previous: Some(CheckStatus::Up),

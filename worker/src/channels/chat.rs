@@ -3,7 +3,7 @@
 //! workflow webhooks (an Adaptive Card), the Telegram Bot API (`sendMessage`), ntfy (the text
 //! as the body, a title and tags as headers) and Gotify (`/message` with the app token).
 
-use domain::notification::{group_text, ChannelKind, ChannelSettings, Notice, NoticeEvent};
+use domain::notification::{group_text, ChannelKind, ChannelSettings, Notice};
 use serde_json::json;
 
 use super::Outgoing;
@@ -73,7 +73,7 @@ pub(super) fn request(
             }),
         ),
         ChannelKind::Ntfy => {
-            let down = notices.iter().any(|n| n.event == NoticeEvent::Down);
+            let down = notices.iter().any(|n| n.event.is_down());
             let mut headers = vec![
                 ("content-type", "text/plain; charset=utf-8".to_owned()),
                 ("title", title(notices)),
@@ -102,7 +102,7 @@ pub(super) fn request(
             }
         }
         ChannelKind::Gotify => {
-            let down = notices.iter().any(|n| n.event == NoticeEvent::Down);
+            let down = notices.iter().any(|n| n.event.is_down());
             let mut outgoing = Outgoing::json(
                 format!("{}/message", url.trim_end_matches('/')),
                 &json!({"title": title(notices), "message": text, "priority": if down { 8 } else { 4 }}),

@@ -1,12 +1,16 @@
-//! Email over SMTP (lettre): `smtp://` in the clear (a relay on the same host), with
-//! `?tls=required` for STARTTLS, or `smtps://` for TLS from the start; credentials in the URL.
-//! Each message has a plain-text and an HTML part.
+//! Email over SMTP (lettre): in the clear (a relay on the same host), upgraded with STARTTLS
+//! (which must succeed), or TLS from the first byte; with a login when one is set. Each
+//! message has a plain-text and an HTML part.
 
 use std::time::Instant;
 
-use domain::notification::{group_text, ChannelSettings, Notice};
+use domain::notification::{group_text, ChannelSettings, Notice, SmtpTls};
 use lettre::{
     message::{Mailbox, MultiPart},
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Tls, TlsParameters},
+    },
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
 };
 
@@ -70,7 +74,7 @@ async fn try_send(
         .parse()
         .map_err(|e| bad("the sender address is invalid", &e))?;
     let mut builder = Message::builder().from(from).subject(subject(notices));
-    for to in settings.recipients() {
+    for to in &settings.to {
         let to: Mailbox = to
             .parse()
             .map_err(|e| bad("a recipient address is invalid", &e))?;
@@ -82,10 +86,27 @@ async fn try_send(
             html(notices),
         ))
         .map_err(|e| bad("the message cannot be built", &e))?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&settings.url)
-        .map_err(|e| bad("the SMTP URL is invalid", &e))?
-        .timeout(Some(SEND_TIMEOUT))
-        .build();
+    let host = settings.smtp_host.as_deref().unwrap_or_default();
+    let tls = match settings.smtp_tls.unwrap_or_default() {
+        SmtpTls::None => Tls::None,
+        SmtpTls::Starttls => Tls::Required(
+            TlsParameters::new(host.to_owned()).map_err(|e| bad("TLS cannot be set up", &e))?,
+        ),
+        SmtpTls::Tls => Tls::Wrapper(
+            TlsParameters::new(host.to_owned()).map_err(|e| bad("TLS cannot be set up", &e))?,
+        ),
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(settings.smtp_port())
+        .tls(tls)
+        .timeout(Some(SEND_TIMEOUT));
+    if let Some(user) = &settings.smtp_username {
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            settings.smtp_password.clone().unwrap_or_default(),
+        ));
+    }
+    let transport = builder.build();
     match tokio::time::timeout(SEND_TIMEOUT, transport.send(message)).await {
         Err(_) => Err((
             None,

@@ -154,18 +154,19 @@ fn transport_error(err: reqwest::Error) -> String {
 /// Refuses an endpoint whose literal address the policy blocks, and for SMTP one whose name
 /// resolves only to blocked addresses.
 async fn vet_endpoint(policy: &TargetPolicy, channel: &Channel) -> Result<(), String> {
+    if channel.kind == ChannelKind::Email {
+        let host = channel.settings.smtp_host.as_deref().unwrap_or_default();
+        let port = channel.settings.smtp_port();
+        let addrs = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|_| format!("the SMTP host {host} does not resolve"))?;
+        vet_addrs(policy, addrs.collect())?;
+        return Ok(());
+    }
     let url = url::Url::parse(&channel.settings.url).map_err(|e| format!("invalid URL: {e}"))?;
     policy
         .vet_url(&url)
         .map_err(|(ip, why)| format!("the endpoint {ip} is {why}"))?;
-    if channel.kind == ChannelKind::Email {
-        if let Some(url::Host::Domain(name)) = url.host() {
-            let addrs = tokio::net::lookup_host((name, url.port().unwrap_or(25)))
-                .await
-                .map_err(|_| format!("the SMTP host {name} does not resolve"))?;
-            vet_addrs(policy, addrs.collect())?;
-        }
-    }
     Ok(())
 }
 

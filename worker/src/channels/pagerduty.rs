@@ -13,7 +13,8 @@ pub(super) fn request(settings: &ChannelSettings, notice: &Notice) -> Outgoing {
     };
     let action = match notice.event {
         NoticeEvent::Up => "resolve",
-        NoticeEvent::Down | NoticeEvent::Test => "trigger",
+        // PagerDuty folds a repeated trigger into the open alert (same key).
+        NoticeEvent::Down | NoticeEvent::Reminder | NoticeEvent::Test => "trigger",
     };
     let severity = match notice.event {
         NoticeEvent::Test => "info",

@@ -22,6 +22,7 @@ pub(super) fn request(settings: &ChannelSettings, notices: &[Notice], now_unix: 
                 "downtime_seconds": n.downtime_seconds(),
                 "status_code": n.status_code,
                 "error": n.error,
+                "reminder": n.reminder,
                 "text": n.text(),
             })
         })
