@@ -107,6 +107,15 @@ impl App {
         self.process.log()
     }
 
+    /// Kills it with SIGKILL, as a crash would, and hands back its database.
+    pub fn crash(self) -> TestDb {
+        let Self {
+            db, mut process, ..
+        } = self;
+        process.kill();
+        db
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -640,3 +640,94 @@ async fn two_api_processes_send_each_notification_once() {
     assert_eq!(incidents.len(), 5, "each incident once");
     drop(cluster);
 }
+
+/// A maintenance window made through one API process quiets checks done by the workers (which
+/// reload windows every 2 s): their results are flagged, no incident opens, nothing is sent;
+/// once the window is ended, the next failure is an incident and a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_made_on_an_api_process_quiets_the_workers_checks() {
+    let Some((db, prefix)) = setup().await else {
+        return;
+    };
+    let rx = crate::notifications::Receiver::start().await;
+    let cluster = start_cluster(&db, &prefix, 1, 1, 2);
+    let base = cluster.apis[0].base();
+    let http = reqwest::Client::new();
+    let gql = |query: &'static str, variables: Value| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let body: Value = http
+                .post(format!("{base}/graphql"))
+                .json(&json!({"query": query, "variables": variables}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(body["errors"].is_null(), "{body}");
+            body["data"].clone()
+        }
+    };
+    gql(
+        "mutation($i: CreateNotificationChannelInput!) { createNotificationChannel(input: $i) { id } }",
+        json!({"i": {"name": "hook", "kind": "WEBHOOK", "isDefault": true,
+            "url": format!("{}/hook", rx.base), "secret": crate::notifications::SECRET}}),
+    )
+    .await;
+    let now = chrono::Utc::now();
+    let window = gql(
+        "mutation($i: CreateMaintenanceWindowInput!) { createMaintenanceWindow(input: $i) { id active } }",
+        json!({"i": {"name": "all of them", "startsAt": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+            "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339()}}),
+    )
+    .await;
+    assert_eq!(window["createMaintenanceWindow"]["active"], true);
+    // The workers take the window in within their reload interval.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let response = http
+        .post(format!("{base}/monitors"))
+        .json(&json!({"name": "down", "url": closed, "timeout_seconds": 1, "interval_seconds": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let results = |http: reqwest::Client, base: String| async move {
+        get_json(&http, format!("{base}/monitors/{id}/check?limit=100")).await
+    };
+    testkit::eventually(Duration::from_secs(20), "three results", || async {
+        let body = results(http.clone(), base.clone()).await;
+        (body.as_array().map_or(0, Vec::len) >= 3).then_some(())
+    })
+    .await;
+    let body = results(http.clone(), base.clone()).await;
+    assert!(
+        body.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "DOWN" && r["in_maintenance"] == true),
+        "{body}"
+    );
+    let monitor = get_json(&http, format!("{base}/monitors/{id}")).await;
+    assert_eq!(monitor["state"], "MAINTENANCE", "{monitor}");
+    let open = get_json(&http, format!("{base}/incidents?monitor_id={id}")).await;
+    assert_eq!(open, json!([]), "no incident in the window");
+    assert!(rx.at("/hook").is_empty(), "nothing sent");
+
+    gql(
+        "mutation($id: ID!) { endMaintenanceWindow(id: $id) { id } }",
+        json!({"id": window["createMaintenanceWindow"]["id"]}),
+    )
+    .await;
+    let hook = rx.wait_for("/hook", 1).await;
+    assert_eq!(hook.len(), 1, "one DOWN once the window ended");
+    assert_eq!(hook[0].json()["notifications"][0]["event"], "DOWN");
+    drop(cluster);
+}

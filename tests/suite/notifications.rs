@@ -50,6 +50,10 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     /// Requests still to be refused with 500 (recorded all the same).
     fail_next: Mutex<u32>,
+    /// Requests still to be left unanswered for a minute (recorded only if answered).
+    hang_next: Mutex<u32>,
+    /// Every request that arrived, answered or not.
+    arrived: std::sync::atomic::AtomicUsize,
 }
 
 /// A local HTTP receiver: answers 200 (or 500 while told to fail) to any POST.
@@ -68,6 +72,18 @@ impl Receiver {
                      uri: Uri,
                      headers: HeaderMap,
                      body: Bytes| async move {
+                        shared
+                            .arrived
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let hang = {
+                            let mut hang = shared.hang_next.lock().unwrap();
+                            let now = *hang > 0;
+                            *hang = hang.saturating_sub(1);
+                            now
+                        };
+                        if hang {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
                         shared.received.lock().unwrap().push(Received {
                             path: uri.path().to_owned(),
                             headers,
@@ -91,6 +107,17 @@ impl Receiver {
             let _ = axum::serve(listener, app).await;
         });
         Self { base, shared }
+    }
+
+    /// Leaves the next `n` requests unanswered for a minute.
+    pub(crate) fn hang_next(&self, n: u32) {
+        *self.shared.hang_next.lock().unwrap() = n;
+    }
+
+    pub(crate) fn arrived(&self) -> usize {
+        self.shared
+            .arrived
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn at(&self, path: &str) -> Vec<Received> {
@@ -723,7 +750,54 @@ async fn channels_obey_the_target_policy(backend: Backend) {
     assert!(rx.at("/hook").is_empty(), "nothing reached the receiver");
 }
 
+/// The process is killed while a message is on its way (the receiver never answered): after a
+/// restart on the same database the message is sent, once, when the dead sender's claim ends.
+async fn a_message_cut_off_by_a_crash_is_sent_once_after_the_restart(backend: Backend) {
+    let target = Target::start().await;
+    let rx = Receiver::start().await;
+    rx.hang_next(1);
+    let app = spawn_app!(backend);
+    create_channel(
+        &app,
+        json!({"name": "hook", "kind": "WEBHOOK", "isDefault": true, "url": format!("{}/hook", rx.base), "secret": SECRET}),
+    )
+    .await;
+    let id = created(&app, &target.url("/flip"), json!({})).await;
+    target.set_flip(503);
+    check_now(&app, id).await;
+    testkit::eventually(Duration::from_secs(20), "the send under way", || async {
+        (rx.arrived() >= 1).then_some(())
+    })
+    .await;
+    let db = app.crash();
+    let app = crate::common::App::start_on(crate::common::BIN, db, &[]);
+    let started = std::time::Instant::now();
+    let hook = testkit::eventually(Duration::from_secs(90), "the message resent", || async {
+        let got = rx.at("/hook");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.at("/hook").len(), 1, "sent once");
+    assert_eq!(
+        rx.arrived(),
+        2,
+        "the cut-off try and the one that went through"
+    );
+    verify_signature(&hook[0]);
+    assert_eq!(hook[0].json()["notifications"][0]["event"], "DOWN");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let all = deliveries(&app).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["state"], "SENT", "{all:?}");
+}
+
 on_both_backends!(
+    a_message_cut_off_by_a_crash_is_sent_once_after_the_restart,
     channels_obey_the_target_policy,
     email_goes_over_smtp_with_a_text_and_an_html_part,
     one_outage_is_one_down_and_one_up_message_per_channel,
