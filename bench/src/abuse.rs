@@ -171,6 +171,7 @@ pub async fn run(a: &Abuse, env: &Env) -> anyhow::Result<(Vec<PhaseReport>, Stri
         check: crate::api::CheckProfile::Plain,
         tcp_ports: Vec::new(),
         dns_port: None,
+        channel_ids: Vec::new(),
     };
     eprintln!(
         "bench: creating {} monitors every {} s",

@@ -59,6 +59,8 @@ pub struct Spec {
     pub tcp_ports: Vec<u16>,
     /// A DNS scenario's resolver port (the target's).
     pub dns_port: Option<u16>,
+    /// Notification channels: monitor n notifies the (n mod len)-th.
+    pub channel_ids: Vec<i64>,
 }
 
 impl Spec {
@@ -86,6 +88,10 @@ impl Spec {
         });
         if let (CheckProfile::Dns, Some(port)) = (self.check, self.dns_port) {
             body["dns_resolver"] = json!(format!("127.0.0.1:{port}"));
+        }
+        if !self.channel_ids.is_empty() {
+            body["notification_channel_ids"] =
+                json!([self.channel_ids[n % self.channel_ids.len()]]);
         }
         if self.check == CheckProfile::Body {
             // The target's page ends in `ok`: the whole body is read and searched.

@@ -66,6 +66,7 @@ pub async fn run(h: &History, env: &Env) -> anyhow::Result<Vec<(String, String)>
         check: crate::api::CheckProfile::Plain,
         tcp_ports: Vec::new(),
         dns_port: None,
+        channel_ids: Vec::new(),
     };
     eprintln!("bench: creating {} paused monitors", h.monitors);
     let (monitors, _) = api::create(&http, &base, &spec, h.monitors, 32, false).await?;

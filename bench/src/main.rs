@@ -133,6 +133,7 @@ mod api;
 mod attacks;
 mod database;
 mod history;
+mod notify;
 mod probes;
 mod procs;
 mod reference;
@@ -270,6 +271,41 @@ enum Command {
         only: Vec<String>,
         #[command(flatten)]
         common: Common,
+    },
+    /// How fast a confirmed DOWN reaches a webhook, and the CPU per check with notification
+    /// rules on (`--channels 0`: without).
+    Notify {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        backend: Backend,
+        #[arg(long, default_value_t = 10_000)]
+        monitors: usize,
+        /// Seconds between checks of each monitor.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// Webhook channels (each monitor notifies one); 0: no rules.
+        #[arg(long, default_value_t = 20)]
+        channels: usize,
+        /// Seconds of the steady phase.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Monitors made to go DOWN after it.
+        #[arg(long, default_value_t = 100)]
+        downs: usize,
+        /// Milliseconds between two of them.
+        #[arg(long, default_value_t = 500)]
+        down_every_ms: u64,
+        /// Monitor-creating requests at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The service binary [default: release/monitor-manager in the target directory].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        #[arg(
+            long,
+            env = "BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        postgres_url: String,
     },
     /// The target server (started by the bench itself).
     #[command(hide = true)]
@@ -541,6 +577,31 @@ async fn command(command: Command) -> anyhow::Result<()> {
             let report = report_path(&common, true);
             let info = RunInfo::now(describe(&env));
             suite::suite(&options, &env, report.as_deref(), &info).await
+        }
+        Command::Notify {
+            backend,
+            monitors,
+            interval,
+            channels,
+            duration,
+            downs,
+            down_every_ms,
+            concurrency,
+            binary,
+            postgres_url,
+        } => {
+            let binary = binary.unwrap_or_else(procs::default_binary);
+            let n = notify::Notify {
+                backend,
+                monitors,
+                interval,
+                channels,
+                duration,
+                downs,
+                down_every: Duration::from_millis(down_every_ms),
+                concurrency,
+            };
+            notify::run(&n, &binary, &postgres_url).await
         }
         Command::Reference {
             duration,

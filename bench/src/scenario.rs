@@ -142,6 +142,7 @@ pub async fn run(s: &Scenario, env: &Env) -> anyhow::Result<Results> {
         check: s.check,
         tcp_ports,
         dns_port,
+        channel_ids: Vec::new(),
     };
     eprintln!("bench: creating {} monitors", s.monitors);
     let (mut monitors, create) =

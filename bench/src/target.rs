@@ -349,6 +349,10 @@ fn respond(path: &str, arrivals: &Arrivals, received: i64, page: &[u8]) -> (&'st
             return ("200 OK", page.to_vec());
         }
     }
+    // A check that fails: `bench notify` points monitors here to make them go DOWN.
+    if path.starts_with("/fail/") {
+        return ("503 Service Unavailable", b"down".to_vec());
+    }
     if let Some(query) = path.strip_prefix("/__arrivals") {
         let from = query
             .strip_prefix("?from=")

@@ -8,10 +8,13 @@
 use std::{
     collections::HashSet,
     str::FromStr,
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, RwLock,
+    },
 };
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::{
     parser::{CronParser, Seconds},
@@ -22,6 +25,10 @@ use croner::{
 pub const MAX_WINDOW_NAME: usize = 200;
 /// Longest a window (or each occurrence of a recurring one) may last.
 pub const MAX_WINDOW_DAYS: i64 = 31;
+/// Most occurrences of a recurring window checked against each other and against other
+/// windows' (a year of one every 5 minutes is about 105,000: the checks cover the first
+/// 20,000).
+pub const MAX_CHECKED: usize = 20_000;
 /// Most monitors a window may name.
 pub const MAX_WINDOW_MONITORS: usize = 1000;
 
@@ -61,6 +68,9 @@ impl Schedule {
         recurrence: Option<&str>,
         time_zone: Option<&str>,
     ) -> Result<Self, WindowError> {
+        // Cron times are whole seconds: so are the window's.
+        let whole = |t: DateTime<Utc>| t.with_nanosecond(0).unwrap_or(t);
+        let (starts_at, ends_at) = (whole(starts_at), whole(ends_at));
         let time_zone = match time_zone.map(str::trim) {
             None | Some("") => Tz::UTC,
             Some(name) => Tz::from_str(name).map_err(|_| {
@@ -115,18 +125,19 @@ impl Schedule {
             let first = schedule
                 .next_start(starts_at, true)
                 .ok_or_else(|| refuse("recurrence", format!("{text:?} never fires")))?;
-            if let Some(second) = schedule.next_start(first, false) {
-                if second - first < length {
-                    return Err(refuse(
-                        "recurrence",
-                        format!(
-                            "fires every {} minutes, less than the window lasts ({} minutes): \
-                             occurrences would overlap",
-                            (second - first).num_minutes(),
-                            length.num_minutes()
-                        ),
-                    ));
-                }
+            // Every gap over a year (daylight-saving days and uneven weekdays included).
+            let starts = schedule.starts(first, first + Duration::days(366), MAX_CHECKED);
+            if let Some(pair) = starts.windows(2).find(|p| p[1] - p[0] < length) {
+                return Err(refuse(
+                    "recurrence",
+                    format!(
+                        "fires again {} minutes after {}, sooner than the window's {} minutes \
+                         end: occurrences would overlap",
+                        (pair[1] - pair[0]).num_minutes(),
+                        pair[0].to_rfc3339(),
+                        length.num_minutes()
+                    ),
+                ));
             }
         }
         Ok(schedule)
@@ -159,6 +170,17 @@ impl Schedule {
                     .map(|at| at.with_timezone(&Utc))
             }
         }
+    }
+
+    /// Starts of occurrences from `from` (inclusive) to `to`, at most `limit`.
+    fn starts(&self, from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        let mut next = self.next_start(from, true);
+        while let Some(start) = next.filter(|&s| s < to && out.len() < limit) {
+            out.push(start);
+            next = self.next_start(start, false);
+        }
+        out
     }
 
     /// The occurrence in effect at `t`, as (start, end), its end moved to `ended_at` if it was
@@ -229,13 +251,14 @@ impl Schedule {
 pub struct CalendarWindow {
     pub id: i64,
     pub schedule: Schedule,
-    /// The monitors it covers; empty: all.
+    /// Covers every monitor; else those of `monitors`.
+    pub all_monitors: bool,
     pub monitors: HashSet<i64>,
 }
 
 impl CalendarWindow {
-    fn covers(&self, monitor_id: i64) -> bool {
-        self.monitors.is_empty() || self.monitors.contains(&monitor_id)
+    pub fn covers(&self, monitor_id: i64) -> bool {
+        self.all_monitors || self.monitors.contains(&monitor_id)
     }
 }
 
@@ -275,6 +298,10 @@ impl Snapshot {
 #[derive(Clone)]
 pub struct Calendar {
     inner: Arc<RwLock<Arc<Snapshot>>>,
+    /// Tickets of loads begun, and the newest applied: a load that began before another
+    /// (and so may have read the database before a change) never replaces its result.
+    tickets: Arc<AtomicU64>,
+    applied: Arc<AtomicU64>,
 }
 
 impl Default for Calendar {
@@ -287,16 +314,29 @@ impl Calendar {
     pub fn new(windows: Vec<CalendarWindow>, now: DateTime<Utc>) -> Self {
         Self {
             inner: Arc::new(RwLock::new(Arc::new(Snapshot::new(windows, now)))),
+            tickets: Arc::default(),
+            applied: Arc::default(),
         }
     }
 
-    /// Replaces the windows (occurrences worked out around `now`).
-    pub fn replace(&self, windows: Vec<CalendarWindow>, now: DateTime<Utc>) {
+    /// A ticket for a load about to read the windows (give it to [`Calendar::replace`]).
+    pub fn begin_load(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Replaces the windows (occurrences worked out around `now`) with those a load read,
+    /// unless a load begun after it was applied already.
+    pub fn replace(&self, ticket: u64, windows: Vec<CalendarWindow>, now: DateTime<Utc>) {
         let snapshot = Arc::new(Snapshot::new(windows, now));
-        *self
+        let mut inner = self
             .inner
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.applied.load(Ordering::SeqCst) > ticket {
+            return;
+        }
+        self.applied.store(ticket, Ordering::SeqCst);
+        *inner = snapshot;
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -354,7 +394,8 @@ pub fn parse_window_name(raw: &str) -> Result<String, String> {
 pub struct MaintenanceWindow {
     pub id: i64,
     pub name: String,
-    /// Empty: all monitors.
+    /// Covers every monitor; else those of `monitor_ids`.
+    pub all_monitors: bool,
     pub monitor_ids: Vec<i64>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -395,6 +436,26 @@ mod tests {
         assert!(err.problem.contains("overlap"), "{err:?}");
         let err = Schedule::parse(t, t + Duration::hours(1), Some("0 0 30 2 *"), None).unwrap_err();
         assert!(err.problem.contains("never fires"), "{err:?}");
+        // Uneven gaps: Monday and Tuesday at midnight, 30 hours each (1 December is a Tuesday).
+        let err =
+            Schedule::parse(t, t + Duration::hours(30), Some("0 0 * * 1,2"), None).unwrap_err();
+        assert!(err.problem.contains("overlap"), "{err:?}");
+        // Daily for 24 hours in Berlin: the spring-forward day is 23 hours long.
+        let err = Schedule::parse(
+            t,
+            t + Duration::hours(24),
+            Some("0 2 * * *"),
+            Some("Europe/Berlin"),
+        )
+        .unwrap_err();
+        assert!(err.problem.contains("overlap"), "{err:?}");
+        assert!(Schedule::parse(
+            t,
+            t + Duration::hours(23),
+            Some("0 3 * * *"),
+            Some("Europe/Berlin")
+        )
+        .is_ok());
     }
 
     #[test]
@@ -438,6 +499,7 @@ mod tests {
         let one = CalendarWindow {
             id: 7,
             schedule: Schedule::parse(now, now + Duration::hours(1), None, None).unwrap(),
+            all_monitors: false,
             monitors: [1].into(),
         };
         let calendar = Calendar::new(vec![one], now);
@@ -446,5 +508,16 @@ mod tests {
         assert!(!calendar.covers(1, now + Duration::hours(2)));
         // Far from the snapshot's time: worked out directly.
         assert!(!calendar.covers(1, now + Duration::days(30)));
+        // A load begun before another never replaces what the later one read.
+        let (older, newer) = (calendar.begin_load(), calendar.begin_load());
+        calendar.replace(newer, Vec::new(), now);
+        let again = CalendarWindow {
+            id: 8,
+            schedule: Schedule::parse(now, now + Duration::hours(1), None, None).unwrap(),
+            all_monitors: true,
+            monitors: HashSet::new(),
+        };
+        calendar.replace(older, vec![again], now);
+        assert!(calendar.is_empty());
     }
 }

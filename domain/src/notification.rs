@@ -157,8 +157,12 @@ pub struct ChannelSettings {
     /// Email: the sender's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// Email: the recipients.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Email: the recipients (stored by earlier versions as one comma-separated string).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "one_or_many"
+    )]
     pub to: Vec<String>,
     /// Email: the SMTP server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +176,25 @@ pub struct ChannelSettings {
     pub smtp_username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp_password: Option<String>,
+}
+
+/// A list of addresses, or the comma-separated string earlier versions stored.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(list) => list,
+    })
 }
 
 /// Settings as a client sent them: each `None` when not sent (on an update: keep the stored).
@@ -349,10 +372,13 @@ impl ChannelSettings {
                 input.smtp_username,
                 stored.and_then(|s| s.smtp_username.as_ref()),
             ),
-            smtp_password: keep(
-                input.smtp_password,
-                stored.and_then(|s| s.smtp_password.as_ref()),
-            ),
+            // A password is kept as given, spaces and all.
+            smtp_password: match input.smtp_password {
+                Some(v) if is_masked(&v) => stored.and_then(|s| s.smtp_password.clone()),
+                Some(v) if v.is_empty() => None,
+                Some(v) => Some(v),
+                None => stored.and_then(|s| s.smtp_password.clone()),
+            },
         };
         settings.check(kind)?;
         let Some(host) = &settings.smtp_host else {
@@ -388,6 +414,32 @@ impl ChannelSettings {
             }
         }
         Ok(settings)
+    }
+
+    /// Settings as stored by an earlier version, in today's form: an email channel's server
+    /// given as an `smtp://` or `smtps://` URL (its login in it, `?tls=required` for
+    /// STARTTLS) moves into the `smtp_*` fields.
+    pub fn upgraded(mut self, kind: ChannelKind) -> Self {
+        if kind != ChannelKind::Email || self.smtp_host.is_some() || self.url.is_empty() {
+            return self;
+        }
+        if let Ok(url) = Url::parse(&self.url) {
+            self.smtp_host = url
+                .host_str()
+                .map(|h| h.trim_matches(['[', ']']).to_owned());
+            self.smtp_port = url.port();
+            self.smtp_tls = Some(match (url.scheme(), url.query()) {
+                ("smtps", _) => SmtpTls::Tls,
+                (_, Some(query)) if query.contains("tls=") => SmtpTls::Starttls,
+                _ => SmtpTls::None,
+            });
+            if !url.username().is_empty() {
+                self.smtp_username = Some(url.username().to_owned());
+                self.smtp_password = url.password().map(str::to_owned);
+            }
+        }
+        self.url.clear();
+        self
     }
 
     /// An email channel's port: the one given, or the default for its security.
@@ -870,6 +922,22 @@ mod tests {
         };
         let again = ChannelSettings::parse(ChannelKind::Webhook, back, Some(&stored)).unwrap();
         assert_eq!(again, stored);
+    }
+
+    #[test]
+    fn email_settings_stored_by_an_earlier_version_read_in_todays_form() {
+        let old: ChannelSettings = serde_json::from_str(
+            r#"{"url":"smtp://mailer:pw@mail.example:2525?tls=required","from":"a@b.c","to":"x@y.z, w@y.z"}"#,
+        )
+        .unwrap();
+        let new = old.upgraded(ChannelKind::Email);
+        assert_eq!(new.smtp_host.as_deref(), Some("mail.example"));
+        assert_eq!(new.smtp_port(), 2525);
+        assert_eq!(new.smtp_tls, Some(SmtpTls::Starttls));
+        assert_eq!(new.smtp_username.as_deref(), Some("mailer"));
+        assert_eq!(new.smtp_password.as_deref(), Some("pw"));
+        assert_eq!(new.to, ["x@y.z", "w@y.z"]);
+        assert!(new.url.is_empty());
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct Model {
     pub ends_at: DateTimeUtc,
     pub recurrence: Option<String>,
     pub time_zone: String,
+    /// Covers every monitor; else the linked ones.
+    pub all_monitors: bool,
     pub ended_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

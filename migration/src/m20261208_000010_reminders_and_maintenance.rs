@@ -2,7 +2,7 @@
 //! an incident stays open; an incident keeps how many were sent and when the next is due, and
 //! each reminder is one more delivery per channel (`reminder` is its number, 0 for the
 //! incident's DOWN and UP). Maintenance windows, one-off or recurring (a cron expression in a
-//! time zone), cover chosen monitors or, with none chosen, all; a result checked during one is
+//! time zone), cover chosen monitors or all of them; a result checked during one is
 //! stored with `in_maintenance` set and moves no state.
 
 use sea_orm_migration::{prelude::*, schema::*};
@@ -63,6 +63,7 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Windows::EndsAt))
                     .col(string_len_null(Windows::Recurrence, 200))
                     .col(string_len(Windows::TimeZone, 64).default("UTC"))
+                    .col(boolean(Windows::AllMonitors).default(false))
                     .col(timestamp_with_time_zone_null(Windows::EndedAt))
                     .col(timestamp_with_time_zone(Windows::CreatedAt))
                     .col(timestamp_with_time_zone(Windows::UpdatedAt))
@@ -143,6 +144,9 @@ enum Windows {
     EndsAt,
     Recurrence,
     TimeZone,
+    /// Covers every monitor (else those linked; a window whose last monitor is deleted then
+    /// covers none).
+    AllMonitors,
     EndedAt,
     CreatedAt,
     UpdatedAt,

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use domain::maintenance::{
-    parse_window_name, MaintenanceWindow, Schedule, WindowError, MAX_WINDOW_MONITORS,
+    parse_window_name, MaintenanceWindow, Schedule, WindowError, MAX_CHECKED, MAX_WINDOW_MONITORS,
 };
 use store::WindowRow;
 
@@ -33,10 +33,9 @@ pub struct WindowPatch {
     pub time_zone: Option<String>,
 }
 
-/// How far ahead two windows are compared for overlaps.
+/// How far ahead two windows are compared for overlaps (for at most
+/// [`MAX_CHECKED`] occurrences of each).
 const OVERLAP_HORIZON_DAYS: i64 = 366;
-/// Most occurrences of each compared.
-const OVERLAP_OCCURRENCES: usize = 2000;
 
 fn window_error(err: WindowError) -> Error {
     Error::invalid(err.field, err.problem)
@@ -115,20 +114,21 @@ impl MonitorService {
                 format!("monitor {missing} does not exist"),
             ));
         }
+        let all_monitors = new.monitor_ids.is_empty();
         let from = now().min(new.starts_at);
         let to = from + Duration::days(OVERLAP_HORIZON_DAYS);
-        let mine = schedule.occurrences(from, to, OVERLAP_OCCURRENCES);
+        let mine = schedule.occurrences(from, to, MAX_CHECKED);
         for other in self.db().calendar_windows().await? {
             if Some(other.id) == except {
                 continue;
             }
-            let shared = new.monitor_ids.is_empty()
-                || other.monitors.is_empty()
+            let shared = all_monitors
+                || other.all_monitors
                 || new.monitor_ids.iter().any(|id| other.monitors.contains(id));
             if !shared {
                 continue;
             }
-            let theirs = other.schedule.occurrences(from, to, OVERLAP_OCCURRENCES);
+            let theirs = other.schedule.occurrences(from, to, MAX_CHECKED);
             if let Some(at) = first_overlap(&mine, &theirs) {
                 return Err(Error::invalid(
                     "starts_at",
@@ -143,10 +143,11 @@ impl MonitorService {
         }
         Ok(WindowRow {
             name,
-            starts_at: new.starts_at,
-            ends_at: new.ends_at,
+            starts_at: schedule.starts_at,
+            ends_at: schedule.ends_at,
             recurrence: schedule.recurrence().map(str::to_owned),
             time_zone: schedule.time_zone.name().to_owned(),
+            all_monitors,
             monitor_ids: new.monitor_ids,
         })
     }
@@ -164,6 +165,13 @@ impl MonitorService {
         patch: WindowPatch,
     ) -> Result<MaintenanceWindow, Error> {
         let current = self.maintenance_window(id).await?;
+        if patch.monitor_ids.is_none() && !current.all_monitors && current.monitor_ids.is_empty() {
+            return Err(Error::invalid(
+                "monitor_ids",
+                "must be given: the monitors this window named were deleted (an empty list \
+                 makes it cover all monitors)",
+            ));
+        }
         let new = NewWindow {
             name: patch.name.unwrap_or(current.name),
             monitor_ids: patch.monitor_ids.unwrap_or(current.monitor_ids),

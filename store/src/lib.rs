@@ -27,7 +27,7 @@ pub use error::Error;
 pub use incidents::IncidentFilter;
 pub use lease::{notify_channel, ChangeListener, Claim, ClaimedSlot};
 pub use maintenance::WindowRow;
-pub use notifications::{AttemptOutcome, Claimed};
+pub use notifications::{AttemptOutcome, Claimed, Tried};
 pub use open::{lock_sqlite, SqliteLock};
 pub use url::{redact, Backend, DatabaseUrl};
 

@@ -18,7 +18,8 @@ pub struct WindowRow {
     pub ends_at: DateTime<Utc>,
     pub recurrence: Option<String>,
     pub time_zone: String,
-    /// Empty: all monitors.
+    /// Covers every monitor; else those of `monitor_ids`.
+    pub all_monitors: bool,
     pub monitor_ids: Vec<i64>,
 }
 
@@ -59,6 +60,7 @@ fn window(
     MaintenanceWindow {
         id: row.id,
         name: row.name,
+        all_monitors: row.all_monitors,
         monitor_ids,
         starts_at: row.starts_at,
         ends_at: row.ends_at,
@@ -161,6 +163,7 @@ impl Database {
                 Some(CalendarWindow {
                     id: row.id,
                     schedule: schedule(&row)?,
+                    all_monitors: row.all_monitors,
                     monitors: links
                         .remove(&row.id)
                         .unwrap_or_default()
@@ -194,6 +197,7 @@ impl Database {
             ends_at: Set(new.ends_at),
             recurrence: Set(new.recurrence),
             time_zone: Set(new.time_zone),
+            all_monitors: Set(new.all_monitors),
             ended_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
@@ -228,6 +232,7 @@ impl Database {
         row.ends_at = Set(new.ends_at);
         row.recurrence = Set(new.recurrence);
         row.time_zone = Set(new.time_zone);
+        row.all_monitors = Set(new.all_monitors);
         row.ended_at = Set(current.ended_at.filter(|_| same_times));
         row.updated_at = Set(now);
         let row = row.update(&txn).await?;

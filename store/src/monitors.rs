@@ -178,6 +178,10 @@ impl Database {
         row.next_check_at = Set(next_check_at);
         row.updated_at = Set(now);
         let txn = self.conn.begin().await?;
+        let reminder_before = monitor::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .map(|m| m.reminder_interval_minutes);
         let row = match row.update(&txn).await {
             Ok(row) => row,
             Err(DbErr::RecordNotUpdated) => return Ok(None),
@@ -191,7 +195,10 @@ impl Database {
             link_channels(&txn, id, ids).await?;
         }
         // A new reminder interval counts from now for an incident already open.
-        if let Some(reminder) = patch.reminder_interval {
+        if let Some(reminder) = patch
+            .reminder_interval
+            .filter(|r| reminder_before != Some(r.map(|m| m.get())))
+        {
             incident::Entity::update_many()
                 .col_expr(
                     incident::Column::NextReminderAt,

@@ -40,7 +40,7 @@ fn channel(row: notification_channel::Model) -> Option<Channel> {
         name: row.name,
         kind,
         is_default: row.is_default,
-        settings,
+        settings: settings.upgraded(kind),
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
@@ -80,6 +80,15 @@ pub struct Claimed {
     pub created_at: DateTime<Utc>,
     /// Tries so far, this one included.
     pub attempts: i32,
+}
+
+/// One try at sending, as recorded on each delivery it carried.
+#[derive(Debug, Clone, Copy)]
+pub struct Tried<'a> {
+    pub at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub response_code: Option<u16>,
+    pub error: Option<&'a str>,
 }
 
 /// What became of one attempt.
@@ -232,6 +241,8 @@ impl Database {
                     notices.push(incident_notice(NoticeEvent::Down, &monitor, &row, cause));
                 }
                 if let Some(seq) = row.resolved_seq.filter(|_| row.resolved_at.is_some()) {
+                    drop_reminders(&txn, row.id, now, "not sent: the incident resolved first")
+                        .await?;
                     let cause = result_row(&txn, row.monitor_id, seq).await?;
                     notices.push(incident_notice(NoticeEvent::Up, &monitor, &row, cause));
                 }
@@ -314,9 +325,11 @@ impl Database {
         limit: u64,
         quiet: impl Fn(i64) -> bool,
     ) -> Result<usize, Error> {
+        // An acknowledged incident has someone on it: no more reminders.
         let due = sea_orm::Condition::all()
             .add(incident::Column::NextReminderAt.lte(now))
-            .add(incident::Column::ResolvedAt.is_null());
+            .add(incident::Column::ResolvedAt.is_null())
+            .add(incident::Column::AcknowledgedAt.is_null());
         let Some((txn, rows)) = self.lock_incidents(due, limit).await? else {
             return Ok(0);
         };
@@ -362,6 +375,14 @@ impl Database {
                     );
                     notice.reminder = Some(sent);
                     notice.as_of = Some(was_due);
+                    // A reminder still waiting (its channel failing) is said again by this one.
+                    drop_reminders(
+                        &txn,
+                        row.id,
+                        now,
+                        &format!("not sent: superseded by reminder {sent}"),
+                    )
+                    .await?;
                     written +=
                         insert_deliveries(&txn, &channels, row.id, &notice, sent, now).await?;
                 }
@@ -525,45 +546,27 @@ impl Database {
         error: Option<&str>,
         outcome: &AttemptOutcome,
     ) -> Result<(), Error> {
-        let txn = self.conn.begin().await?;
-        notification_attempt::ActiveModel {
-            delivery_id: Set(delivery_id),
-            attempted_at: Set(at),
-            duration_ms: Set(duration_ms),
-            ok: Set(matches!(outcome, AttemptOutcome::Sent)),
-            response_code: Set(response_code.map(i32::from)),
-            error: Set(error.map(str::to_owned)),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        let update = notification_delivery::Entity::update_many()
-            .filter(notification_delivery::Column::Id.eq(delivery_id))
-            .col_expr(
-                notification_delivery::Column::ClaimedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                notification_delivery::Column::LastError,
-                Expr::value(error.map(str::to_owned)),
-            );
-        let update = match outcome {
-            AttemptOutcome::Sent => update
-                .col_expr(
-                    notification_delivery::Column::State,
-                    Expr::value(DeliveryState::Sent.as_str()),
-                )
-                .col_expr(notification_delivery::Column::SentAt, Expr::value(Some(at))),
-            AttemptOutcome::Retry(next) => update.col_expr(
-                notification_delivery::Column::NextAttemptAt,
-                Expr::value(*next),
-            ),
-            AttemptOutcome::GiveUp => update.col_expr(
-                notification_delivery::Column::State,
-                Expr::value(DeliveryState::Failed.as_str()),
-            ),
+        let attempt = Tried {
+            at,
+            duration_ms,
+            response_code,
+            error,
         };
-        update.exec(&txn).await?;
+        self.record_attempts(&[(delivery_id, outcome.clone())], &attempt)
+            .await
+    }
+
+    /// Records one send of a grouped message: the same attempt on each of its deliveries,
+    /// each moved on by its own outcome, in one transaction.
+    pub async fn record_attempts(
+        &self,
+        deliveries: &[(i64, AttemptOutcome)],
+        attempt: &Tried<'_>,
+    ) -> Result<(), Error> {
+        let txn = self.conn.begin().await?;
+        for (delivery_id, outcome) in deliveries {
+            record_on(&txn, *delivery_id, attempt, outcome).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
@@ -615,6 +618,32 @@ impl Database {
         }
         Ok(Page { items, has_next })
     }
+}
+
+/// Gives up an incident's reminders that are still waiting and not being sent, with why.
+async fn drop_reminders(
+    txn: &impl ConnectionTrait,
+    incident_id: i64,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<(), Error> {
+    notification_delivery::Entity::update_many()
+        .col_expr(
+            notification_delivery::Column::State,
+            Expr::value(DeliveryState::Failed.as_str()),
+        )
+        .col_expr(notification_delivery::Column::LastError, Expr::value(why))
+        .filter(notification_delivery::Column::IncidentId.eq(incident_id))
+        .filter(notification_delivery::Column::Event.eq(NoticeEvent::Reminder.as_str()))
+        .filter(notification_delivery::Column::State.eq(DeliveryState::Pending.as_str()))
+        .filter(
+            sea_orm::Condition::any()
+                .add(notification_delivery::Column::ClaimedUntil.is_null())
+                .add(notification_delivery::Column::ClaimedUntil.lt(now)),
+        )
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// The channels notified for every monitor.
@@ -743,4 +772,54 @@ fn notice_json(notice: &Notice) -> Result<String, Error> {
 
 fn settings_json(settings: &ChannelSettings) -> Result<String, Error> {
     serde_json::to_string(settings).map_err(|e| Error::failed(format!("settings not encoded: {e}")))
+}
+
+async fn record_on(
+    txn: &impl ConnectionTrait,
+    delivery_id: i64,
+    attempt: &Tried<'_>,
+    outcome: &AttemptOutcome,
+) -> Result<(), Error> {
+    notification_attempt::ActiveModel {
+        delivery_id: Set(delivery_id),
+        attempted_at: Set(attempt.at),
+        duration_ms: Set(attempt.duration_ms),
+        ok: Set(matches!(outcome, AttemptOutcome::Sent)),
+        response_code: Set(attempt.response_code.map(i32::from)),
+        error: Set(attempt.error.map(str::to_owned)),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    let update = notification_delivery::Entity::update_many()
+        .filter(notification_delivery::Column::Id.eq(delivery_id))
+        .col_expr(
+            notification_delivery::Column::ClaimedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            notification_delivery::Column::LastError,
+            Expr::value(attempt.error.map(str::to_owned)),
+        );
+    let update = match outcome {
+        AttemptOutcome::Sent => update
+            .col_expr(
+                notification_delivery::Column::State,
+                Expr::value(DeliveryState::Sent.as_str()),
+            )
+            .col_expr(
+                notification_delivery::Column::SentAt,
+                Expr::value(Some(attempt.at)),
+            ),
+        AttemptOutcome::Retry(next) => update.col_expr(
+            notification_delivery::Column::NextAttemptAt,
+            Expr::value(*next),
+        ),
+        AttemptOutcome::GiveUp => update.col_expr(
+            notification_delivery::Column::State,
+            Expr::value(DeliveryState::Failed.as_str()),
+        ),
+    };
+    update.exec(txn).await?;
+    Ok(())
 }

@@ -342,6 +342,13 @@ async fn an_open_incident_sends_a_reminder_at_its_interval(backend: Backend) {
         .map(|d| d["event"].as_str().unwrap())
         .collect();
     assert_eq!(events, ["UP", "REMINDER", "DOWN"], "{body}");
+    let states: Vec<&str> = body["data"]["notificationDeliveries"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["SENT", "SENT", "SENT"], "{body}");
 }
 
 async fn many_monitors_down_together_are_a_few_grouped_messages(backend: Backend) {
@@ -398,6 +405,11 @@ async fn many_monitors_down_together_are_a_few_grouped_messages(backend: Backend
     assert_eq!(got, ids);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let hooks = rx.at("/hook");
+    let downs: usize = hooks
+        .iter()
+        .map(|r| r.json()["notifications"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(downs, MONITORS, "each DOWN once");
     assert!(
         hooks.len() <= 3,
         "{} webhook messages for {MONITORS} monitors",

@@ -32,7 +32,11 @@ const MAX_GROUP: usize = 1000;
 /// Most messages being sent at once.
 const MAX_SENDING: usize = 32;
 /// Most deliveries held here at once (claimed, waiting for their channel).
-const MAX_HELD: usize = 5000;
+const MAX_HELD: usize = 2000;
+/// How long a claimed delivery may wait here for its channel: past it, it is let go unsent
+/// (another claim takes it once the lease ends), so a send never starts on a claim that may
+/// lapse before its attempt is recorded.
+const HOLD_LIMIT: Duration = Duration::from_secs(25);
 /// The least time between two messages on a channel that groups: what comes meanwhile waits
 /// and goes as one message, so a storm of changes is a few messages, not hundreds.
 pub const CHANNEL_GAP: Duration = Duration::from_secs(5);
@@ -41,7 +45,8 @@ pub const CHANNEL_GAP: Duration = Duration::from_secs(5);
 /// its way.
 #[derive(Default)]
 struct Lane {
-    held: Vec<Claimed>,
+    /// Claimed deliveries, each with when it was claimed.
+    held: Vec<(Instant, Claimed)>,
     busy: bool,
     last_start: Option<Instant>,
 }
@@ -88,9 +93,18 @@ async fn round(
                 (MAX_HELD - held) as u64,
             )
             .await?;
+        let at = Instant::now();
         let mut all = lock(lanes);
         for c in claimed {
-            all.entry(c.channel.id).or_default().held.push(c);
+            let lane = all.entry(c.channel.id).or_default();
+            // A claim renewed after it lapsed here is held once.
+            if !lane
+                .held
+                .iter()
+                .any(|(_, h)| h.delivery_id == c.delivery_id)
+            {
+                lane.held.push((at, c));
+            }
         }
     }
     for group in ready(lanes, sending) {
@@ -126,7 +140,8 @@ fn ready(
             || lane.last_start.is_some_and(|at| at.elapsed() < CHANNEL_GAP)
     });
     for lane in all.values_mut() {
-        let Some(first) = lane.held.first() else {
+        lane.held.retain(|(at, _)| at.elapsed() < HOLD_LIMIT);
+        let Some((_, first)) = lane.held.first() else {
             continue;
         };
         if !first.channel.kind.groups() {
@@ -135,7 +150,7 @@ fn ready(
                 let Ok(permit) = sending.clone().try_acquire_owned() else {
                     return out;
                 };
-                out.push((permit, vec![lane.held.remove(0)]));
+                out.push((permit, vec![lane.held.remove(0).1]));
             }
             continue;
         }
@@ -145,7 +160,11 @@ fn ready(
         let Ok(permit) = sending.clone().try_acquire_owned() else {
             break;
         };
-        let group: Vec<Claimed> = lane.held.drain(..MAX_GROUP.min(lane.held.len())).collect();
+        let group: Vec<Claimed> = lane
+            .held
+            .drain(..MAX_GROUP.min(lane.held.len()))
+            .map(|(_, c)| c)
+            .collect();
         lane.busy = true;
         lane.last_start = Some(Instant::now());
         out.push((permit, group));
@@ -179,22 +198,24 @@ async fn deliver(
             "notification not delivered; will retry"
         );
     }
-    for claimed in &group {
-        let outcome = outcome(sent.ok, claimed.attempts, claimed.created_at, now);
-        if let Err(err) = db
-            .record_attempt(
-                claimed.delivery_id,
-                now,
-                sent.duration_ms,
-                sent.response_code,
-                sent.error.as_deref(),
-                &outcome,
+    let outcomes: Vec<(i64, AttemptOutcome)> = group
+        .iter()
+        .map(|c| {
+            (
+                c.delivery_id,
+                outcome(sent.ok, c.attempts, c.created_at, now),
             )
-            .await
-        {
-            // The claim lapses and the delivery is tried again: at least once, never lost.
-            tracing::warn!(delivery.id = claimed.delivery_id, error = %err, "attempt not recorded");
-        }
+        })
+        .collect();
+    let tried = store::Tried {
+        at: now,
+        duration_ms: sent.duration_ms,
+        response_code: sent.response_code,
+        error: sent.error.as_deref(),
+    };
+    if let Err(err) = db.record_attempts(&outcomes, &tried).await {
+        // The claims lapse and the deliveries are tried again: at least once, never lost.
+        tracing::warn!(channel.id = channel.id, error = %err, "attempts not recorded");
     }
 }
 

@@ -18,9 +18,12 @@ pub async fn load(db: &Database) -> Result<Calendar, store::Error> {
     Ok(Calendar::new(db.calendar_windows().await?, Utc::now()))
 }
 
-/// Reloads `calendar` from the database.
+/// Reloads `calendar` from the database (a reload begun earlier that ends later does not
+/// undo it).
 pub async fn reload(db: &Database, calendar: &Calendar) -> Result<(), store::Error> {
-    calendar.replace(db.calendar_windows().await?, Utc::now());
+    let ticket = calendar.begin_load();
+    let windows = db.calendar_windows().await?;
+    calendar.replace(ticket, windows, Utc::now());
     Ok(())
 }
 

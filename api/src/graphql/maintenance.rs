@@ -22,7 +22,11 @@ impl MaintenanceWindow {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    /// The monitors it covers; empty: all monitors.
+    /// Covers every monitor (it was made with no `monitorIds`).
+    async fn all_monitors(&self) -> bool {
+        self.0.all_monitors
+    }
+    /// The monitors it names (none when it covers all).
     async fn monitors(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Monitor>> {
         let service = ctx.data_unchecked::<MonitorService>();
         let mut out = Vec::with_capacity(self.0.monitor_ids.len());
@@ -33,7 +37,7 @@ impl MaintenanceWindow {
         }
         Ok(out)
     }
-    /// Their ids; empty: all monitors.
+    /// Their ids.
     async fn monitor_ids(&self) -> Vec<ID> {
         self.0
             .monitor_ids

@@ -31,7 +31,7 @@ pub enum NotificationChannelKind {
     Gotify,
     /// PagerDuty Events API v2: trigger and resolve keyed by the incident.
     Pagerduty,
-    /// Email over SMTP (`url` smtp:// or smtps://), a plain-text and an HTML part.
+    /// Email over SMTP (`smtpHost`, `smtpPort`, `smtpTls`), a plain-text and an HTML part.
     Email,
 }
 

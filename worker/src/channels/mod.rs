@@ -157,9 +157,13 @@ async fn vet_endpoint(policy: &TargetPolicy, channel: &Channel) -> Result<(), St
     if channel.kind == ChannelKind::Email {
         let host = channel.settings.smtp_host.as_deref().unwrap_or_default();
         let port = channel.settings.smtp_port();
-        let addrs = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|_| format!("the SMTP host {host} does not resolve"))?;
+        let addrs = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::lookup_host((host, port)),
+        )
+        .await
+        .map_err(|_| format!("the SMTP host {host} did not resolve within 5 s"))?
+        .map_err(|_| format!("the SMTP host {host} does not resolve"))?;
         vet_addrs(policy, addrs.collect())?;
         return Ok(());
     }
