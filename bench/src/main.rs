@@ -123,6 +123,11 @@
 //!   normal client's p50/p99/max and errors; new connections served; checks stored UP and
 //!   DOWN with `checked_at` inside the phase. Exits non-zero when the service died, an
 //!   attempt failed, or a check went DOWN (latency and RSS are reported, not judged).
+//! - `notify`: N monitors (10,000 every 10 s) each notifying one of C webhook channels (20) at
+//!   a receiver in the bench; after warm-up the service's CPU per stored check over D s with
+//!   the rules on (`--channels 0`: without); then K monitors (100), one every 500 ms, spread
+//!   over the channels, pointed at a failing URL: p50 / p99 / max of the time from the start
+//!   of the check that confirmed each DOWN to its arrival at the receiver.
 //! - `suite`: 1,000 monitors at 10 s, 10,000 at 10 s, 100,000 at 50 s on SQLite and on
 //!   PostgreSQL, then an overload search per backend: from `--overload-start` checks/s
 //!   (monitors every `--overload-interval` s) the rate doubles until the p99 start lag

@@ -208,8 +208,11 @@ pub async fn run(n: &Notify, binary: &std::path::Path, postgres_url: &str) -> an
         body["notification_channel_ids"] = json!([channel_ids[(index + 1) % channel_ids.len()]]);
         body
     };
+    // Spread over the monitors, and over the channels in turn (monitor n notifies n mod C).
     let stride = (n.monitors / n.downs.max(1)).max(1);
-    let chosen: Vec<usize> = (0..n.downs).map(|k| (k * stride) % n.monitors).collect();
+    let chosen: Vec<usize> = (0..n.downs)
+        .map(|k| (k * stride + k) % n.monitors)
+        .collect();
     let started = Instant::now();
     for (k, &index) in chosen.iter().enumerate() {
         tokio::time::sleep_until((started + n.down_every * k as u32).into()).await;

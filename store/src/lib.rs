@@ -91,6 +91,19 @@ impl Database {
         self.sqlite.as_ref().map(|(file, _)| file.as_path())
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock up front (IMMEDIATE):
+    /// a deferred one that reads first fails at its first write, without waiting, when another
+    /// connection committed meanwhile; this one waits its turn (the busy timeout) instead.
+    pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+        use sea_orm::TransactionTrait;
+        self.conn
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+    }
+
     /// The pooled connection, for migrations (the `migration` crate runs on it) only.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.conn

@@ -5,7 +5,7 @@ use domain::maintenance::{CalendarWindow, MaintenanceWindow, Schedule};
 use entity::{maintenance_window, maintenance_window_monitor};
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder,
 };
 
 use crate::{Database, Error};
@@ -190,7 +190,7 @@ impl Database {
         new: WindowRow,
         now: DateTime<Utc>,
     ) -> Result<MaintenanceWindow, Error> {
-        let txn = self.conn.begin().await?;
+        let txn = self.begin_write().await?;
         let row = maintenance_window::ActiveModel {
             name: Set(new.name),
             starts_at: Set(new.starts_at),
@@ -218,7 +218,7 @@ impl Database {
         new: WindowRow,
         now: DateTime<Utc>,
     ) -> Result<Option<MaintenanceWindow>, Error> {
-        let txn = self.conn.begin().await?;
+        let txn = self.begin_write().await?;
         let Some(current) = maintenance_window::Entity::find_by_id(id).one(&txn).await? else {
             return Ok(None);
         };

@@ -6,7 +6,7 @@ use domain::{CheckSpec, Monitor, MonitorPatch, MonitorSchedule, NewMonitor, Thre
 use entity::{incident, monitor, monitor_channel};
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::{rows, Database, Error, Page};
@@ -121,7 +121,7 @@ impl Database {
             ..Default::default()
         };
         // The monitor and the channels it names, together.
-        let txn = self.conn.begin().await?;
+        let txn = self.begin_write().await?;
         let row = row.insert(&txn).await?;
         if let Some(ids) = &new.channel_ids {
             link_channels(&txn, row.id, ids).await?;
@@ -177,7 +177,7 @@ impl Database {
         }
         row.next_check_at = Set(next_check_at);
         row.updated_at = Set(now);
-        let txn = self.conn.begin().await?;
+        let txn = self.begin_write().await?;
         let reminder_before = monitor::Entity::find_by_id(id)
             .one(&txn)
             .await?

@@ -17,7 +17,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    QuerySelect, Statement,
 };
 
 use crate::{incidents::result_row, rows, Backend, Database, Error, Page};
@@ -207,7 +207,7 @@ impl Database {
     /// Replaces the channels a monitor names, in one transaction. The ids must exist (the
     /// service checks them; a channel deleted meanwhile fails the foreign key).
     pub async fn set_monitor_channels(&self, monitor_id: i64, ids: &[i64]) -> Result<(), Error> {
-        let txn = self.conn.begin().await?;
+        let txn = self.begin_write().await?;
         monitor_channel::Entity::delete_many()
             .filter(monitor_channel::Column::MonitorId.eq(monitor_id))
             .exec(&txn)
@@ -274,9 +274,8 @@ impl Database {
     }
 
     /// Up to `limit` incidents matching `filter`, oldest first, in a transaction that holds
-    /// them: on SQLite the write lock is taken up front (a commit by the result writer between
-    /// its reads and its first write then waits instead of failing), on PostgreSQL the rows are
-    /// locked `SKIP LOCKED` so processes take different ones. `None` when none match, which
+    /// them ([`Database::begin_write`]; on PostgreSQL the rows are locked `SKIP LOCKED` so
+    /// processes take different ones). `None` when none match, which
     /// most rounds find with one index lookup and no transaction.
     async fn lock_incidents(
         &self,
@@ -294,13 +293,7 @@ impl Database {
         if any.is_none() {
             return Ok(None);
         }
-        let txn = self
-            .conn
-            .begin_with_options(sea_orm::TransactionOptions {
-                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await?;
+        let txn = self.begin_write().await?;
         let mut query = incident::Entity::find()
             .filter(filter)
             .order_by_asc(incident::Column::Id)
@@ -563,7 +556,7 @@ impl Database {
         deliveries: &[(i64, AttemptOutcome)],
         attempt: &Tried<'_>,
     ) -> Result<(), Error> {
-        let txn = self.conn.begin().await?;
+        let txn = self.begin_write().await?;
         for (delivery_id, outcome) in deliveries {
             record_on(&txn, *delivery_id, attempt, outcome).await?;
         }

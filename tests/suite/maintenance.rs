@@ -436,9 +436,61 @@ async fn many_monitors_down_together_are_a_few_grouped_messages(backend: Backend
     );
 }
 
+async fn windows_over_rest(backend: Backend) {
+    let target = Target::start().await;
+    let app = spawn_app!(backend);
+    let id = created(&app, &target.url("/ok"), json!({})).await;
+    let t0 = chrono::Utc::now() + chrono::Duration::hours(2);
+    let (status, body) = app
+        .json(
+            Method::POST,
+            "/maintenance-windows",
+            Some(json!({"name": "db upgrade", "monitor_ids": [id],
+                "starts_at": rfc3339(t0), "ends_at": rfc3339(t0 + chrono::Duration::minutes(30))})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["monitor_ids"], json!([id]));
+    assert_eq!(body["all_monitors"], false);
+    assert_eq!(body["active"], false);
+    let path = format!("/maintenance-windows/{}", body["id"]);
+    for (patch, field) in [
+        (json!({"time_zone": "Atlantis/Capital"}), "time_zone"),
+        (json!({"ends_at": "tomorrow"}), "ends_at"),
+        (json!({"monitor_ids": [0]}), "monitor_ids[0]"),
+        (json!({"active": true}), "read-only field `active`"),
+    ] {
+        let (status, body) = app.json(Method::PATCH, &path, Some(patch.clone())).await;
+        assert_eq!(status, 400, "{patch}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(field),
+            "{patch}: {body}"
+        );
+    }
+    let (status, body) = app
+        .json(
+            Method::PATCH,
+            &path,
+            Some(json!({"name": "db upgrade v2", "time_zone": "Asia/Tokyo"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["time_zone"], "Asia/Tokyo");
+    let (status, body) = app.json(Method::POST, &format!("{path}/end"), None).await;
+    assert_eq!(status, 409, "not in effect: {body}");
+    let (status, list) = app.json(Method::GET, "/maintenance-windows", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let (status, _) = app.json(Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    let (status, body) = app.json(Method::GET, &path, None).await;
+    assert_eq!(status, 404, "{body}");
+}
+
 on_both_backends!(
     a_window_over_a_flapping_monitor_is_stored_flagged_and_tells_nobody,
     bad_windows_are_named,
     an_open_incident_sends_a_reminder_at_its_interval,
     many_monitors_down_together_are_a_few_grouped_messages,
+    windows_over_rest,
 );

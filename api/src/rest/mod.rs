@@ -1,9 +1,10 @@
-//! The REST routes of the `/monitors`, `/push`, `/incidents` and `/services` + `/ws` APIs, and the JSON answers for
-//! unknown routes and methods.
+//! The REST routes of the `/monitors`, `/push`, `/incidents`, `/maintenance-windows` and
+//! `/services` + `/ws` APIs, and the JSON answers for unknown routes and methods.
 
 pub mod body;
 pub mod checks;
 pub mod incidents;
+pub mod maintenance;
 pub mod monitors;
 pub mod push;
 pub mod services;
@@ -34,6 +35,20 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/incidents/{id}/acknowledge",
             axum::routing::post(incidents::acknowledge),
+        )
+        .route(
+            "/maintenance-windows",
+            get(maintenance::list).post(maintenance::create),
+        )
+        .route(
+            "/maintenance-windows/{id}",
+            get(maintenance::get)
+                .patch(maintenance::update)
+                .delete(maintenance::delete),
+        )
+        .route(
+            "/maintenance-windows/{id}/end",
+            axum::routing::post(maintenance::end),
         )
         .route("/services", get(services::list).post(services::create))
         .route("/services/{id}/logs", get(services::logs))
