@@ -26,9 +26,10 @@ pub const MAX_WINDOW_NAME: usize = 200;
 /// Longest a window (or each occurrence of a recurring one) may last.
 pub const MAX_WINDOW_DAYS: i64 = 31;
 /// Most occurrences of a recurring window checked against each other and against other
-/// windows' (a year of one every 5 minutes is about 105,000: the checks cover the first
-/// 20,000).
-pub const MAX_CHECKED: usize = 20_000;
+/// windows' (a year of daily ones is 366; of hourly ones the checks cover the first 2,000).
+pub const MAX_CHECKED: usize = 2_000;
+/// Most windows there may be.
+pub const MAX_WINDOWS: u64 = 200;
 /// Most monitors a window may name.
 pub const MAX_WINDOW_MONITORS: usize = 1000;
 
@@ -63,6 +64,28 @@ impl Schedule {
     /// names a known time zone (an IANA name such as `Europe/Berlin`) and, when recurring, a
     /// five-field cron expression that fires, with occurrences that do not overlap.
     pub fn parse(
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        recurrence: Option<&str>,
+        time_zone: Option<&str>,
+    ) -> Result<Self, WindowError> {
+        let schedule = Self::read(starts_at, ends_at, recurrence, time_zone)?;
+        schedule.check_gaps()?;
+        Ok(schedule)
+    }
+
+    /// A stored window, checked when it was stored: read without the overlap check (which
+    /// works through a year of occurrences).
+    pub fn stored(
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        recurrence: Option<&str>,
+        time_zone: Option<&str>,
+    ) -> Result<Self, WindowError> {
+        Self::read(starts_at, ends_at, recurrence, time_zone)
+    }
+
+    fn read(
         starts_at: DateTime<Utc>,
         ends_at: DateTime<Utc>,
         recurrence: Option<&str>,
@@ -114,33 +137,39 @@ impl Schedule {
                 Some((text.to_owned(), cron))
             }
         };
-        let schedule = Self {
+        Ok(Self {
             starts_at,
             ends_at,
             recurrence,
             time_zone,
             ended_at: None,
+        })
+    }
+
+    /// A recurring window fires, and each occurrence ends before the next starts.
+    fn check_gaps(&self) -> Result<(), WindowError> {
+        let Some((text, _)) = &self.recurrence else {
+            return Ok(());
         };
-        if let Some((text, _)) = &schedule.recurrence {
-            let first = schedule
-                .next_start(starts_at, true)
-                .ok_or_else(|| refuse("recurrence", format!("{text:?} never fires")))?;
-            // Every gap over a year (daylight-saving days and uneven weekdays included).
-            let starts = schedule.starts(first, first + Duration::days(366), MAX_CHECKED);
-            if let Some(pair) = starts.windows(2).find(|p| p[1] - p[0] < length) {
-                return Err(refuse(
-                    "recurrence",
-                    format!(
-                        "fires again {} minutes after {}, sooner than the window's {} minutes \
-                         end: occurrences would overlap",
-                        (pair[1] - pair[0]).num_minutes(),
-                        pair[0].to_rfc3339(),
-                        length.num_minutes()
-                    ),
-                ));
-            }
+        let length = self.length();
+        let first = self
+            .next_start(self.starts_at, true)
+            .ok_or_else(|| refuse("recurrence", format!("{text:?} never fires")))?;
+        // Every gap over a year (daylight-saving days and uneven weekdays included).
+        let starts = self.starts(first, first + Duration::days(366), MAX_CHECKED);
+        if let Some(pair) = starts.windows(2).find(|p| p[1] - p[0] < length) {
+            return Err(refuse(
+                "recurrence",
+                format!(
+                    "fires again {} minutes after {}, sooner than the window's {} minutes \
+                     end: occurrences would overlap",
+                    (pair[1] - pair[0]).num_minutes(),
+                    pair[0].to_rfc3339(),
+                    length.num_minutes()
+                ),
+            ));
         }
-        Ok(schedule)
+        Ok(())
     }
 
     pub fn recurrence(&self) -> Option<&str> {

@@ -433,9 +433,15 @@ impl ChannelSettings {
                 (_, Some(query)) if query.contains("tls=") => SmtpTls::Starttls,
                 _ => SmtpTls::None,
             });
+            // The URL's login is percent-encoded, as the earlier version read it.
+            let decoded = |text: &str| {
+                percent_encoding::percent_decode_str(text)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             if !url.username().is_empty() {
-                self.smtp_username = Some(url.username().to_owned());
-                self.smtp_password = url.password().map(str::to_owned);
+                self.smtp_username = Some(decoded(url.username()));
+                self.smtp_password = url.password().map(decoded);
             }
         }
         self.url.clear();
@@ -927,7 +933,7 @@ mod tests {
     #[test]
     fn email_settings_stored_by_an_earlier_version_read_in_todays_form() {
         let old: ChannelSettings = serde_json::from_str(
-            r#"{"url":"smtp://mailer:pw@mail.example:2525?tls=required","from":"a@b.c","to":"x@y.z, w@y.z"}"#,
+            r#"{"url":"smtp://mailer:p%40ss@mail.example:2525?tls=required","from":"a@b.c","to":"x@y.z, w@y.z"}"#,
         )
         .unwrap();
         let new = old.upgraded(ChannelKind::Email);
@@ -935,7 +941,7 @@ mod tests {
         assert_eq!(new.smtp_port(), 2525);
         assert_eq!(new.smtp_tls, Some(SmtpTls::Starttls));
         assert_eq!(new.smtp_username.as_deref(), Some("mailer"));
-        assert_eq!(new.smtp_password.as_deref(), Some("pw"));
+        assert_eq!(new.smtp_password.as_deref(), Some("p@ss"));
         assert_eq!(new.to, ["x@y.z", "w@y.z"]);
         assert!(new.url.is_empty());
     }

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use domain::maintenance::{
-    parse_window_name, MaintenanceWindow, Schedule, WindowError, MAX_CHECKED, MAX_WINDOW_MONITORS,
+    parse_window_name, MaintenanceWindow, Schedule, WindowError, MAX_CHECKED, MAX_WINDOWS,
+    MAX_WINDOW_MONITORS,
 };
 use store::WindowRow;
 
@@ -118,7 +119,13 @@ impl MonitorService {
         let from = now().min(new.starts_at);
         let to = from + Duration::days(OVERLAP_HORIZON_DAYS);
         let mine = schedule.occurrences(from, to, MAX_CHECKED);
-        for other in self.db().calendar_windows().await? {
+        let others = self.db().calendar_windows().await?;
+        if except.is_none() && others.len() as u64 >= MAX_WINDOWS {
+            return Err(Error::Conflict(
+                format!("there are {MAX_WINDOWS} maintenance windows, the most there may be; delete one first").into(),
+            ));
+        }
+        for other in others {
             if Some(other.id) == except {
                 continue;
             }

@@ -85,15 +85,20 @@ impl Database {
         note: Option<String>,
         at: DateTime<Utc>,
     ) -> Result<Option<Incident>, Error> {
+        // Acknowledged: someone is on it, so the reminders still waiting go too.
+        let txn = self.begin_write().await?;
         let done = incident::Entity::update_many()
             .col_expr(incident::Column::AcknowledgedAt, Expr::value(at))
             .col_expr(incident::Column::Acknowledgement, Expr::value(note))
             .filter(incident::Column::Id.eq(id))
-            .exec(&self.conn)
+            .exec(&txn)
             .await?;
         if done.rows_affected == 0 {
             return Ok(None);
         }
+        crate::notifications::drop_reminders(&txn, id, "not sent: the incident was acknowledged")
+            .await?;
+        txn.commit().await?;
         self.incident(id).await
     }
 

@@ -26,7 +26,7 @@ pub struct WindowRow {
 /// A stored window's schedule; one that no longer parses (a time zone a newer tz database
 /// dropped) is logged and left out.
 fn schedule(row: &maintenance_window::Model) -> Option<Schedule> {
-    match Schedule::parse(
+    match Schedule::stored(
         row.starts_at,
         row.ends_at,
         row.recurrence.as_deref(),

@@ -241,14 +241,15 @@ impl Database {
                     notices.push(incident_notice(NoticeEvent::Down, &monitor, &row, cause));
                 }
                 if let Some(seq) = row.resolved_seq.filter(|_| row.resolved_at.is_some()) {
-                    drop_reminders(&txn, row.id, now, "not sent: the incident resolved first")
-                        .await?;
                     let cause = result_row(&txn, row.monitor_id, seq).await?;
                     notices.push(incident_notice(NoticeEvent::Up, &monitor, &row, cause));
                 }
             }
             for notice in &notices {
                 written += insert_deliveries(&txn, &channels, row.id, notice, 0, now).await?;
+            }
+            if row.resolved_at.is_some() {
+                drop_reminders(&txn, row.id, "not sent: the incident resolved first").await?;
             }
             let notified: i16 = if row.resolved_at.is_some() { 2 } else { 1 };
             // The first reminder is due an interval after the outage began; none once resolved.
@@ -372,7 +373,6 @@ impl Database {
                     drop_reminders(
                         &txn,
                         row.id,
-                        now,
                         &format!("not sent: superseded by reminder {sent}"),
                     )
                     .await?;
@@ -557,8 +557,21 @@ impl Database {
         attempt: &Tried<'_>,
     ) -> Result<(), Error> {
         let txn = self.begin_write().await?;
+        // One deleted meanwhile (its channel or incident gone) is skipped, not the group.
+        let ids: Vec<i64> = deliveries.iter().map(|(id, _)| *id).collect();
+        let existing: std::collections::HashSet<i64> = notification_delivery::Entity::find()
+            .select_only()
+            .column(notification_delivery::Column::Id)
+            .filter(notification_delivery::Column::Id.is_in(ids))
+            .into_tuple::<i64>()
+            .all(&txn)
+            .await?
+            .into_iter()
+            .collect();
         for (delivery_id, outcome) in deliveries {
-            record_on(&txn, *delivery_id, attempt, outcome).await?;
+            if existing.contains(delivery_id) {
+                record_on(&txn, *delivery_id, attempt, outcome).await?;
+            }
         }
         txn.commit().await?;
         Ok(())
@@ -613,11 +626,11 @@ impl Database {
     }
 }
 
-/// Gives up an incident's reminders that are still waiting and not being sent, with why.
-async fn drop_reminders(
+/// Gives up an incident's reminders still pending, with why. One on its way now may still
+/// arrive (its attempt then records it sent); one that fails is not tried again.
+pub(crate) async fn drop_reminders(
     txn: &impl ConnectionTrait,
     incident_id: i64,
-    now: DateTime<Utc>,
     why: &str,
 ) -> Result<(), Error> {
     notification_delivery::Entity::update_many()
@@ -629,11 +642,6 @@ async fn drop_reminders(
         .filter(notification_delivery::Column::IncidentId.eq(incident_id))
         .filter(notification_delivery::Column::Event.eq(NoticeEvent::Reminder.as_str()))
         .filter(notification_delivery::Column::State.eq(DeliveryState::Pending.as_str()))
-        .filter(
-            sea_orm::Condition::any()
-                .add(notification_delivery::Column::ClaimedUntil.is_null())
-                .add(notification_delivery::Column::ClaimedUntil.lt(now)),
-        )
         .exec(txn)
         .await?;
     Ok(())

@@ -41,6 +41,7 @@ const DOMAIN_MAY_USE: &[&str] = &[
     "ipnet",
     "croner",
     "chrono-tz",
+    "percent-encoding",
 ];
 
 /// Outside crates a layer must never use, per crate: SQL lives in `store` alone, HTTP serving

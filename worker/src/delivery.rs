@@ -5,7 +5,7 @@
 //! task of its own, so a slow or dead channel delays neither the others nor the checks.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -34,24 +34,45 @@ const MAX_SENDING: usize = 32;
 /// Most deliveries held here at once (claimed, waiting for their channel).
 const MAX_HELD: usize = 2000;
 /// How long a claimed delivery may wait here for its channel: past it, it is let go unsent
-/// (another claim takes it once the lease ends), so a send never starts on a claim that may
-/// lapse before its attempt is recorded.
-const HOLD_LIMIT: Duration = Duration::from_secs(25);
+/// (another claim takes it once the lease ends). With the longest send (10 s, an email's name
+/// lookup 5 s more) and a wait for the write lock to record it (10 s), a send that starts
+/// within this never outlives its claim.
+const HOLD_LIMIT: Duration = Duration::from_secs(10);
 /// The least time between two messages on a channel that groups: what comes meanwhile waits
 /// and goes as one message, so a storm of changes is a few messages, not hundreds.
 pub const CHANNEL_GAP: Duration = Duration::from_secs(5);
 
-/// A channel's queue in this process: what is claimed for it, and whether a message is on
-/// its way.
+/// A channel's queue in this process: what is claimed for it, what is on its way, and
+/// whether a message is.
 #[derive(Default)]
 struct Lane {
     /// Claimed deliveries, each with when it was claimed.
     held: Vec<(Instant, Claimed)>,
+    /// Deliveries being sent (a claim renewed meanwhile is not held again).
+    in_flight: HashSet<i64>,
     busy: bool,
     last_start: Option<Instant>,
 }
 
 type Lanes = Arc<Mutex<HashMap<i64, Lane>>>;
+
+/// Frees a lane when its message is done, however the send ended (a panic included).
+struct Sending {
+    lanes: Lanes,
+    channel: i64,
+    ids: Vec<i64>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if let Some(lane) = lock(&self.lanes).get_mut(&self.channel) {
+            lane.busy = false;
+            for id in &self.ids {
+                lane.in_flight.remove(id);
+            }
+        }
+    }
+}
 
 /// Runs until `stop`. Reminders are not sent for monitors `calendar` has in maintenance.
 pub async fn run(db: Database, policy: TargetPolicy, calendar: Calendar, stop: CancellationToken) {
@@ -86,40 +107,43 @@ async fn round(
         .await?;
     let held: usize = lock(lanes).values().map(|l| l.held.len()).sum();
     if held < MAX_HELD {
+        // The lease counts from here, as does the time a claim may be held.
+        let (claimed_at, at) = (Utc::now(), Instant::now());
         let claimed = db
             .claim_deliveries(
-                now,
+                claimed_at,
                 chrono::Duration::seconds(LEASE_SECONDS),
                 (MAX_HELD - held) as u64,
             )
             .await?;
-        let at = Instant::now();
         let mut all = lock(lanes);
         for c in claimed {
             let lane = all.entry(c.channel.id).or_default();
-            // A claim renewed after it lapsed here is held once.
-            if !lane
-                .held
-                .iter()
-                .any(|(_, h)| h.delivery_id == c.delivery_id)
-            {
+            // A claim renewed after it lapsed here is held (or sent) once.
+            let known = lane.in_flight.contains(&c.delivery_id)
+                || lane
+                    .held
+                    .iter()
+                    .any(|(_, h)| h.delivery_id == c.delivery_id);
+            if !known {
                 lane.held.push((at, c));
             }
         }
     }
-    for group in ready(lanes, sending) {
-        let (db, client, policy, lanes) =
-            (db.clone(), client.clone(), policy.clone(), lanes.clone());
+    for (permit, group) in ready(lanes, sending) {
+        let (db, client, policy) = (db.clone(), client.clone(), policy.clone());
+        let Some(channel) = group.first().map(|c| c.channel.id) else {
+            continue;
+        };
+        let guard = Sending {
+            lanes: lanes.clone(),
+            channel,
+            ids: group.iter().map(|c| c.delivery_id).collect(),
+        };
         tokio::spawn(async move {
-            let (permit, group) = group;
-            let channel = group.first().map(|c| c.channel.id);
+            let _guard = guard;
+            let _permit = permit;
             deliver(&db, &client, &policy, group).await;
-            drop(permit);
-            if let Some(id) = channel {
-                if let Some(lane) = lock(&lanes).get_mut(&id) {
-                    lane.busy = false;
-                }
-            }
         });
     }
     Ok(())
@@ -139,8 +163,19 @@ fn ready(
             || !lane.held.is_empty()
             || lane.last_start.is_some_and(|at| at.elapsed() < CHANNEL_GAP)
     });
-    for lane in all.values_mut() {
-        lane.held.retain(|(at, _)| at.elapsed() < HOLD_LIMIT);
+    // The lane whose oldest claim is oldest first, so no channel waits on the others' turns.
+    let mut order: Vec<(Instant, i64)> = all
+        .iter_mut()
+        .filter_map(|(&id, lane)| {
+            lane.held.retain(|(at, _)| at.elapsed() < HOLD_LIMIT);
+            lane.held.first().map(|(at, _)| (*at, id))
+        })
+        .collect();
+    order.sort_unstable();
+    for (_, id) in order {
+        let Some(lane) = all.get_mut(&id) else {
+            continue;
+        };
         let Some((_, first)) = lane.held.first() else {
             continue;
         };
@@ -150,7 +185,9 @@ fn ready(
                 let Ok(permit) = sending.clone().try_acquire_owned() else {
                     return out;
                 };
-                out.push((permit, vec![lane.held.remove(0).1]));
+                let (_, one) = lane.held.remove(0);
+                lane.in_flight.insert(one.delivery_id);
+                out.push((permit, vec![one]));
             }
             continue;
         }
@@ -165,6 +202,7 @@ fn ready(
             .drain(..MAX_GROUP.min(lane.held.len()))
             .map(|(_, c)| c)
             .collect();
+        lane.in_flight.extend(group.iter().map(|c| c.delivery_id));
         lane.busy = true;
         lane.last_start = Some(Instant::now());
         out.push((permit, group));
