@@ -338,6 +338,8 @@ pub struct NewMonitor {
     pub reminder_interval: Option<Option<ReminderMinutes>>,
     /// The channels it notifies (besides the default ones); `None` keeps them.
     pub channel_ids: Option<Vec<i64>>,
+    /// Tell them when it turns DEGRADED and UP again; `None` keeps it (false for a new one).
+    pub notify_degraded: Option<bool>,
 }
 
 /// A partial change to a monitor: `None` keeps the current value.
@@ -358,6 +360,7 @@ pub struct MonitorPatch {
     pub reminder_interval: Option<Option<ReminderMinutes>>,
     /// Replaces the channels it notifies.
     pub channel_ids: Option<Vec<i64>>,
+    pub notify_degraded: Option<bool>,
 }
 
 impl From<NewMonitor> for MonitorPatch {
@@ -374,6 +377,7 @@ impl From<NewMonitor> for MonitorPatch {
             retry_interval: new.retry_interval,
             reminder_interval: new.reminder_interval,
             channel_ids: new.channel_ids,
+            notify_degraded: new.notify_degraded,
         }
     }
 }

@@ -109,6 +109,9 @@ pub struct Monitor {
     pub retry_interval_seconds: Option<i32>,
     /// Minutes between reminders while an incident stays open; null: none.
     pub reminder_interval_minutes: Option<i32>,
+    /// Its channels are told when it turns DEGRADED and when it is UP again.
+    #[serde(default)]
+    pub notify_degraded: bool,
     pub state: MonitorState,
 }
 

@@ -632,6 +632,10 @@ pub enum NoticeEvent {
     Up,
     /// Still down: a reminder while an incident stays open.
     Reminder,
+    /// Up, but slow or failing a warning assertion (of a monitor that asks to be told).
+    Degraded,
+    /// Up and no longer degraded.
+    Recovered,
     Test,
 }
 
@@ -641,14 +645,23 @@ impl NoticeEvent {
             Self::Down => "DOWN",
             Self::Up => "UP",
             Self::Reminder => "REMINDER",
+            Self::Degraded => "DEGRADED",
+            Self::Recovered => "RECOVERED",
             Self::Test => "TEST",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Down, Self::Up, Self::Reminder, Self::Test]
-            .into_iter()
-            .find(|e| e.as_str() == text)
+        [
+            Self::Down,
+            Self::Up,
+            Self::Reminder,
+            Self::Degraded,
+            Self::Recovered,
+            Self::Test,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == text)
     }
 
     /// Tells of something down (urgent where a kind has priorities).
@@ -710,6 +723,16 @@ impl Notice {
                 self.monitor_name,
                 self.monitor_url,
                 self.reason()
+            ),
+            NoticeEvent::Degraded => format!(
+                "DEGRADED: {} ({}): {}",
+                self.monitor_name,
+                self.monitor_url,
+                self.error.as_deref().unwrap_or("slow")
+            ),
+            NoticeEvent::Recovered => format!(
+                "RECOVERED: {} ({}) is no longer degraded",
+                self.monitor_name, self.monitor_url
             ),
             NoticeEvent::Reminder => format!(
                 "STILL DOWN: {} ({}) for {}: {}",

@@ -48,6 +48,10 @@ pub struct Model {
     pub open_incident_at: Option<DateTimeUtc>,
     /// Minutes between reminders while an incident stays open; null: none.
     pub reminder_interval_minutes: Option<i32>,
+    /// Tell its channels when it turns DEGRADED and when it is UP again.
+    pub notify_degraded: bool,
+    /// Whether its channels were last told it is DEGRADED.
+    pub degraded_told: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

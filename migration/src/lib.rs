@@ -17,6 +17,7 @@ mod m20261204_000007_push_and_retry;
 mod m20261206_000008_incidents;
 mod m20261207_000009_notifications;
 mod m20261208_000010_reminders_and_maintenance;
+mod m20261208_000011_degraded_notices;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000008_incidents::Migration),
             Box::new(m20261207_000009_notifications::Migration),
             Box::new(m20261208_000010_reminders_and_maintenance::Migration),
+            Box::new(m20261208_000011_degraded_notices::Migration),
         ]
     }
 }

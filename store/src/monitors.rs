@@ -115,6 +115,8 @@ impl Database {
             success_threshold: Set(new.success_threshold.unwrap_or(Threshold::ONE).get()),
             retry_interval_seconds: Set(new.retry_interval.flatten().map(|r| r.get())),
             reminder_interval_minutes: Set(new.reminder_interval.flatten().map(|r| r.get())),
+            notify_degraded: Set(new.notify_degraded.unwrap_or(false)),
+            degraded_told: Set(false),
             confirmed_up: Set(None),
             state_streak: Set(0),
             state: Set(None),
@@ -174,6 +176,11 @@ impl Database {
         }
         if let Some(reminder) = patch.reminder_interval {
             row.reminder_interval_minutes = Set(reminder.map(|r| r.get()));
+        }
+        if let Some(notify) = patch.notify_degraded {
+            row.notify_degraded = Set(notify);
+            // Turned off or on: nothing told is pending (the next change is told afresh).
+            row.degraded_told = Set(false);
         }
         row.next_check_at = Set(next_check_at);
         row.updated_at = Set(now);

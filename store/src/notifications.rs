@@ -5,8 +5,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use domain::notification::{
-    Attempt, Channel, ChannelKind, ChannelSettings, Delivery, DeliveryState, Notice, NoticeEvent,
+use domain::{
+    notification::{
+        Attempt, Channel, ChannelKind, ChannelSettings, Delivery, DeliveryState, Notice,
+        NoticeEvent,
+    },
+    MonitorState,
 };
 use entity::{
     check_result, incident, monitor, monitor_channel, notification_attempt, notification_channel,
@@ -246,7 +250,7 @@ impl Database {
                 }
             }
             for notice in &notices {
-                written += insert_deliveries(&txn, &channels, row.id, notice, 0, now).await?;
+                written += insert_deliveries(&txn, &channels, Some(row.id), notice, 0, now).await?;
             }
             if row.resolved_at.is_some() {
                 drop_reminders(&txn, row.id, "not sent: the incident resolved first").await?;
@@ -376,14 +380,106 @@ impl Database {
                         &format!("not sent: superseded by reminder {sent}"),
                     )
                     .await?;
-                    written +=
-                        insert_deliveries(&txn, &channels, row.id, &notice, sent, now).await?;
+                    written += insert_deliveries(&txn, &channels, Some(row.id), &notice, sent, now)
+                        .await?;
                 }
             }
             incident::Entity::update_many()
                 .col_expr(incident::Column::RemindersSent, Expr::value(sent))
                 .col_expr(incident::Column::NextReminderAt, Expr::value(Some(next)))
                 .filter(incident::Column::Id.eq(row.id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(written)
+    }
+
+    /// Tells the channels of monitors that ask for it that they turned DEGRADED, or are UP
+    /// again after it (a DOWN is the incident's to tell: it only resets the mark), for up to
+    /// `limit` monitors whose state moved past what was last told; in one transaction with
+    /// the mark, so each change is told once whatever crashes. Returns the deliveries written.
+    pub async fn tell_degraded(&self, now: DateTime<Utc>, limit: u64) -> Result<usize, Error> {
+        use sea_orm::Condition;
+        let to_tell = || {
+            Condition::all()
+                .add(monitor::Column::NotifyDegraded.eq(true))
+                .add(
+                    Condition::any()
+                        .add(
+                            Condition::all()
+                                .add(monitor::Column::State.eq(MonitorState::Degraded.as_str()))
+                                .add(monitor::Column::DegradedTold.eq(false)),
+                        )
+                        .add(
+                            Condition::all()
+                                .add(monitor::Column::State.is_in([
+                                    MonitorState::Up.as_str(),
+                                    MonitorState::Down.as_str(),
+                                ]))
+                                .add(monitor::Column::DegradedTold.eq(true)),
+                        ),
+                )
+        };
+        let any = monitor::Entity::find()
+            .select_only()
+            .column(monitor::Column::Id)
+            .filter(to_tell())
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.conn)
+            .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
+        let txn = self.begin_write().await?;
+        let mut query = monitor::Entity::find()
+            .filter(to_tell())
+            .order_by_asc(monitor::Column::Id)
+            .limit(limit);
+        if self.backend() == Backend::Postgres {
+            query = query.lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            );
+        }
+        let rows = query.all(&txn).await?;
+        let defaults = default_channels(&txn).await?;
+        let mut written = 0;
+        for row in rows {
+            let degraded = row.state.as_deref() == Some(MonitorState::Degraded.as_str());
+            let event = match row.state.as_deref().and_then(MonitorState::parse) {
+                Some(MonitorState::Degraded) => Some(NoticeEvent::Degraded),
+                Some(MonitorState::Up) => Some(NoticeEvent::Recovered),
+                _ => None,
+            };
+            if let Some(event) = event {
+                let channels = channels_of(&txn, row.id, &defaults).await?;
+                let latest = result_row(&txn, row.id, row.last_seq).await?;
+                let monitor = rows::monitor(row.clone());
+                let notice = Notice {
+                    event,
+                    monitor_id: monitor.id,
+                    monitor_name: monitor.name.clone(),
+                    monitor_url: shown_url(&monitor),
+                    incident_id: None,
+                    started_at: latest
+                        .as_ref()
+                        .map(|r| domain::from_epoch_ms(r.checked_at_ms)),
+                    resolved_at: None,
+                    status_code: latest
+                        .as_ref()
+                        .and_then(|r| r.status_code)
+                        .and_then(|c| u16::try_from(c).ok()),
+                    error: latest.and_then(|r| r.error),
+                    reminder: None,
+                    as_of: None,
+                };
+                written += insert_deliveries(&txn, &channels, None, &notice, 0, now).await?;
+            }
+            monitor::Entity::update_many()
+                .col_expr(monitor::Column::DegradedTold, Expr::value(degraded))
+                .filter(monitor::Column::Id.eq(row.id))
                 .exec(&txn)
                 .await?;
         }
@@ -708,7 +804,7 @@ fn incident_notice(
 async fn insert_deliveries(
     txn: &impl ConnectionTrait,
     channels: &[i64],
-    incident_id: i64,
+    incident_id: Option<i64>,
     notice: &Notice,
     reminder: i32,
     now: DateTime<Utc>,
@@ -721,7 +817,7 @@ async fn insert_deliveries(
         .iter()
         .map(|&channel_id| notification_delivery::ActiveModel {
             channel_id: Set(channel_id),
-            incident_id: Set(Some(incident_id)),
+            incident_id: Set(incident_id),
             event: Set(notice.event.as_str().to_owned()),
             payload: Set(payload.clone()),
             state: Set(DeliveryState::Pending.as_str().to_owned()),

@@ -47,7 +47,7 @@ async fn stored(app: &App, id: i64, column: &str) -> String {
 }
 
 /// The keys a `/monitors` body may have, as the refusal lists them.
-const MONITOR_KEYS: &str = "name, url, timeout_seconds, interval_seconds, active, kind, method, headers, body, accepted_status_codes, follow_redirects, max_redirects, ignore_tls, assertions, degraded_after_ms, dns_record_type, dns_resolver, failure_threshold, success_threshold, retry_interval_seconds, reminder_interval_minutes, notification_channel_ids";
+const MONITOR_KEYS: &str = "name, url, timeout_seconds, interval_seconds, active, kind, method, headers, body, accepted_status_codes, follow_redirects, max_redirects, ignore_tls, assertions, degraded_after_ms, dns_record_type, dns_resolver, failure_threshold, success_threshold, retry_interval_seconds, reminder_interval_minutes, notification_channel_ids, notify_degraded";
 
 async fn unknown_body_keys_are_refused_by_name_and_nothing_changes(backend: Backend) {
     let Some(app) = App::spawn(BIN, backend).await else {

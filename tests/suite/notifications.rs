@@ -796,7 +796,69 @@ async fn a_message_cut_off_by_a_crash_is_sent_once_after_the_restart(backend: Ba
     assert_eq!(all[0]["state"], "SENT", "{all:?}");
 }
 
+/// A monitor that asks for it tells its channels when it turns DEGRADED (here: slower than
+/// `degraded_after_ms`) and when it is UP again; one that does not ask tells nothing.
+async fn a_degraded_monitor_that_asks_is_told_then_told_it_recovered(backend: Backend) {
+    let target = Target::start().await;
+    let rx = Receiver::start().await;
+    let app = spawn_app!(backend);
+    create_channel(
+        &app,
+        json!({"name": "hook", "kind": "WEBHOOK", "isDefault": true, "url": format!("{}/hook", rx.base), "secret": SECRET}),
+    )
+    .await;
+    let slow = target.url("/slow/300");
+    let asks = created(
+        &app,
+        &slow,
+        json!({"name": "asks", "degraded_after_ms": 100, "notify_degraded": true}),
+    )
+    .await;
+    let quiet = created(
+        &app,
+        &slow,
+        json!({"name": "quiet", "degraded_after_ms": 100}),
+    )
+    .await;
+    let (status, monitor) = app
+        .json(reqwest::Method::GET, &format!("/monitors/{asks}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(monitor["notify_degraded"], true, "{monitor}");
+    check_now(&app, asks).await;
+    check_now(&app, quiet).await;
+    let hook = rx.wait_for("/hook", 1).await;
+    assert_eq!(hook.len(), 1, "only the monitor that asks");
+    verify_signature(&hook[0]);
+    let item = &hook[0].json()["notifications"][0];
+    assert_eq!(item["event"], "DEGRADED", "{item}");
+    assert_eq!(item["monitor"]["id"], asks, "{item}");
+    assert!(
+        item["text"].as_str().unwrap().starts_with("DEGRADED: asks"),
+        "{item}"
+    );
+    // Still degraded: nothing more. Fast again: RECOVERED, once.
+    check_now(&app, asks).await;
+    let body = app
+        .graphql(
+            "mutation($id: ID!, $u: String!) { updateMonitor(id: $id, input: {url: $u}) { notifyDegraded } }",
+            json!({"id": asks.to_string(), "u": target.url("/ok")}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["updateMonitor"]["notifyDegraded"], true,
+        "{body}"
+    );
+    check_now(&app, asks).await;
+    let hook = rx.wait_for("/hook", 2).await;
+    assert_eq!(hook.len(), 2, "DEGRADED, then RECOVERED");
+    let item = &hook[1].json()["notifications"][0];
+    assert_eq!(item["event"], "RECOVERED", "{item}");
+    assert!(item["incident_id"].is_null(), "{item}");
+}
+
 on_both_backends!(
+    a_degraded_monitor_that_asks_is_told_then_told_it_recovered,
     a_message_cut_off_by_a_crash_is_sent_once_after_the_restart,
     channels_obey_the_target_policy,
     email_goes_over_smtp_with_a_text_and_an_html_part,

@@ -91,7 +91,8 @@ pub async fn run(db: Database, policy: TargetPolicy, calendar: Calendar, stop: C
     }
 }
 
-/// One round: fan out new incidents and due reminders, claim what is due, and start a
+/// One round: fan out new incidents, due reminders and degraded changes, claim what is due,
+/// and start a
 /// message on each channel that is free.
 async fn round(
     db: &Database,
@@ -105,6 +106,7 @@ async fn round(
     db.fan_out(now, 500).await?;
     db.remind(now, 100, |monitor| calendar.covers(monitor, now))
         .await?;
+    db.tell_degraded(now, 500).await?;
     let held: usize = lock(lanes).values().map(|l| l.held.len()).sum();
     if held < MAX_HELD {
         // The lease counts from here, as does the time a claim may be held.

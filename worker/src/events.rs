@@ -145,6 +145,7 @@ mod tests {
                 success_threshold: 1,
                 retry_interval_seconds: None,
                 reminder_interval_minutes: None,
+                notify_degraded: false,
                 state: domain::MonitorState::Up,
             },
             previous: None,

@@ -62,6 +62,9 @@ pub struct CreateMonitorInput {
     reminder_interval_minutes: MaybeUndefined<i64>,
     /// The channels it notifies besides the default ones (at most 50); replaces them.
     notification_channel_ids: Option<Vec<ID>>,
+    /// Tell its channels when it turns DEGRADED (slow, or failing a warning assertion such as
+    /// a certificate about to expire) and when it is UP again (default false).
+    notify_degraded: Option<bool>,
 }
 
 /// A partial change: omitted fields keep their value.
@@ -105,6 +108,9 @@ pub struct UpdateMonitorInput {
     reminder_interval_minutes: MaybeUndefined<i64>,
     /// The channels it notifies besides the default ones (at most 50); replaces them.
     notification_channel_ids: Option<Vec<ID>>,
+    /// Tell its channels when it turns DEGRADED (slow, or failing a warning assertion such as
+    /// a certificate about to expire) and when it is UP again (default false).
+    notify_degraded: Option<bool>,
 }
 
 fn field<R, T>(
@@ -153,6 +159,7 @@ impl CreateMonitorInput {
             retry_interval: retry_interval(self.retry_interval_seconds)?,
             reminder_interval: reminder_interval(self.reminder_interval_minutes)?,
             channel_ids: channel_ids(self.notification_channel_ids)?,
+            notify_degraded: self.notify_degraded,
         })
     }
 }
@@ -278,6 +285,7 @@ impl UpdateMonitorInput {
             retry_interval: retry_interval(self.retry_interval_seconds)?,
             reminder_interval: reminder_interval(self.reminder_interval_minutes)?,
             channel_ids: channel_ids(self.notification_channel_ids)?,
+            notify_degraded: self.notify_degraded,
         })
     }
 }

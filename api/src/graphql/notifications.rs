@@ -45,6 +45,10 @@ pub enum NotificationEvent {
     Up,
     /// Still down: a reminder while the incident stays open.
     Reminder,
+    /// Up, but slow or failing a warning assertion.
+    Degraded,
+    /// No longer degraded.
+    Recovered,
     /// A test message.
     Test,
 }

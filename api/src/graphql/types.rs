@@ -184,6 +184,10 @@ impl Monitor {
     async fn reminder_interval_minutes(&self) -> Option<i32> {
         self.0.reminder_interval_minutes
     }
+    /// Its channels are told when it turns DEGRADED and when it is UP again.
+    async fn notify_degraded(&self) -> bool {
+        self.0.notify_degraded
+    }
     /// This monitor's check history, newest first.
     #[graphql(complexity = "page_complexity(first, child_complexity)")]
     async fn check_results(

@@ -133,6 +133,7 @@ fn parse_monitor_body(body: &Fields, active: bool) -> Result<NewMonitor, ApiErro
     new.retry_interval = flap.retry;
     new.reminder_interval = flap.reminder;
     new.channel_ids = flap.channel_ids;
+    new.notify_degraded = body.opt_bool("notify_degraded")?;
     Ok(new)
 }
 
@@ -168,5 +169,6 @@ pub fn parse_monitor_fields(
         retry_interval: None,
         reminder_interval: None,
         channel_ids: None,
+        notify_degraded: None,
     })
 }

@@ -30,6 +30,7 @@ pub const SPEC_KEYS: &[&str] = &[
     "retry_interval_seconds",
     "reminder_interval_minutes",
     "notification_channel_ids",
+    "notify_degraded",
 ];
 
 /// Flap control as sent: `None` keeps the stored value.

@@ -476,6 +476,8 @@ mod tests {
             open_incident_seq: None,
             open_incident_at: None,
             reminder_interval_minutes: None,
+            notify_degraded: false,
+            degraded_told: false,
         }
     }
 

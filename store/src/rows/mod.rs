@@ -48,6 +48,7 @@ pub(crate) fn monitor(row: monitor::Model) -> Monitor {
         success_threshold: row.success_threshold,
         retry_interval_seconds: row.retry_interval_seconds,
         reminder_interval_minutes: row.reminder_interval_minutes,
+        notify_degraded: row.notify_degraded,
         state,
     }
 }

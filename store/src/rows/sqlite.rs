@@ -15,7 +15,8 @@ macro_rules! monitor_columns {
         "id, name, url, timeout_seconds, interval_seconds, active, created_at, updated_at, \
          last_checked_at, last_up, next_check_at, last_slot_at, last_seq, check_spec, \
          failure_threshold, success_threshold, confirmed_up, state_streak, state, push_token, \
-         retry_interval_seconds, open_incident_seq, open_incident_at, reminder_interval_minutes"
+         retry_interval_seconds, open_incident_seq, open_incident_at, reminder_interval_minutes, \
+         notify_degraded, degraded_told"
     };
 }
 
@@ -59,6 +60,8 @@ pub(crate) fn monitor_from_row(row: &Row<'_>) -> rusqlite::Result<monitor::Model
         open_incident_seq: row.get(21)?,
         open_incident_at: datetime(row, 22)?,
         reminder_interval_minutes: row.get(23)?,
+        notify_degraded: row.get(24)?,
+        degraded_told: row.get(25)?,
     })
 }
 

@@ -124,6 +124,8 @@ pub struct WireMonitor<'a> {
     pub retry_interval_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminder_interval_minutes: Option<i32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify_degraded: bool,
     #[serde(default)]
     pub state: Option<MonitorState>,
 }
@@ -167,6 +169,7 @@ impl<'a> From<&'a CheckEvent> for WireEvent<'a> {
                 success_threshold: Some(m.success_threshold),
                 retry_interval_seconds: m.retry_interval_seconds,
                 reminder_interval_minutes: m.reminder_interval_minutes,
+                notify_degraded: m.notify_degraded,
                 state: Some(m.state),
             },
             previous: event.previous,
@@ -252,6 +255,7 @@ impl WireEvent<'_> {
                 success_threshold: m.success_threshold.unwrap_or(1),
                 retry_interval_seconds: m.retry_interval_seconds,
                 reminder_interval_minutes: m.reminder_interval_minutes,
+                notify_degraded: m.notify_degraded,
                 state: m.state.unwrap_or(if m.active {
                     match m.last_status {
                         Some(CheckStatus::Up) => MonitorState::Up,
@@ -451,6 +455,7 @@ mod tests {
                 success_threshold: 1,
                 retry_interval_seconds: None,
                 reminder_interval_minutes: None,
+                notify_degraded: false,
                 state: domain::MonitorState::Down,
             },
             previous: Some(CheckStatus::Up),

@@ -7,17 +7,22 @@ use serde_json::json;
 use super::Outgoing;
 
 pub(super) fn request(settings: &ChannelSettings, notice: &Notice) -> Outgoing {
-    let dedup_key = match notice.incident_id {
-        Some(id) => format!("monitor-manager-incident-{id}"),
-        None => format!("monitor-manager-test-{}", notice.monitor_id),
+    let dedup_key = match (notice.incident_id, notice.event) {
+        (Some(id), _) => format!("monitor-manager-incident-{id}"),
+        (None, NoticeEvent::Degraded | NoticeEvent::Recovered) => {
+            format!("monitor-manager-degraded-{}", notice.monitor_id)
+        }
+        (None, _) => format!("monitor-manager-test-{}", notice.monitor_id),
     };
     let action = match notice.event {
-        NoticeEvent::Up => "resolve",
+        NoticeEvent::Up | NoticeEvent::Recovered => "resolve",
+        NoticeEvent::Degraded => "trigger",
         // PagerDuty folds a repeated trigger into the open alert (same key).
         NoticeEvent::Down | NoticeEvent::Reminder | NoticeEvent::Test => "trigger",
     };
     let severity = match notice.event {
         NoticeEvent::Test => "info",
+        NoticeEvent::Degraded | NoticeEvent::Recovered => "warning",
         _ => "critical",
     };
     Outgoing::json(
