@@ -227,7 +227,10 @@ impl Database {
     /// incidents are locked with `SKIP LOCKED`, so processes fan out different ones.
     /// Returns how many deliveries were written.
     pub async fn fan_out(&self, now: DateTime<Utc>, limit: u64) -> Result<usize, Error> {
-        let Some((txn, pending)) = self.lock_incidents(to_notify(), limit).await? else {
+        let Some((txn, pending)) = self
+            .lock_rows::<incident::Entity>(incident::Column::Id, to_notify(), limit)
+            .await?
+        else {
             return Ok(0);
         };
         let defaults = default_channels(&txn).await?;
@@ -278,18 +281,19 @@ impl Database {
         Ok(written)
     }
 
-    /// Up to `limit` incidents matching `filter`, oldest first, in a transaction that holds
-    /// them ([`Database::begin_write`]; on PostgreSQL the rows are locked `SKIP LOCKED` so
-    /// processes take different ones). `None` when none match, which
+    /// Up to `limit` rows of `E` matching `filter`, by `id` (its primary key), in a
+    /// transaction that holds them ([`Database::begin_write`]; on PostgreSQL the rows are
+    /// locked `SKIP LOCKED` so processes take different ones). `None` when none match, which
     /// most rounds find with one index lookup and no transaction.
-    async fn lock_incidents(
+    async fn lock_rows<E: EntityTrait>(
         &self,
+        id: E::Column,
         filter: sea_orm::Condition,
         limit: u64,
-    ) -> Result<Option<(sea_orm::DatabaseTransaction, Vec<incident::Model>)>, Error> {
-        let any = incident::Entity::find()
+    ) -> Result<Option<(sea_orm::DatabaseTransaction, Vec<E::Model>)>, Error> {
+        let any = E::find()
             .select_only()
-            .column(incident::Column::Id)
+            .column(id)
             .filter(filter.clone())
             .limit(1)
             .into_tuple::<i64>()
@@ -299,10 +303,7 @@ impl Database {
             return Ok(None);
         }
         let txn = self.begin_write().await?;
-        let mut query = incident::Entity::find()
-            .filter(filter)
-            .order_by_asc(incident::Column::Id)
-            .limit(limit);
+        let mut query = E::find().filter(filter).order_by_asc(id).limit(limit);
         if self.backend() == Backend::Postgres {
             query = query.lock_with_behavior(
                 sea_orm::sea_query::LockType::Update,
@@ -328,7 +329,10 @@ impl Database {
             .add(incident::Column::NextReminderAt.lte(now))
             .add(incident::Column::ResolvedAt.is_null())
             .add(incident::Column::AcknowledgedAt.is_null());
-        let Some((txn, rows)) = self.lock_incidents(due, limit).await? else {
+        let Some((txn, rows)) = self
+            .lock_rows::<incident::Entity>(incident::Column::Id, due, limit)
+            .await?
+        else {
             return Ok(0);
         };
         let defaults = default_channels(&txn).await?;
@@ -421,29 +425,12 @@ impl Database {
                         ),
                 )
         };
-        let any = monitor::Entity::find()
-            .select_only()
-            .column(monitor::Column::Id)
-            .filter(to_tell())
-            .limit(1)
-            .into_tuple::<i64>()
-            .one(&self.conn)
-            .await?;
-        if any.is_none() {
+        let Some((txn, rows)) = self
+            .lock_rows::<monitor::Entity>(monitor::Column::Id, to_tell(), limit)
+            .await?
+        else {
             return Ok(0);
-        }
-        let txn = self.begin_write().await?;
-        let mut query = monitor::Entity::find()
-            .filter(to_tell())
-            .order_by_asc(monitor::Column::Id)
-            .limit(limit);
-        if self.backend() == Backend::Postgres {
-            query = query.lock_with_behavior(
-                sea_orm::sea_query::LockType::Update,
-                sea_orm::sea_query::LockBehavior::SkipLocked,
-            );
-        }
-        let rows = query.all(&txn).await?;
+        };
         let defaults = default_channels(&txn).await?;
         let mut written = 0;
         for row in rows {
