@@ -187,12 +187,21 @@ impl MonitorService {
             recurrence: patch.recurrence.unwrap_or(current.recurrence),
             time_zone: Some(patch.time_zone.unwrap_or(current.time_zone)),
         };
+        let seen = current.updated_at;
         let row = self.checked(new, Some(id)).await?;
-        let window = self
-            .db()
-            .update_window(id, row, now())
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let window = match self.db().update_window(id, row, seen, now()).await? {
+            store::WindowUpdate::Done(window) => window,
+            store::WindowUpdate::Gone => return Err(not_found(id)),
+            store::WindowUpdate::Changed => {
+                return Err(Error::Conflict(
+                    format!(
+                        "maintenance window {id} was changed by another request meanwhile; \
+                         read it again and retry"
+                    )
+                    .into(),
+                ))
+            }
+        };
         self.reload_calendar().await;
         Ok(window)
     }

@@ -26,7 +26,7 @@ pub use batch::{BatchWriter, PendingResult, Pushed, Written};
 pub use error::Error;
 pub use incidents::IncidentFilter;
 pub use lease::{notify_channel, ChangeListener, Claim, ClaimedSlot};
-pub use maintenance::WindowRow;
+pub use maintenance::{WindowRow, WindowUpdate};
 pub use notifications::{AttemptOutcome, Claimed, Tried};
 pub use open::{lock_sqlite, SqliteLock};
 pub use url::{redact, Backend, DatabaseUrl};

@@ -10,6 +10,16 @@ use sea_orm::{
 
 use crate::{Database, Error};
 
+/// What became of a window's update.
+#[derive(Debug)]
+pub enum WindowUpdate {
+    Done(MaintenanceWindow),
+    /// No such window.
+    Gone,
+    /// Changed by someone else since it was read.
+    Changed,
+}
+
 /// A window's stored fields, as the service checked them.
 #[derive(Debug, Clone)]
 pub struct WindowRow {
@@ -216,12 +226,18 @@ impl Database {
         &self,
         id: i64,
         new: WindowRow,
+        seen: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Option<MaintenanceWindow>, Error> {
+    ) -> Result<WindowUpdate, Error> {
         let txn = self.begin_write().await?;
         let Some(current) = maintenance_window::Entity::find_by_id(id).one(&txn).await? else {
-            return Ok(None);
+            return Ok(WindowUpdate::Gone);
         };
+        // The change was worked out from the window as it was `seen`; changed since, it
+        // would undo the other change.
+        if current.updated_at != seen {
+            return Ok(WindowUpdate::Changed);
+        }
         let same_times = current.starts_at == new.starts_at
             && current.ends_at == new.ends_at
             && current.recurrence == new.recurrence
@@ -238,7 +254,7 @@ impl Database {
         let row = row.update(&txn).await?;
         link(&txn, id, &new.monitor_ids).await?;
         txn.commit().await?;
-        Ok(Some(window(row, new.monitor_ids, now)))
+        Ok(WindowUpdate::Done(window(row, new.monitor_ids, now)))
     }
 
     /// Ends the window's occurrence in effect at `now`; false when it is gone.
