@@ -231,6 +231,39 @@ pub fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The ids listed under `key` (numbers, or numbers as text) of things called `what`; `None`
+/// when the key is absent or null. A bad entry is named with its index (`key[2]`).
+pub fn id_list(fields: &Fields, key: &str, what: &str) -> Result<Option<Vec<i64>>, ApiError> {
+    let Some(value) = fields.opt_value(key) else {
+        return Ok(None);
+    };
+    let Value::Array(items) = value else {
+        return Err(ApiError::invalid(
+            key.to_owned(),
+            format!("must be an array of {what} ids, not {}", kind(value)),
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("{key}[{i}]");
+            match item {
+                Value::Number(n) => n
+                    .as_i64()
+                    .filter(|&id| id > 0)
+                    .ok_or_else(|| ApiError::invalid(at, "must be a positive integer")),
+                Value::String(s) => parse_id(s).map_err(|p| ApiError::invalid(at, p)),
+                other => Err(ApiError::invalid(
+                    at,
+                    format!("must be a {what} id, not {}", kind(other)),
+                )),
+            }
+        })
+        .collect::<Result<Vec<i64>, ApiError>>()
+        .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

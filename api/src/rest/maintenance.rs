@@ -9,10 +9,9 @@ use axum::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::maintenance::MaintenanceWindow;
 use serde::Serialize;
-use serde_json::Value;
 use service::{NewWindow, WindowPatch};
 
-use super::body::{kind, path_id, required, Fields, JsonObject};
+use super::body::{id_list, path_id, required, Fields, JsonObject};
 use crate::{error::ApiError, AppState};
 
 /// A window as REST shows it.
@@ -92,34 +91,7 @@ fn time_field(fields: &Fields, key: &'static str) -> Result<Option<DateTime<Utc>
 }
 
 fn monitor_ids(fields: &Fields) -> Result<Option<Vec<i64>>, ApiError> {
-    let Some(value) = fields.opt_value("monitor_ids") else {
-        return Ok(None);
-    };
-    let Value::Array(items) = value else {
-        return Err(ApiError::invalid(
-            "monitor_ids",
-            format!("must be an array of monitor ids, not {}", kind(value)),
-        ));
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let at = format!("monitor_ids[{i}]");
-            match item {
-                Value::Number(n) => n
-                    .as_i64()
-                    .filter(|&id| id > 0)
-                    .ok_or_else(|| ApiError::invalid(at, "must be a positive integer")),
-                Value::String(s) => domain::parse_id(s).map_err(|p| ApiError::invalid(at, p)),
-                other => Err(ApiError::invalid(
-                    at,
-                    format!("must be a monitor id, not {}", kind(other)),
-                )),
-            }
-        })
-        .collect::<Result<Vec<i64>, ApiError>>()
-        .map(Some)
+    id_list(fields, "monitor_ids", "monitor")
 }
 
 /// `GET /maintenance-windows`: every window, oldest first.

@@ -123,22 +123,7 @@ pub fn parse_spec(body: &Fields) -> Result<(SpecInput, Flap), ApiError> {
     } else {
         None
     };
-    let channel_ids = body
-        .opt_value("notification_channel_ids")
-        .map(|v| {
-            list(v, "notification_channel_ids", |item, at| match item {
-                Value::Number(n) => n
-                    .as_i64()
-                    .filter(|&id| id > 0)
-                    .ok_or_else(|| ApiError::invalid(at, "must be a positive integer")),
-                Value::String(s) => domain::parse_id(s).map_err(|p| ApiError::invalid(at, p)),
-                other => Err(ApiError::invalid(
-                    at,
-                    format!("must be a channel id, not {}", kind(other)),
-                )),
-            })
-        })
-        .transpose()?;
+    let channel_ids = super::body::id_list(body, "notification_channel_ids", "channel")?;
     Ok((
         input,
         Flap {
